@@ -1,0 +1,497 @@
+// The public memcached client: every command as one method over three private helpers (fetch,
+// store, simple), routed to a node by a NodeSelector. Keys and values are checked before any
+// byte is written; replies map to results through small tables; anything else is an error.
+
+import { Connection, type ConnectionOptions, Reply, type RetrievedValue } from "./connection.ts";
+import { IllegalInputError, ProtocolError, UnknownCommandError } from "./errors.ts";
+import { assertValidKey } from "./keys.ts";
+import {
+  encodeLine,
+  encodeMetaSet,
+  encodeStorage,
+  type MetaReply,
+  type StorageVerb,
+  toWireExptime,
+} from "./protocol.ts";
+import { defaultSerde, type Serde } from "./serde.ts";
+
+export interface ClientOptions extends Partial<ConnectionOptions> {
+  /** `host:port`, `[ipv6]:port` or `host` (port 11211), or a list of them. */
+  servers: string | readonly string[];
+  /** Value format; default: Buffer / string / integer / JSON by flags (see serde.ts). */
+  serde?: Serde;
+  /**
+   * Largest value the client sends, in bytes. Default 1 MiB (memcached's default `-I`); the
+   * server may still refuse a value close to its limit (item header) with SERVER_ERROR.
+   */
+  maxValueBytes?: number;
+}
+
+export interface SetOptions {
+  /** Seconds until expiry; 0 (default) never expires; over 30 days is sent as a Unix time. */
+  ttlSeconds?: number;
+  /** Overrides the flags word chosen by the serde (for raw Buffers written for other clients). */
+  flags?: number;
+}
+
+export interface CasItem<T = unknown> {
+  value: T;
+  /** The item's CAS token (opaque, 64-bit, as decimal text). */
+  cas: string;
+  flags: number;
+}
+
+/** Outcome of a storage command, from the server's STORED / NOT_STORED / EXISTS / NOT_FOUND. */
+export type StoreResult = "stored" | "not_stored" | "exists" | "not_found";
+/** Outcome of cas(): stored, or someone changed it since gets() (exists), or it is gone. */
+export type CasResult = "stored" | "exists" | "not_found";
+
+/** Picks the node for a key. One node today; the consistent-hash ring implements this later. */
+export interface NodeSelector {
+  nodeFor(key: string): Connection;
+  readonly nodes: readonly Connection[];
+}
+
+class SingleNode implements NodeSelector {
+  readonly nodes: readonly Connection[];
+  constructor(node: Connection) {
+    this.nodes = [node];
+  }
+  nodeFor(): Connection {
+    return this.nodes[0]!;
+  }
+}
+
+const DEFAULT_PORT = 11211;
+const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
+
+/** Parses `host:port`, `[v6]:port` or `host` into its parts. */
+export function parseServer(server: string): { host: string; port: number } {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(server.trim());
+  const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
+  if (match === null || port < 1 || port > 65535) {
+    throw new IllegalInputError(
+      `server "${server}" is not host:port (examples: "127.0.0.1:11211", "[::1]:11211", "cache.local")`,
+    );
+  }
+  return { host: match[1] ?? match[2]!, port };
+}
+
+const STORE_REPLIES: Record<string, StoreResult> = {
+  STORED: "stored",
+  NOT_STORED: "not_stored",
+  EXISTS: "exists",
+  NOT_FOUND: "not_found",
+};
+
+// Meta flags that would break request/reply pairing (q: no reply on success) or key encoding.
+const META_FLAG = /^[A-Za-z][\x21-\x7e]*$/;
+const REFUSED_META_FLAGS = new Set(["q", "b"]);
+
+export class MemcacheClient {
+  readonly selector: NodeSelector;
+  private readonly serde: Serde;
+  private readonly maxValueBytes: number;
+
+  constructor(options: ClientOptions) {
+    const { servers, serde, maxValueBytes, ...connectionOptions } = options;
+    const list = typeof servers === "string" ? servers.split(",") : [...servers];
+    if (list.length !== 1) {
+      throw new IllegalInputError(
+        `expected exactly one server, got ${list.length}; many-node clusters need the hash ring`,
+      );
+    }
+    const { host, port } = parseServer(list[0]!);
+    this.selector = new SingleNode(new Connection(host, port, connectionOptions));
+    this.serde = serde ?? defaultSerde;
+    this.maxValueBytes = maxValueBytes ?? 1024 * 1024;
+  }
+
+  /** The node connections (for health checks and tests). */
+  get nodes(): readonly Connection[] {
+    return this.selector.nodes;
+  }
+
+  // ---- retrieval ----
+
+  /** The value, or undefined on a miss (also when the stored bytes cannot be decoded). */
+  async get<T = unknown>(key: string): Promise<T | undefined> {
+    const [item] = await this.fetch("get", [key]);
+    return item === undefined ? undefined : (this.decode(item) as T | undefined);
+  }
+
+  /** Many keys in one pipelined round trip per node; missing keys are absent from the map. */
+  async getMany<T = unknown>(keys: readonly string[]): Promise<Map<string, T>> {
+    const items = await this.fetch("get", keys);
+    const result = new Map<string, T>();
+    for (const item of items) {
+      const value = this.decode(item);
+      if (value !== undefined) result.set(item.key, value as T);
+    }
+    return result;
+  }
+
+  /** The value with its CAS token, for a later cas(). */
+  async gets<T = unknown>(key: string): Promise<CasItem<T> | undefined> {
+    const [item] = await this.fetch("gets", [key]);
+    return this.casItem<T>(item);
+  }
+
+  /** Get and touch: the value, with its TTL reset to `ttlSeconds`. */
+  async gat<T = unknown>(key: string, ttlSeconds: number): Promise<T | undefined> {
+    const [item] = await this.fetch("gat", [key], ttlSeconds);
+    return item === undefined ? undefined : (this.decode(item) as T | undefined);
+  }
+
+  /** gat with the CAS token. */
+  async gats<T = unknown>(key: string, ttlSeconds: number): Promise<CasItem<T> | undefined> {
+    const [item] = await this.fetch("gats", [key], ttlSeconds);
+    return this.casItem<T>(item);
+  }
+
+  // ---- storage ----
+
+  /** Stores unconditionally. Resolves true when stored. */
+  async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return (await this.store("set", key, value, options)) === "stored";
+  }
+
+  /** Stores only if the key is absent. Resolves false when it exists. */
+  async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return (await this.store("add", key, value, options)) === "stored";
+  }
+
+  /** Stores only if the key exists. Resolves false when it is absent. */
+  async replace(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return (await this.store("replace", key, value, options)) === "stored";
+  }
+
+  /** Appends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
+  async append(key: string, data: string | Buffer): Promise<boolean> {
+    return (await this.store("append", key, Buffer.from(data), { flags: 0 })) === "stored";
+  }
+
+  /** Prepends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
+  async prepend(key: string, data: string | Buffer): Promise<boolean> {
+    return (await this.store("prepend", key, Buffer.from(data), { flags: 0 })) === "stored";
+  }
+
+  /**
+   * Stores only if the item still has the CAS token from gets(): "stored", "exists" (someone
+   * changed it since) or "not_found" (it expired or was deleted).
+   */
+  cas(key: string, value: unknown, cas: string, options?: SetOptions): Promise<CasResult> {
+    if (!/^[0-9]{1,20}$/.test(cas)) {
+      return Promise.reject(
+        new IllegalInputError(`cas token must be decimal digits, got "${cas}"`),
+      );
+    }
+    return this.store("cas", key, value, options, cas) as Promise<CasResult>;
+  }
+
+  // ---- other keyed commands ----
+
+  /** Resolves true when the key existed. */
+  async delete(key: string): Promise<boolean> {
+    return expectOneOf(await this.simple(key, encodeLine("delete", key), "delete"), {
+      DELETED: true,
+      NOT_FOUND: false,
+    });
+  }
+
+  /** Adds `delta` to a decimal counter; undefined when the key is absent. 64-bit, wraps at 2^64. */
+  incr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
+    return this.arithmetic("incr", key, delta);
+  }
+
+  /** Subtracts `delta`, stopping at 0; undefined when the key is absent. */
+  decr(key: string, delta: number | bigint = 1): Promise<number | bigint | undefined> {
+    return this.arithmetic("decr", key, delta);
+  }
+
+  /** Sets a new TTL. Resolves true when the key existed. */
+  async touch(key: string, ttlSeconds: number): Promise<boolean> {
+    const line = encodeLine("touch", key, toWireExptime(ttlSeconds));
+    return expectOneOf(await this.simple(key, line, "touch"), { TOUCHED: true, NOT_FOUND: false });
+  }
+
+  // ---- whole-server commands (sent to every node) ----
+
+  /** Invalidates every item on every node, optionally after `delaySeconds`. */
+  async flushAll(delaySeconds = 0): Promise<void> {
+    const line = delaySeconds > 0 ? encodeLine("flush_all", delaySeconds) : "flush_all\r\n";
+    await this.eachNode(async (node) => {
+      expectOneOf(await node.send<string>(line, Reply.LINE, "flush_all"), { OK: true });
+    });
+  }
+
+  /** Server version per node endpoint, e.g. `{ "10.0.0.5:11211": "1.6.22" }`. */
+  version(): Promise<Record<string, string>> {
+    return this.eachNode(async (node) => {
+      const line = await node.send<string>("version\r\n", Reply.LINE, "version");
+      if (!line.startsWith("VERSION ")) throw unexpected("version", line);
+      return line.slice(8);
+    });
+  }
+
+  /** `stats [group]` per node endpoint (group: "settings", "items", "slabs", ...). */
+  stats(group?: string): Promise<Record<string, Record<string, string>>> {
+    if (group !== undefined && !/^[a-z_]{1,32}$/.test(group)) {
+      return Promise.reject(
+        new IllegalInputError(`stats group must be a lowercase word, got "${group}"`),
+      );
+    }
+    const line = group === undefined ? "stats\r\n" : encodeLine("stats", group);
+    return this.eachNode((node) => node.send<Record<string, string>>(line, Reply.STATS, "stats"));
+  }
+
+  // ---- meta protocol (memcached >= 1.6.10: HD/VA/EN replies) ----
+
+  /**
+   * Whether the node holding `key` speaks the meta protocol as this client expects (answers `mn`
+   * with MN and runs 1.6.10 or later, where replies are HD/VA/EN). Probed once per connection.
+   */
+  async hasMeta(key = ""): Promise<boolean> {
+    const node = this.selector.nodeFor(key);
+    if (node.metaSupport !== undefined) return node.metaSupport;
+    const versionLine = node.send<string>("version\r\n", Reply.LINE, "version");
+    const noop = node.send<MetaReply>("mn\r\n", Reply.META, "mn");
+    const [version, probe] = await Promise.allSettled([versionLine, noop]);
+    if (version.status === "rejected") throw version.reason;
+    if (probe.status === "rejected" && !(probe.reason instanceof UnknownCommandError)) {
+      throw probe.reason;
+    }
+    const supported =
+      probe.status === "fulfilled" &&
+      probe.value.code === "MN" &&
+      versionAtLeast(version.value.slice(8), [1, 6, 10]);
+    node.metaSupport = supported;
+    return supported;
+  }
+
+  /** `mg <key> <flags>*`: code VA (with value), HD (found, no value asked) or EN (miss). */
+  metaGet(key: string, flags: readonly string[] = ["v", "f"]): Promise<MetaReply> {
+    return this.meta("mg", key, flags);
+  }
+
+  /**
+   * `ms <key> <len> <flags>*` with the value encoded by the serde (its flags word is sent as
+   * `F<flags>` unless `flags` already has an F). TTLs: `T${toWireExptime(ttlSeconds)}`.
+   * Codes: HD stored, NS not stored, EX cas mismatch, NF not found.
+   */
+  metaSet(key: string, value: unknown, flags: readonly string[] = []): Promise<MetaReply> {
+    try {
+      assertValidKey(key);
+      assertMetaFlags(flags);
+      const encoded = this.encode(value);
+      const all = flags.some((f) => f[0] === "F") ? flags : [...flags, `F${encoded.flags}`];
+      const payload = encodeMetaSet(key, encoded.data, all);
+      return this.selector.nodeFor(key).send<MetaReply>(payload, Reply.META, "ms", true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** `md <key> <flags>*`: HD deleted (or marked stale with I), NF not found, EX cas mismatch. */
+  metaDelete(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+    return this.meta("md", key, flags);
+  }
+
+  /** `ma <key> <flags>*`: arithmetic (N autovivify, J initial, D delta, MI/MD mode, v value). */
+  metaArithmetic(key: string, flags: readonly string[] = []): Promise<MetaReply> {
+    return this.meta("ma", key, flags);
+  }
+
+  /** `mn`: answers MN after every earlier request on the node holding `key`. */
+  metaNoop(key = ""): Promise<MetaReply> {
+    return this.selector.nodeFor(key).send<MetaReply>("mn\r\n", Reply.META, "mn");
+  }
+
+  /** Decodes a meta reply's value (asked for with the v and f flags); undefined if absent or bad. */
+  decodeMeta<T = unknown>(reply: MetaReply): T | undefined {
+    if (reply.value === undefined) return undefined;
+    const flags = Number(reply.flags.f ?? "0");
+    return this.serde.decode(reply.value, flags) as T | undefined;
+  }
+
+  /**
+   * ElastiCache Auto Discovery: `config get <name>`; the CONFIG block, or undefined if the
+   * server answered END alone. Plain memcached answers ERROR (UnknownCommandError).
+   */
+  configGet(name = "cluster", key = ""): Promise<Buffer | undefined> {
+    if (!/^[a-z_]{1,32}$/.test(name)) {
+      return Promise.reject(
+        new IllegalInputError(`config name must be a lowercase word, got "${name}"`),
+      );
+    }
+    const node = this.selector.nodeFor(key);
+    return node.send<Buffer | undefined>(encodeLine("config", "get", name), Reply.CONFIG, "config");
+  }
+
+  /** Closes every socket. The client stays usable: the next call reconnects. */
+  close(): void {
+    for (const node of this.selector.nodes) node.close();
+  }
+
+  // ---- the three protocol helpers ----
+
+  /** get/gets/gat/gats of many keys: one pipelined round trip per node, lines under 2 KB. */
+  private async fetch(
+    verb: "get" | "gets" | "gat" | "gats",
+    keys: readonly string[],
+    ttlSeconds?: number,
+  ): Promise<RetrievedValue[]> {
+    const prefix = ttlSeconds === undefined ? verb : `${verb} ${toWireExptime(ttlSeconds)}`;
+    if (keys.length === 1) {
+      const key = keys[0]!;
+      assertValidKey(key);
+      return this.selector
+        .nodeFor(key)
+        .send<RetrievedValue[]>(`${prefix} ${key}\r\n`, Reply.VALUES, verb);
+    }
+    const byNode = new Map<Connection, string[]>();
+    for (const key of new Set(keys)) {
+      assertValidKey(key);
+      const node = this.selector.nodeFor(key);
+      const list = byNode.get(node);
+      if (list === undefined) byNode.set(node, [key]);
+      else list.push(key);
+    }
+    const requests: Promise<RetrievedValue[]>[] = [];
+    for (const [node, nodeKeys] of byNode) {
+      let line = prefix;
+      for (const key of nodeKeys) {
+        if (line.length + key.length + 1 > MAX_GET_LINE) {
+          requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb));
+          line = prefix;
+        }
+        line += ` ${key}`;
+      }
+      requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb));
+    }
+    return (await Promise.all(requests)).flat();
+  }
+
+  /** set/add/replace/append/prepend/cas. */
+  private async store(
+    verb: StorageVerb,
+    key: string,
+    value: unknown,
+    options: SetOptions | undefined,
+    cas?: string,
+  ): Promise<StoreResult> {
+    assertValidKey(key);
+    const encoded = this.encode(value);
+    const flags = options?.flags ?? encoded.flags;
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
+      throw new IllegalInputError(`flags must be a 32-bit unsigned integer, got ${flags}`);
+    }
+    const exptime = toWireExptime(options?.ttlSeconds ?? 0);
+    const payload = encodeStorage(verb, key, flags, exptime, encoded.data, cas);
+    const line = await this.selector.nodeFor(key).send<string>(payload, Reply.LINE, verb, true);
+    const result = STORE_REPLIES[line];
+    if (result === undefined) throw unexpected(verb, line);
+    return result;
+  }
+
+  /** Any keyed command with a one-line reply. */
+  private simple(key: string, line: string, verb: string): Promise<string> {
+    assertValidKey(key);
+    return this.selector.nodeFor(key).send<string>(line, Reply.LINE, verb);
+  }
+
+  private async arithmetic(
+    verb: "incr" | "decr",
+    key: string,
+    delta: number | bigint,
+  ): Promise<number | bigint | undefined> {
+    if (
+      (typeof delta === "number" && !(Number.isSafeInteger(delta) && delta >= 0)) ||
+      (typeof delta === "bigint" && (delta < 0n || delta >= 2n ** 64n))
+    ) {
+      throw new IllegalInputError(`${verb} delta must be an integer in 0..2^64-1, got ${delta}`);
+    }
+    const line = await this.simple(key, encodeLine(verb, key, delta.toString()), verb);
+    if (line === "NOT_FOUND") return undefined;
+    if (!/^[0-9]{1,20}$/.test(line)) throw unexpected(verb, line);
+    const n = Number(line);
+    return Number.isSafeInteger(n) ? n : BigInt(line);
+  }
+
+  private meta(
+    verb: "mg" | "md" | "ma",
+    key: string,
+    flags: readonly string[],
+  ): Promise<MetaReply> {
+    try {
+      assertValidKey(key);
+      assertMetaFlags(flags);
+      const line =
+        flags.length === 0 ? `${verb} ${key}\r\n` : `${verb} ${key} ${flags.join(" ")}\r\n`;
+      return this.selector.nodeFor(key).send<MetaReply>(line, Reply.META, verb);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private encode(value: unknown) {
+    const encoded = this.serde.encode(value);
+    if (encoded.data.length > this.maxValueBytes) {
+      throw new IllegalInputError(
+        `value is ${encoded.data.length} bytes, over maxValueBytes (${this.maxValueBytes}); raise it only if the server runs with a larger -I`,
+      );
+    }
+    return encoded;
+  }
+
+  private decode(item: RetrievedValue): unknown {
+    return this.serde.decode(item.data, item.flags);
+  }
+
+  private casItem<T>(item: RetrievedValue | undefined): CasItem<T> | undefined {
+    if (item === undefined || item.cas === undefined) return undefined;
+    const value = this.decode(item);
+    if (value === undefined) return undefined;
+    return { value: value as T, cas: item.cas, flags: item.flags };
+  }
+
+  private async eachNode<T>(run: (node: Connection) => Promise<T>): Promise<Record<string, T>> {
+    const nodes = this.selector.nodes;
+    const results = await Promise.all(nodes.map(run));
+    const out: Record<string, T> = {};
+    nodes.forEach((node, i) => {
+      out[node.endpoint] = results[i]!;
+    });
+    return out;
+  }
+}
+
+function assertMetaFlags(flags: readonly string[]): void {
+  for (const flag of flags) {
+    if (!META_FLAG.test(flag) || REFUSED_META_FLAGS.has(flag[0]!)) {
+      throw new IllegalInputError(
+        `meta flag "${flag}" refused: flags are a letter plus printable ASCII; q and b are not supported`,
+      );
+    }
+  }
+}
+
+function expectOneOf<T>(line: string, table: Record<string, T>): T {
+  const result = table[line];
+  if (result === undefined) throw unexpected(Object.keys(table).join("/"), line);
+  return result;
+}
+
+function unexpected(verb: string, line: string): ProtocolError {
+  return new ProtocolError(`unexpected reply to ${verb}: ${JSON.stringify(line.slice(0, 80))}`);
+}
+
+function versionAtLeast(version: string, minimum: readonly number[]): boolean {
+  const parts = version.split(/[.-]/).map((p) => Number.parseInt(p, 10));
+  for (let i = 0; i < minimum.length; i++) {
+    const part = parts[i] ?? 0;
+    if (Number.isNaN(part)) return false;
+    if (part !== minimum[i]) return part > minimum[i]!;
+  }
+  return true;
+}

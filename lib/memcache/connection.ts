@@ -1,0 +1,455 @@
+// One memcached node: one socket (plain or TLS), opened lazily and reused across invocations,
+// many requests pipelined on it and answered in order. Any failure (reset, close, timeout,
+// protocol violation) destroys the socket and rejects everything queued on it at once; the next
+// request reconnects. A node that keeps failing is marked dead and refused without waiting.
+
+import net from "node:net";
+import tls from "node:tls";
+import {
+  ConnectionClosedError,
+  MemcacheClientError,
+  type MemcacheError,
+  MemcacheServerError,
+  NodeDeadError,
+  ProtocolError,
+  TimeoutError,
+  UnknownCommandError,
+} from "./errors.ts";
+import { type MetaReply, parseMetaFlags, type ReplyHandler, ReplyParser } from "./protocol.ts";
+
+export interface ConnectionOptions {
+  /** Time allowed to open the socket (and finish the TLS handshake). Default 200 ms. */
+  connectTimeoutMs: number;
+  /** Time allowed from sending a request to its complete reply. Default 100 ms. */
+  timeoutMs: number;
+  /** TCP keep-alive probe delay on an idle socket. Default 15,000 ms. */
+  keepAliveDelayMs: number;
+  /** Consecutive failures after which the node is marked dead. Default 2. */
+  failuresBeforeDead: number;
+  /** How long a dead node is skipped before it is tried again. Default 2,000 ms. */
+  deadRetryMs: number;
+  /** TLS (ElastiCache in-transit encryption): true, or node:tls options (ca, servername, ...). */
+  tls: boolean | tls.ConnectionOptions;
+  /** Longest reply line accepted (protocol-violation guard). Default 8 KiB. */
+  maxLineBytes: number;
+  /** Largest value a reply may announce (protocol-violation guard). Default 128 MiB. */
+  maxReplyBytes: number;
+}
+
+export const connectionDefaults: ConnectionOptions = {
+  connectTimeoutMs: 200,
+  timeoutMs: 100,
+  keepAliveDelayMs: 15_000,
+  failuresBeforeDead: 2,
+  deadRetryMs: 2_000,
+  tls: false,
+  maxLineBytes: 8 * 1024,
+  maxReplyBytes: 128 * 1024 * 1024,
+};
+
+/** What a request expects back; decides how reply events are gathered into one result. */
+export const Reply = {
+  /** One status line: STORED, DELETED, TOUCHED, OK, 42, VERSION x, ... -> string */
+  LINE: 1,
+  /** VALUE blocks until END (get/gets/gat/gats) -> RetrievedValue[] */
+  VALUES: 2,
+  /** STAT lines until END -> Record<string, string> */
+  STATS: 3,
+  /** One meta reply (HD/EN/NF/NS/EX/MN or VA + block) -> MetaReply */
+  META: 4,
+  /** An optional CONFIG block, then END -> Buffer | undefined */
+  CONFIG: 5,
+} as const;
+export type ReplyKind = (typeof Reply)[keyof typeof Reply];
+
+export interface RetrievedValue {
+  key: string;
+  flags: number;
+  data: Buffer;
+  cas: string | undefined;
+}
+
+interface Pending {
+  kind: ReplyKind;
+  /** Command name, for error messages. */
+  verb: string;
+  /** The request carried a data block: after ERROR the server would read it as commands. */
+  hasData: boolean;
+  deadline: number;
+  resolve: (value: never) => void;
+  reject: (error: Error) => void;
+  values: RetrievedValue[] | undefined;
+  stats: Record<string, string> | undefined;
+  config: Buffer | undefined;
+}
+
+export class Connection implements ReplyHandler {
+  readonly host: string;
+  readonly port: number;
+  readonly options: ConnectionOptions;
+  /** Meta-protocol support as probed on this node (undefined until probed). */
+  metaSupport: boolean | undefined;
+
+  private socket: net.Socket | null = null;
+  private parser: ReplyParser | null = null;
+  private connected = false;
+  private corked = false;
+  private queue: Array<Pending | undefined> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private failures = 0;
+  private deadUntil = 0;
+  private connectDeadline = 0;
+
+  constructor(host: string, port: number, options: Partial<ConnectionOptions> = {}) {
+    this.host = host;
+    this.port = port;
+    this.options = { ...connectionDefaults, ...options };
+  }
+
+  get endpoint(): string {
+    return `${this.host}:${this.port}`;
+  }
+
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** True while the node is marked dead (requests are refused without being sent). */
+  get isDead(): boolean {
+    return this.deadUntil > Date.now();
+  }
+
+  /** True when a socket is open (or opening). */
+  get isOpen(): boolean {
+    return this.socket !== null;
+  }
+
+  /**
+   * Sends one command and resolves with its reply, gathered as `kind` says. Rejects with a
+   * MemcacheError subclass; never hangs longer than timeoutMs.
+   */
+  send<T>(payload: string | Buffer, kind: ReplyKind, verb: string, hasData = false): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const now = Date.now();
+      if (this.deadUntil !== 0) {
+        if (now < this.deadUntil) {
+          reject(
+            new NodeDeadError(
+              `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; retrying in ${this.deadUntil - now} ms (deadRetryMs)`,
+            ),
+          );
+          return;
+        }
+        this.deadUntil = 0; // half-open: this request is the probe
+      }
+      const socket = this.socket ?? this.open();
+      this.queue.push({
+        kind,
+        verb,
+        hasData,
+        deadline: now + this.options.timeoutMs,
+        resolve: resolve as (value: never) => void,
+        reject,
+        values: undefined,
+        stats: undefined,
+        config: undefined,
+      });
+      if (this.inFlight === 1) {
+        socket.ref(); // keep the process alive only while a reply is owed
+        if (this.timer === null) this.armTimer(this.options.timeoutMs);
+      }
+      if (!this.corked) {
+        // Everything sent in this tick leaves in one write (pipelining without extra latency).
+        this.corked = true;
+        socket.cork();
+        process.nextTick(uncork, this, socket);
+      }
+      socket.write(payload);
+    });
+  }
+
+  /** Closes the socket; pending requests reject with ConnectionClosedError. Not a failure. */
+  close(): void {
+    this.destroy(
+      new ConnectionClosedError(`connection to ${this.endpoint} closed by the client`),
+      false,
+    );
+  }
+
+  private open(): net.Socket {
+    const { options } = this;
+    let socket: net.Socket;
+    if (options.tls === false) {
+      socket = net.connect({ host: this.host, port: this.port });
+      socket.once("connect", () => this.onConnected(socket));
+    } else {
+      const tlsOptions = options.tls === true ? {} : options.tls;
+      socket = tls.connect({
+        host: this.host,
+        port: this.port,
+        // SNI may not carry an IP address; the certificate is still checked against the IP.
+        servername: net.isIP(this.host) === 0 ? this.host : undefined,
+        ...tlsOptions,
+      });
+      socket.once("secureConnect", () => this.onConnected(socket));
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, options.keepAliveDelayMs);
+    socket.unref();
+    const parser = new ReplyParser(this, {
+      maxLineBytes: options.maxLineBytes,
+      maxValueBytes: options.maxReplyBytes,
+    });
+    socket.on("data", (chunk: Buffer) => {
+      if (this.socket !== socket) return;
+      try {
+        parser.feed(chunk);
+      } catch (error) {
+        this.destroy(
+          error instanceof ProtocolError
+            ? new ProtocolError(`memcached ${this.endpoint}: ${error.message}`)
+            : new ProtocolError(`memcached ${this.endpoint}: ${String(error)}`, { cause: error }),
+        );
+      }
+    });
+    socket.on("error", (error: Error) => {
+      if (this.socket !== socket) return;
+      this.destroy(
+        new ConnectionClosedError(
+          `connection to memcached ${this.endpoint} failed: ${error.message}`,
+          {
+            cause: error,
+          },
+        ),
+      );
+    });
+    socket.on("end", () => {
+      if (this.socket === socket) {
+        this.destroy(new ConnectionClosedError(`memcached ${this.endpoint} closed the connection`));
+      }
+    });
+    socket.on("close", () => {
+      if (this.socket === socket) {
+        this.destroy(new ConnectionClosedError(`connection to memcached ${this.endpoint} closed`));
+      }
+    });
+    this.socket = socket;
+    this.parser = parser;
+    this.connected = false;
+    this.metaSupport = undefined;
+    // The connect deadline shares the one timer: until connected, the timer checks it.
+    this.armTimer(options.connectTimeoutMs);
+    this.connectDeadline = Date.now() + options.connectTimeoutMs;
+    return socket;
+  }
+
+  private onConnected(socket: net.Socket): void {
+    if (this.socket !== socket) return;
+    this.connected = true;
+  }
+
+  private armTimer(delayMs: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(onTimer, Math.max(1, delayMs), this);
+    this.timer.unref();
+  }
+
+  /**
+   * One timer per connection, not per request: replies come in order, so only the oldest
+   * request (and, while connecting, the connect deadline) can be overdue. When it fires it
+   * checks them and re-arms for the next deadline.
+   */
+  checkDeadlines(): void {
+    this.timer = null;
+    if (this.socket === null) return;
+    const now = Date.now();
+    if (!this.connected && now >= this.connectDeadline) {
+      this.destroy(
+        new TimeoutError(
+          `could not connect to memcached ${this.endpoint} within ${this.options.connectTimeoutMs} ms (connectTimeoutMs)`,
+        ),
+      );
+      return;
+    }
+    const head = this.queue[this.head];
+    if (head !== undefined && now >= head.deadline) {
+      this.destroy(
+        new TimeoutError(
+          `memcached ${this.endpoint} did not answer "${head.verb}" within ${this.options.timeoutMs} ms (timeoutMs); the connection was closed and reopens on the next call`,
+        ),
+      );
+      return;
+    }
+    let next = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
+    if (!this.connected) next = Math.min(next, this.connectDeadline);
+    if (next !== Number.POSITIVE_INFINITY) this.armTimer(next - now);
+  }
+
+  /** Destroys the socket and rejects every queued request with `error`. */
+  private destroy(error: MemcacheError, isFailure = true): void {
+    const socket = this.socket;
+    if (socket === null) return;
+    this.socket = null;
+    this.parser?.stop();
+    this.parser = null;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    socket.destroy();
+    const pending = this.queue;
+    const start = this.head;
+    this.queue = [];
+    this.head = 0;
+    // A server that closes an idle socket is not failing; one that drops requests or never
+    // connects is.
+    if (isFailure && (pending.length > start || !this.connected)) {
+      this.failures++;
+      if (this.failures >= this.options.failuresBeforeDead) {
+        this.deadUntil = Date.now() + this.options.deadRetryMs;
+      }
+    }
+    this.connected = false;
+    for (let i = start; i < pending.length; i++) pending[i]!.reject(error);
+  }
+
+  private current(what: string): Pending {
+    const head = this.queue[this.head];
+    if (head === undefined) throw new ProtocolError(`unexpected ${what} with no request waiting`);
+    return head;
+  }
+
+  /** Takes the oldest request off the queue; the socket stops holding the process when idle. */
+  private dequeue(): Pending {
+    const head = this.queue[this.head]!;
+    this.queue[this.head] = undefined;
+    this.head++;
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+      this.socket?.unref();
+    } else if (this.head >= 1024) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.failures = 0; // the server answered: it is alive
+    return head;
+  }
+
+  private complete(value: unknown): void {
+    (this.dequeue().resolve as (value: unknown) => void)(value);
+  }
+
+  // ---- ReplyHandler: reply events from the parser, in wire order ----
+
+  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
+    const head = this.current("VALUE");
+    if (head.kind !== Reply.VALUES) throw new ProtocolError(`unexpected VALUE for "${head.verb}"`);
+    const item: RetrievedValue = { key, flags, data, cas };
+    if (head.values === undefined) head.values = [item];
+    else head.values.push(item);
+  }
+
+  onMetaValue(flags: string, data: Buffer): void {
+    const head = this.current("VA");
+    if (head.kind !== Reply.META) throw new ProtocolError(`unexpected VA for "${head.verb}"`);
+    const reply: MetaReply = { code: "VA", flags: parseMetaFlags(flags), value: data };
+    this.complete(reply);
+  }
+
+  onConfig(_name: string, data: Buffer): void {
+    const head = this.current("CONFIG");
+    if (head.kind !== Reply.CONFIG) throw new ProtocolError(`unexpected CONFIG for "${head.verb}"`);
+    head.config = data;
+  }
+
+  onLine(line: string): void {
+    const head = this.current(JSON.stringify(line.slice(0, 40)));
+    switch (head.kind) {
+      case Reply.LINE:
+        if (isErrorLine(line)) return this.onErrorLine(head, line);
+        return this.complete(line);
+      case Reply.VALUES:
+        if (line === "END") return this.complete(head.values ?? []);
+        break;
+      case Reply.META:
+        if (isErrorLine(line)) return this.onErrorLine(head, line);
+        return this.complete(metaReply(line));
+      case Reply.STATS:
+        if (line.startsWith("STAT ")) {
+          const space = line.indexOf(" ", 5);
+          head.stats ??= {};
+          if (space === -1) head.stats[line.slice(5)] = "";
+          else head.stats[line.slice(5, space)] = line.slice(space + 1);
+          return;
+        }
+        if (line === "END") return this.complete(head.stats ?? {});
+        break;
+      case Reply.CONFIG:
+        if (line === "END") return this.complete(head.config);
+        break;
+    }
+    if (isErrorLine(line)) return this.onErrorLine(head, line);
+    throw new ProtocolError(
+      `unexpected reply ${JSON.stringify(line.slice(0, 80))} to "${head.verb}"`,
+    );
+  }
+
+  private onErrorLine(head: Pending, line: string): void {
+    const where = `memcached ${this.endpoint} answered "${head.verb}" with`;
+    if (line === "ERROR") {
+      // After an unknown command that carried data, the server reads that data as commands.
+      return this.rejectHead(
+        new UnknownCommandError(`${where} ERROR: the server does not support this command`),
+        !head.hasData,
+      );
+    }
+    if (line.startsWith("CLIENT_ERROR")) {
+      // The server may now be out of step with our stream; start over on a fresh socket.
+      return this.rejectHead(new MemcacheClientError(`${where} ${line}`), false);
+    }
+    // SERVER_ERROR: the server swallowed any data block; a single-line exchange stays in step.
+    const multiLine =
+      head.kind === Reply.VALUES || head.kind === Reply.STATS || head.kind === Reply.CONFIG;
+    return this.rejectHead(new MemcacheServerError(`${where} ${line}`), !multiLine);
+  }
+
+  private rejectHead(error: MemcacheError, keepConnection: boolean): void {
+    const head = this.dequeue();
+    if (!keepConnection) {
+      this.destroy(
+        new ConnectionClosedError(
+          `connection to memcached ${this.endpoint} reset after a "${head.verb}" error: ${error.message}`,
+        ),
+      );
+      this.failures = 0; // the server answered, so it is not dead
+    }
+    head.reject(error);
+  }
+
+  /** @internal Ends this tick's write batch (see send()). */
+  flushWrites(socket: net.Socket): void {
+    this.corked = false;
+    socket.uncork();
+  }
+}
+
+function uncork(connection: Connection, socket: net.Socket): void {
+  connection.flushWrites(socket);
+}
+
+function onTimer(connection: Connection): void {
+  connection.checkDeadlines();
+}
+
+function isErrorLine(line: string): boolean {
+  return line === "ERROR" || line.startsWith("CLIENT_ERROR") || line.startsWith("SERVER_ERROR");
+}
+
+function metaReply(line: string): MetaReply {
+  const space = line.indexOf(" ");
+  if (space === -1) return { code: line, flags: {} };
+  return { code: line.slice(0, space), flags: parseMetaFlags(line.slice(space + 1)) };
+}

@@ -1,0 +1,294 @@
+// memcached text and meta protocol, pure: command encoders (values -> bytes) and an incremental
+// reply parser (bytes -> reply events). No sockets here, so every byte boundary is unit-testable.
+// Reference: memcached's doc/protocol.txt.
+
+import { IllegalInputError, ProtocolError } from "./errors.ts";
+
+const CR = 13;
+const LF = 10;
+const THIRTY_DAYS_SECONDS = 60 * 60 * 24 * 30;
+
+/**
+ * The one place where a TTL becomes memcached's `exptime`. memcached reads an exptime up to
+ * 30 days as seconds from now and anything larger as an absolute Unix time, so a longer TTL is
+ * sent as `now + ttl`. 0 means "never expires".
+ */
+export function toWireExptime(ttlSeconds: number, nowMs: number = Date.now()): number {
+  if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0) {
+    throw new IllegalInputError(
+      `ttlSeconds must be a whole number of seconds >= 0 (0 = no expiry), got ${ttlSeconds}`,
+    );
+  }
+  if (ttlSeconds > THIRTY_DAYS_SECONDS) return Math.floor(nowMs / 1000) + ttlSeconds;
+  return ttlSeconds;
+}
+
+/** Storage commands of the classic text protocol. */
+export type StorageVerb = "set" | "add" | "replace" | "append" | "prepend" | "cas";
+
+/** `<verb> <key> <flags> <exptime> <bytes> [<cas>]\r\n<data>\r\n` as one buffer (one write). */
+export function encodeStorage(
+  verb: StorageVerb,
+  key: string,
+  flags: number,
+  exptime: number,
+  data: Buffer,
+  cas?: string,
+): Buffer {
+  const header =
+    cas === undefined
+      ? `${verb} ${key} ${flags} ${exptime} ${data.length}\r\n`
+      : `${verb} ${key} ${flags} ${exptime} ${data.length} ${cas}\r\n`;
+  return withData(header, data);
+}
+
+/** `ms <key> <datalen> <flags>*\r\n<data>\r\n`. */
+export function encodeMetaSet(key: string, data: Buffer, metaFlags: readonly string[]): Buffer {
+  const flags = metaFlags.length === 0 ? "" : ` ${metaFlags.join(" ")}`;
+  return withData(`ms ${key} ${data.length}${flags}\r\n`, data);
+}
+
+function withData(header: string, data: Buffer): Buffer {
+  const headerLength = header.length; // ASCII only: keys and flags are validated before this
+  const out = Buffer.allocUnsafe(headerLength + data.length + 2);
+  out.write(header, 0, "latin1");
+  data.copy(out, headerLength);
+  out[out.length - 2] = CR;
+  out[out.length - 1] = LF;
+  return out;
+}
+
+/** A command line with no data block, e.g. `get a b`, `delete k`, `mg k v f`. */
+export function encodeLine(...parts: ReadonlyArray<string | number>): string {
+  return `${parts.join(" ")}\r\n`;
+}
+
+/** Receives parsed replies in wire order. */
+export interface ReplyHandler {
+  /** `VALUE <key> <flags> <bytes> [<cas>]` and its data block (get, gets, gat, gats). */
+  onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void;
+  /** `VA <size> <flags>*` and its data block (meta get/arithmetic); `flags` is the text after size. */
+  onMetaValue(flags: string, data: Buffer): void;
+  /** `CONFIG <name> <flags> <bytes>` and its data block (ElastiCache `config get cluster`). */
+  onConfig(name: string, data: Buffer): void;
+  /** Any other reply line, without its `\r\n`: STORED, END, HD, EN, VERSION x, STAT a b, 42, ... */
+  onLine(line: string): void;
+}
+
+export interface ParserLimits {
+  /** Longest reply line accepted, in bytes; a longer one is a protocol error. */
+  maxLineBytes: number;
+  /** Largest data block accepted, in bytes; a larger declared size is a protocol error. */
+  maxValueBytes: number;
+}
+
+export const parserDefaults: ParserLimits = {
+  maxLineBytes: 8 * 1024,
+  maxValueBytes: 128 * 1024 * 1024,
+};
+
+const BLOCK_VALUE = 1;
+const BLOCK_META = 2;
+const BLOCK_CONFIG = 3;
+
+/**
+ * Incremental reply parser. Feed it socket chunks of any size; it calls the handler once per
+ * complete reply element. A data block is read by its declared byte count, so value bytes that
+ * look like `\r\nEND\r\n` are data, not protocol. Violations throw ProtocolError; after that (or
+ * after stop()) the parser must not be fed again.
+ */
+export class ReplyParser {
+  private rest: Buffer | null = null;
+  // A data block that straddles chunks is copied into `block` (size + 2 for its "\r\n").
+  private block: Buffer | null = null;
+  private blockFilled = 0;
+  private blockKind = 0;
+  private blockKey = "";
+  private blockFlags = 0;
+  private blockCas: string | undefined;
+  private stopped = false;
+  private readonly handler: ReplyHandler;
+  private readonly limits: ParserLimits;
+
+  constructor(handler: ReplyHandler, limits: Partial<ParserLimits> = {}) {
+    this.handler = handler;
+    this.limits = { ...parserDefaults, ...limits };
+  }
+
+  /** Stops parsing at once, also in the middle of feed(); later chunks are ignored. */
+  stop(): void {
+    this.stopped = true;
+    this.rest = null;
+    this.block = null;
+  }
+
+  /** Bytes held for an incomplete reply (for tests and memory bounds). */
+  get bufferedBytes(): number {
+    return (this.rest?.length ?? 0) + (this.block === null ? 0 : this.blockFilled);
+  }
+
+  feed(chunk: Buffer): void {
+    if (this.stopped) return;
+    let offset = 0;
+    if (this.block !== null) {
+      offset = this.fillBlock(chunk);
+      if (this.block !== null || this.stopped) return;
+    }
+    let data: Buffer;
+    if (this.rest === null) {
+      data = offset === 0 ? chunk : chunk.subarray(offset);
+    } else {
+      data = Buffer.concat([this.rest, offset === 0 ? chunk : chunk.subarray(offset)]);
+      this.rest = null;
+    }
+    this.parse(data);
+  }
+
+  private parse(data: Buffer): void {
+    const { maxLineBytes } = this.limits;
+    let offset = 0;
+    const length = data.length;
+    while (offset < length) {
+      const lf = data.indexOf(LF, offset);
+      if (lf === -1) break;
+      if (lf - offset > maxLineBytes) throw tooLong(maxLineBytes);
+      if (lf === offset || data[lf - 1] !== CR) {
+        throw new ProtocolError("reply line not terminated by \\r\\n");
+      }
+      const first = data[offset];
+      if (first === 0x56 /* V */ || first === 0x43 /* C */) {
+        const line = data.toString("latin1", offset, lf - 1);
+        const start = lf + 1;
+        const size = this.blockHeader(line);
+        if (size >= 0) {
+          const end = start + size;
+          if (end + 2 <= length) {
+            if (data[end] !== CR || data[end + 1] !== LF) throw badBlockEnd();
+            this.emitBlock(data.subarray(start, end));
+            if (this.stopped) return;
+            offset = end + 2;
+            continue;
+          }
+          // The block continues in later chunks: copy what is here into a buffer of its size.
+          this.block = Buffer.allocUnsafe(size + 2);
+          this.blockFilled = data.copy(this.block, 0, start, length);
+          return;
+        }
+        offset = start;
+        this.handler.onLine(line);
+      } else {
+        const line = data.toString("latin1", offset, lf - 1);
+        offset = lf + 1;
+        this.handler.onLine(line);
+      }
+      if (this.stopped) return;
+    }
+    if (offset < length) {
+      if (length - offset > maxLineBytes) throw tooLong(maxLineBytes);
+      this.rest = data.subarray(offset);
+    }
+  }
+
+  /** Copies chunk bytes into the pending block; returns how many bytes of chunk it used. */
+  private fillBlock(chunk: Buffer): number {
+    const block = this.block!;
+    const used = chunk.copy(block, this.blockFilled, 0, block.length - this.blockFilled);
+    this.blockFilled += used;
+    if (this.blockFilled < block.length) return used;
+    if (block[block.length - 2] !== CR || block[block.length - 1] !== LF) throw badBlockEnd();
+    this.block = null;
+    this.emitBlock(block.subarray(0, block.length - 2));
+    return used;
+  }
+
+  /**
+   * If `line` starts a data block (VALUE, VA, CONFIG), remembers its header fields and returns
+   * the block size; otherwise returns -1.
+   */
+  private blockHeader(line: string): number {
+    let sizeField: string | undefined;
+    if (line.startsWith("VALUE ")) {
+      const parts = line.split(" ");
+      if (parts.length !== 4 && parts.length !== 5) throw malformed(line);
+      this.blockKind = BLOCK_VALUE;
+      this.blockKey = parts[1]!;
+      this.blockFlags = parseUint(parts[2]!, line);
+      this.blockCas = parts[4];
+      if (this.blockCas !== undefined) parseUint(this.blockCas, line);
+      sizeField = parts[3];
+    } else if (line.startsWith("VA ")) {
+      const space = line.indexOf(" ", 3);
+      sizeField = space === -1 ? line.slice(3) : line.slice(3, space);
+      this.blockKind = BLOCK_META;
+      this.blockKey = space === -1 ? "" : line.slice(space + 1);
+    } else if (line.startsWith("CONFIG ")) {
+      const parts = line.split(" ");
+      if (parts.length !== 4) throw malformed(line);
+      this.blockKind = BLOCK_CONFIG;
+      this.blockKey = parts[1]!;
+      parseUint(parts[2]!, line);
+      sizeField = parts[3];
+    } else {
+      return -1;
+    }
+    const size = parseUint(sizeField ?? "", line);
+    if (size > this.limits.maxValueBytes) {
+      throw new ProtocolError(
+        `reply announces a ${size}-byte value, over maxValueBytes (${this.limits.maxValueBytes})`,
+      );
+    }
+    return size;
+  }
+
+  private emitBlock(data: Buffer): void {
+    if (this.blockKind === BLOCK_VALUE) {
+      this.handler.onValue(this.blockKey, this.blockFlags, data, this.blockCas);
+    } else if (this.blockKind === BLOCK_META) {
+      this.handler.onMetaValue(this.blockKey, data);
+    } else {
+      this.handler.onConfig(this.blockKey, data);
+    }
+  }
+}
+
+function parseUint(text: string, line: string): number {
+  if (text.length === 0 || text.length > 20) throw malformed(line);
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) throw malformed(line);
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+function malformed(line: string): ProtocolError {
+  return new ProtocolError(`malformed reply header: ${JSON.stringify(line.slice(0, 120))}`);
+}
+
+function badBlockEnd(): ProtocolError {
+  return new ProtocolError("data block not followed by \\r\\n (byte count does not match)");
+}
+
+function tooLong(max: number): ProtocolError {
+  return new ProtocolError(`reply line longer than maxLineBytes (${max}) without \\r\\n`);
+}
+
+/** Meta reply: a two-letter code (HD, VA, EN, NF, NS, EX, MN) and its return flags. */
+export interface MetaReply {
+  code: string;
+  /** Return flags by letter, e.g. `{ t: "59", c: "123", f: "1" }`; a flag without a token maps to "". */
+  flags: Record<string, string>;
+  /** The value block (only with code VA). */
+  value?: Buffer;
+}
+
+/** Parses the flags part of a meta reply line (`t59 c123 W`) into a record. */
+export function parseMetaFlags(text: string): Record<string, string> {
+  const flags: Record<string, string> = {};
+  if (text.length === 0) return flags;
+  for (const token of text.split(" ")) {
+    if (token.length > 0) flags[token[0]!] = token.slice(1);
+  }
+  return flags;
+}
