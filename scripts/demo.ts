@@ -3,7 +3,7 @@
 
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
-import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../infra/local/memcached.ts";
 
 let server: MemcachedProcess | undefined;
 let endpoint = process.env.CACHE_NEW_ENDPOINT;

@@ -1,0 +1,89 @@
+// Counters that never lose an update. Two tools:
+//  - casUpdate: any read-modify-write as a CAS loop (gets -> cas), retried with jitter, bounded.
+//  - increment: memcached's atomic incr/decr, seeding a missing counter with add (one seeder wins).
+// Unlike cache-aside, counter errors do surface: a count that silently failed would be wrong.
+
+import type { MemcacheClient } from "../memcache/client.ts";
+import { MemcacheError } from "../memcache/errors.ts";
+
+/** The client surface counters use (a MemcacheClient, or the cutover fallback's counter view). */
+export type CounterClient = Pick<MemcacheClient, "get" | "gets" | "cas" | "add" | "incr" | "decr">;
+
+export interface CasUpdateOptions {
+  /** Attempts before giving up with CasConflictError. Default 50. */
+  maxAttempts: number;
+  /** Upper bound of the random pause between attempts, in ms (doubles each retry, capped). Default 2. */
+  jitterMs: number;
+  /** TTL of the stored value, in seconds (0 = no expiry). Default 0. */
+  ttlSeconds: number;
+}
+
+export const casUpdateDefaults: CasUpdateOptions = { maxAttempts: 50, jitterMs: 2, ttlSeconds: 0 };
+
+/** The CAS loop gave up: too many concurrent writers for maxAttempts. Nothing was lost. */
+export class CasConflictError extends MemcacheError {}
+
+/**
+ * Applies `update` to the current value of `key` atomically and resolves with the stored value.
+ * `update` receives undefined when the key is absent (then the new value is created with add).
+ *
+ * Race handling, two writers A and B on the same key:
+ *   A gets (v, cas 7)   B gets (v, cas 7)   A cas(7) -> stored (cas now 8)   B cas(7) -> exists
+ *   B waits a random moment, gets (v', cas 8), cas(8) -> stored. Both updates are in.
+ * A key created concurrently: both add, one gets NOT_STORED and retries with gets/cas.
+ */
+export async function casUpdate<T>(
+  client: CounterClient,
+  key: string,
+  update: (current: T | undefined) => T,
+  options: Partial<CasUpdateOptions> = {},
+): Promise<T> {
+  const { maxAttempts, jitterMs, ttlSeconds } = { ...casUpdateDefaults, ...options };
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    const current = await client.gets<T>(key);
+    if (current === undefined) {
+      const next = update(undefined);
+      if (await client.add(key, next, { ttlSeconds })) return next;
+    } else {
+      const next = update(current.value);
+      if ((await client.cas(key, next, current.cas, { ttlSeconds })) === "stored") return next;
+    }
+    await pause(jitterMs * 2 ** Math.min(attempt - 1, 5));
+  }
+  throw new CasConflictError(
+    `cas update of "${key}" gave up after ${maxAttempts} attempts (maxAttempts) under contention`,
+  );
+}
+
+/**
+ * Adds `delta` (may be negative) with incr/decr; a missing counter is created with add, and if
+ * another caller created it first, the incr is simply retried. Resolves with the new value.
+ * memcached counters are unsigned: decr stops at 0.
+ */
+export async function increment(
+  client: CounterClient,
+  key: string,
+  delta = 1,
+  options: { ttlSeconds?: number } = {},
+): Promise<number> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const value = delta >= 0 ? await client.incr(key, delta) : await client.decr(key, -delta);
+    if (value !== undefined) return Number(value);
+    const seed = Math.max(0, delta);
+    if (await client.add(key, seed, { ttlSeconds: options.ttlSeconds ?? 0 })) return seed;
+  }
+  throw new CasConflictError(`increment of "${key}" failed: the counter kept disappearing (evicted?)`);
+}
+
+/** The counter's value, 0 when it was never counted. */
+export async function readCounter(client: Pick<CounterClient, "get">, key: string): Promise<number> {
+  const value = await client.get(key);
+  if (value === undefined) return 0;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : 0;
+}
+
+function pause(maxMs: number): Promise<void> {
+  const ms = Math.random() * maxMs;
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

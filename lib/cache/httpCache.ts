@@ -1,0 +1,219 @@
+// Cache-aside for HTTP responses of API Gateway handlers (HTTP API v2 and REST v1 events).
+// All the logic lives here; lib/middleware only routes Middy's phases to lookup() and store(),
+// and withHttpCache() offers the same behaviour to handlers without Middy.
+//
+// What is cached (one rule, one place): a response to a GET or HEAD request that carries no
+// Authorization header (unless "authorization" is among varyHeaders), with a 2xx status, no
+// Set-Cookie / cookies, no `Vary: *`, and no Cache-Control private, no-store or no-cache.
+// Everything else passes through untouched. The key is method + path + sorted query string +
+// the values of varyHeaders, through safeKey (hashed when not plain), so no request text ever
+// reaches memcached raw.
+
+import type {
+  APIGatewayProxyEvent,
+  APIGatewayProxyEventV2,
+  APIGatewayProxyResult,
+  APIGatewayProxyStructuredResultV2,
+} from "aws-lambda";
+import { safeKey } from "../memcache/keys.ts";
+import type { CacheAside, CacheStatus } from "./cacheAside.ts";
+
+export type HttpEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
+export type HttpResult = APIGatewayProxyStructuredResultV2 | APIGatewayProxyResult;
+
+export interface HttpCacheOptions {
+  /** The cache-aside core to read and write through. Required. */
+  cache: CacheAside | undefined;
+  /** TTL of cached responses, in seconds. Default 60. */
+  ttlSeconds: number;
+  /** Prefix of every key this cache writes. Default "http:". */
+  keyPrefix: string;
+  /** Request headers whose values become part of the key (lowercase names). Default []. */
+  varyHeaders: readonly string[];
+  /** Custom key text for a request (hashed into a safe key); undefined = do not cache. */
+  getKey: ((event: HttpEvent) => string | undefined) | undefined;
+  /** Whether a request may be served from / stored in the cache. Default: the rule above. */
+  isCacheableRequest: (event: HttpEvent, options: HttpCacheOptions) => boolean;
+  /** Whether a response may be stored. Default: the rule above. */
+  isCacheableResponse: (response: HttpResult) => boolean;
+  /** Response header that reports HIT, HIT-FALLBACK, MISS or BYPASS. Default "x-cache". */
+  headerName: string;
+}
+
+export const httpCacheDefaults: HttpCacheOptions = {
+  cache: undefined,
+  ttlSeconds: 60,
+  keyPrefix: "http:",
+  varyHeaders: [],
+  getKey: undefined,
+  isCacheableRequest: defaultIsCacheableRequest,
+  isCacheableResponse: defaultIsCacheableResponse,
+  headerName: "x-cache",
+};
+
+/** The outcome of lookup(), handed back to store() after the handler ran. */
+export interface HttpLookup {
+  /** Undefined when the request is not cacheable. */
+  key: string | undefined;
+  status: CacheStatus | undefined;
+  /** The cached response, on a hit. */
+  response?: HttpResult;
+}
+
+interface CachedResponse {
+  statusCode: number;
+  headers: Record<string, string | number | boolean>;
+  body: string;
+  isBase64Encoded: boolean;
+  /** When it was stored (ms since epoch), for the Age header. */
+  storedAt: number;
+}
+
+export class HttpCache {
+  readonly options: HttpCacheOptions;
+  private readonly cache: CacheAside;
+
+  constructor(options: Partial<HttpCacheOptions>) {
+    this.options = { ...httpCacheDefaults, ...options };
+    if (this.options.cache === undefined) throw new TypeError("HttpCache needs options.cache");
+    this.cache = this.options.cache;
+  }
+
+  /** The cache key for a request, or undefined when the request is not cacheable. */
+  keyFor(event: HttpEvent): string | undefined {
+    if (!this.options.isCacheableRequest(event, this.options)) return undefined;
+    const text = this.options.getKey ? this.options.getKey(event) : defaultKeyText(event, this.options);
+    return text === undefined ? undefined : safeKey(text, this.options.keyPrefix);
+  }
+
+  /** Before the handler: a hit carries the response to return at once. */
+  async lookup(event: HttpEvent): Promise<HttpLookup> {
+    const key = this.keyFor(event);
+    if (key === undefined) return { key, status: undefined };
+    const read = await this.cache.read<CachedResponse>(key);
+    if ((read.status === "HIT" || read.status === "HIT-FALLBACK") && isCachedResponse(read.value)) {
+      return { key, status: read.status, response: this.fromCache(read.value, read.status) };
+    }
+    return { key, status: read.status === "BYPASS" ? "BYPASS" : "MISS" };
+  }
+
+  /** After the handler: stores a cacheable response on a MISS and labels it with x-cache. */
+  async store(lookup: HttpLookup, response: HttpResult): Promise<HttpResult> {
+    if (lookup.key === undefined || lookup.status === undefined || !isObject(response)) {
+      return response;
+    }
+    if (lookup.status === "MISS" && this.options.isCacheableResponse(response)) {
+      const entry: CachedResponse = {
+        statusCode: response.statusCode ?? 200,
+        headers: { ...(response.headers ?? {}) },
+        body: response.body ?? "",
+        isBase64Encoded: response.isBase64Encoded ?? false,
+        storedAt: Date.now(),
+      };
+      delete entry.headers[this.options.headerName];
+      await this.cache.write(lookup.key, entry, this.options.ttlSeconds);
+    }
+    return withHeader(response, this.options.headerName, lookup.status);
+  }
+
+  private fromCache(entry: CachedResponse, status: CacheStatus): HttpResult {
+    const age = Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000));
+    return {
+      statusCode: entry.statusCode,
+      headers: { ...entry.headers, age: String(age), [this.options.headerName]: status },
+      body: entry.body,
+      isBase64Encoded: entry.isBase64Encoded,
+    };
+  }
+}
+
+/** The plain wrapper: the same behaviour as the Middy middleware, for handlers without Middy. */
+export function withHttpCache<E extends HttpEvent, C>(
+  handler: (event: E, context: C) => Promise<HttpResult>,
+  options: Partial<HttpCacheOptions>,
+): (event: E, context: C) => Promise<HttpResult> {
+  const httpCache = new HttpCache(options);
+  return async (event, context) => {
+    const lookup = await httpCache.lookup(event);
+    if (lookup.response !== undefined) return lookup.response;
+    return httpCache.store(lookup, await handler(event, context));
+  };
+}
+
+// ---- the cacheability rule ----
+
+export function requestMethod(event: HttpEvent): string {
+  const v2 = (event as APIGatewayProxyEventV2).requestContext?.http?.method;
+  return (v2 ?? (event as APIGatewayProxyEvent).httpMethod ?? "GET").toUpperCase();
+}
+
+function requestPath(event: HttpEvent): string {
+  return (event as APIGatewayProxyEventV2).rawPath ?? (event as APIGatewayProxyEvent).path ?? "/";
+}
+
+function header(event: HttpEvent, name: string): string | undefined {
+  const headers = event.headers ?? {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (key.toLowerCase() === name) return value ?? undefined;
+  }
+  return undefined;
+}
+
+export function defaultIsCacheableRequest(event: HttpEvent, options: HttpCacheOptions): boolean {
+  const method = requestMethod(event);
+  if (method !== "GET" && method !== "HEAD") return false;
+  // A response may depend on who asks: never share it unless the key includes the credential.
+  return header(event, "authorization") === undefined || options.varyHeaders.includes("authorization");
+}
+
+export function defaultIsCacheableResponse(response: HttpResult): boolean {
+  const status = response.statusCode ?? 200;
+  if (status < 200 || status > 299) return false;
+  if ("cookies" in response && (response.cookies?.length ?? 0) > 0) return false;
+  const headers = lowercaseHeaders(response);
+  if (headers["set-cookie"] !== undefined) return false;
+  if ((headers.vary ?? "").includes("*")) return false;
+  const cacheControl = (headers["cache-control"] ?? "").toLowerCase();
+  return !/\b(private|no-store|no-cache)\b/.test(cacheControl);
+}
+
+function lowercaseHeaders(response: HttpResult): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(response.headers ?? {})) out[key.toLowerCase()] = String(value);
+  const multi = (response as APIGatewayProxyResult).multiValueHeaders ?? {};
+  for (const [key, values] of Object.entries(multi)) out[key.toLowerCase()] = values.join(", ");
+  return out;
+}
+
+function defaultKeyText(event: HttpEvent, options: HttpCacheOptions): string {
+  const v2 = event as APIGatewayProxyEventV2;
+  let query: string;
+  if (v2.rawQueryString !== undefined) {
+    query = v2.rawQueryString.split("&").filter(Boolean).sort().join("&");
+  } else {
+    const params = (event as APIGatewayProxyEvent).queryStringParameters ?? {};
+    query = Object.keys(params)
+      .sort()
+      .map((name) => `${name}=${params[name] ?? ""}`)
+      .join("&");
+  }
+  let text = `${requestMethod(event)} ${requestPath(event)}?${query}`;
+  for (const name of options.varyHeaders) text += `\n${name}: ${header(event, name) ?? ""}`;
+  return text;
+}
+
+function withHeader(response: HttpResult, name: string, value: string): HttpResult {
+  return { ...response, headers: { ...(response.headers ?? {}), [name]: value } };
+}
+
+function isObject(value: unknown): value is HttpResult {
+  return typeof value === "object" && value !== null;
+}
+
+function isCachedResponse(value: unknown): value is CachedResponse {
+  return (
+    isObject(value) &&
+    typeof (value as CachedResponse).statusCode === "number" &&
+    typeof (value as CachedResponse).body === "string"
+  );
+}

@@ -1,0 +1,41 @@
+// Middy middleware: cache-aside for HTTP handlers. Only glue: each phase hands the request to the
+// HttpCache core in lib/cache; per-request state lives in request.internal, never in module
+// variables (one environment may run concurrent invocations under some hosts).
+//
+// A hit returns from `before`, which ends the request early: Middy then runs NO `after` of any
+// middleware. So attach this middleware AFTER those whose `before` must always run (auth,
+// validation) and BEFORE those whose `after` decorates the response (CORS, security headers):
+// their `after` runs before ours on a miss, so the stored response is already decorated, and a
+// hit returns it as it was.
+
+import type { MiddlewareObj, Request } from "@middy/core";
+import type { Context } from "aws-lambda";
+import { HttpCache, type HttpCacheOptions, type HttpEvent, type HttpLookup, type HttpResult } from "../cache/httpCache.ts";
+
+const name = "httpCache";
+const internalKey = `${name}.lookup`;
+
+type CacheRequest = Request<HttpEvent, HttpResult, Error, Context, Record<string, unknown>>;
+
+export function httpCacheMiddleware(
+  opts: Partial<HttpCacheOptions>,
+): MiddlewareObj<HttpEvent, HttpResult, Error, Context, Record<string, unknown>> {
+  const httpCache = new HttpCache(opts);
+
+  const httpCacheMiddlewareBefore = async (request: CacheRequest) => {
+    const lookup = await httpCache.lookup(request.event);
+    if (lookup.response !== undefined) return lookup.response;
+    request.internal[internalKey] = lookup;
+    return undefined;
+  };
+
+  const httpCacheMiddlewareAfter = async (request: CacheRequest) => {
+    const lookup = request.internal[internalKey] as HttpLookup | undefined;
+    if (lookup === undefined || request.response == null) return;
+    request.response = await httpCache.store(lookup, request.response);
+  };
+
+  return { name, before: httpCacheMiddlewareBefore, after: httpCacheMiddlewareAfter };
+}
+
+export default httpCacheMiddleware;

@@ -1,0 +1,82 @@
+// Misbehaving memcached peers for fault tests: small node:net servers on loopback that close at
+// once, never answer, or answer each request line with whatever the test scripts (garbage, wrong
+// byte counts). Each counts the connections it accepted, so tests can see reconnects.
+
+import net from "node:net";
+
+export interface FakeServer {
+  host: "127.0.0.1";
+  port: number;
+  /** "127.0.0.1:port" */
+  endpoint: string;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  /** Destroys every accepted socket and stops listening. */
+  close(): Promise<void>;
+}
+
+/** Called for each accepted socket with its 0-based index among this server's connections. */
+export type ConnectionBehaviour = (socket: net.Socket, index: number) => void;
+
+/** Starts a TCP server on a free loopback port that treats each connection as `behaviour` says. */
+export function startFakeServer(behaviour: ConnectionBehaviour): Promise<FakeServer> {
+  const sockets = new Set<net.Socket>();
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {}); // the client resets sockets on purpose
+    behaviour(socket, connections++);
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = server.address() as net.AddressInfo;
+      resolve({
+        host: "127.0.0.1",
+        port,
+        endpoint: `127.0.0.1:${port}`,
+        get connections() {
+          return connections;
+        },
+        close: () =>
+          new Promise<void>((done) => {
+            for (const socket of sockets) socket.destroy();
+            server.close(() => done());
+          }),
+      });
+    });
+  });
+}
+
+/** Accepts and closes at once, without a byte of reply. */
+export const closeImmediately: ConnectionBehaviour = (socket) => {
+  socket.destroy();
+};
+
+/** Accepts, reads and discards everything, never answers (also not a TLS handshake). */
+export const blackHole: ConnectionBehaviour = (socket) => {
+  socket.resume();
+};
+
+/**
+ * Answers every complete request line with `reply(line, connectionIndex)` (nothing when it
+ * returns undefined). Only for line commands such as get: data blocks are not skipped.
+ */
+export function answerLines(
+  reply: (line: string, connectionIndex: number) => string | undefined,
+): ConnectionBehaviour {
+  return (socket, index) => {
+    let buffered = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      buffered += chunk;
+      for (let end = buffered.indexOf("\r\n"); end !== -1; end = buffered.indexOf("\r\n")) {
+        const line = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const answer = reply(line, index);
+        if (answer !== undefined && !socket.destroyed) socket.write(answer, "latin1");
+      }
+    });
+  };
+}
