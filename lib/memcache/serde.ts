@@ -23,7 +23,7 @@ export interface Serde {
   decode(data: Buffer, flags: number): unknown;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const INTEGER = /^-?[0-9]{1,20}$/;
 
 function decodeInteger(text: string): number | bigint | undefined {
@@ -46,7 +46,14 @@ export const defaultSerde: Serde = {
     if (value === undefined || typeof value === "function" || typeof value === "symbol") {
       throw new IllegalInputError(`cannot store a value of type ${typeof value}`);
     }
-    const json = JSON.stringify(value);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch (error) {
+      throw new IllegalInputError(`value cannot be stored as JSON: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
     if (json === undefined) throw new IllegalInputError("value has no JSON form");
     return { data: Buffer.from(json, "utf8"), flags: FLAG_JSON };
   },

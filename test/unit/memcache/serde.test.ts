@@ -1,0 +1,140 @@
+// Unit tests of the default serde: values <-> bytes plus the flags word
+// (0 bytes, 1 UTF-8 string, 2 integer, 3 JSON), and undecodable bytes reported as a miss.
+
+import { describe, expect, it } from "vitest";
+import { IllegalInputError } from "../../../lib/memcache/errors.ts";
+import {
+  defaultSerde,
+  FLAG_BYTES,
+  FLAG_INTEGER,
+  FLAG_JSON,
+  FLAG_STRING,
+} from "../../../lib/memcache/serde.ts";
+
+function roundTrip(value: unknown): { flags: number; decoded: unknown } {
+  const { data, flags } = defaultSerde.encode(value);
+  return { flags, decoded: defaultSerde.decode(data, flags) };
+}
+
+describe("defaultSerde", () => {
+  describe("round trips", () => {
+    it("round-trips a Buffer of arbitrary bytes with flags 0", () => {
+      const value = Buffer.from([0x00, 0xff, 0x0d, 0x0a, 0x80, 0x41]);
+      const { flags, decoded } = roundTrip(value);
+      expect(flags).toBe(FLAG_BYTES);
+      expect(Buffer.isBuffer(decoded)).toBe(true);
+      expect(decoded).toEqual(value);
+    });
+
+    it.each([
+      "",
+      "hello",
+      "héllo wörld",
+      "日本語のテキスト",
+      "emoji 😀 and 𝄞 outside the BMP",
+      "line\r\nbreaks\0and NUL",
+    ])("round-trips the string %j with flags 1", (value) => {
+      expect(roundTrip(value)).toEqual({ flags: FLAG_STRING, decoded: value });
+    });
+
+    it.each([0, 1, -1, -42, Number.MAX_SAFE_INTEGER, Number.MIN_SAFE_INTEGER])(
+      "round-trips the integer %d with flags 2",
+      (value) => {
+        expect(roundTrip(value)).toEqual({ flags: FLAG_INTEGER, decoded: value });
+      },
+    );
+
+    it.each([2n ** 63n, 2n ** 64n - 1n, -(2n ** 63n)])(
+      "round-trips the bigint %s with flags 2",
+      (value) => {
+        expect(roundTrip(value)).toEqual({ flags: FLAG_INTEGER, decoded: value });
+      },
+    );
+
+    it("stores integers as decimal ASCII, the form incr/decr work on", () => {
+      expect(defaultSerde.encode(-42).data.toString("latin1")).toBe("-42");
+      expect(defaultSerde.encode(2n ** 63n).data.toString("latin1")).toBe("9223372036854775808");
+    });
+
+    it.each<[string, unknown]>([
+      ["an object", { a: 1, nested: { b: [1, "two", null] }, text: "é😀" }],
+      ["an array", [1, "x", { y: false }]],
+      ["an empty object", {}],
+      ["null", null],
+      ["true", true],
+      ["false", false],
+      ["a fractional number", 1.5],
+    ])("round-trips %s as JSON with flags 3", (_name, value) => {
+      expect(roundTrip(value)).toEqual({ flags: FLAG_JSON, decoded: value });
+    });
+
+    // U+FEFF is an ordinary character when it is not at the start of a decoded string; at the
+    // start, TextDecoder strips it as a byte order mark unless created with ignoreBOM: true.
+    it("round-trips a string that starts with U+FEFF", () => {
+      expect(roundTrip("\uFEFFx")).toEqual({ flags: FLAG_STRING, decoded: "\uFEFFx" });
+    });
+  });
+
+  describe("decode", () => {
+    it("reads an integer padded with trailing spaces, as memcached leaves it after decr", () => {
+      expect(defaultSerde.decode(Buffer.from("5   ", "latin1"), FLAG_INTEGER)).toBe(5);
+      expect(defaultSerde.decode(Buffer.from("10 ", "latin1"), FLAG_INTEGER)).toBe(10);
+    });
+
+    it("returns a copy of the bytes, not a view of the caller's buffer", () => {
+      const source = Buffer.from("abc");
+      const decoded = defaultSerde.decode(source, FLAG_BYTES) as Buffer;
+      source[0] = 0x7a;
+      expect(decoded.toString("latin1")).toBe("abc");
+    });
+
+    it.each<[string, Buffer, number]>([
+      ["unknown flags 4", Buffer.from("abc"), 4],
+      ["unknown flags 99", Buffer.from("abc"), 99],
+      ["invalid UTF-8 with flags 1", Buffer.from([0x61, 0xff, 0xfe]), FLAG_STRING],
+      ["truncated UTF-8 with flags 1", Buffer.from([0xc3]), FLAG_STRING],
+      ["invalid JSON with flags 3", Buffer.from("{not json"), FLAG_JSON],
+      ["invalid UTF-8 with flags 3", Buffer.from([0x22, 0xff, 0x22]), FLAG_JSON],
+      ["non-numeric text with flags 2", Buffer.from("abc"), FLAG_INTEGER],
+      ["a fraction with flags 2", Buffer.from("1.5"), FLAG_INTEGER],
+      ["digits followed by text with flags 2", Buffer.from("12abc"), FLAG_INTEGER],
+      ["empty data with flags 2", Buffer.alloc(0), FLAG_INTEGER],
+    ])("returns undefined (a miss) for %s", (_name, data, flags) => {
+      expect(defaultSerde.decode(data, flags)).toBeUndefined();
+    });
+  });
+
+  describe("encode", () => {
+    it.each<[string, unknown]>([
+      ["undefined", undefined],
+      ["a function", () => 1],
+      ["a symbol", Symbol("s")],
+      ["an object holding a bigint (no JSON form)", { a: 1n }],
+      [
+        "a circular object",
+        (() => {
+          const o: Record<string, unknown> = {};
+          o.self = o;
+          return o;
+        })(),
+      ],
+    ])("throws IllegalInputError for %s", (_name, value) => {
+      expect(() => defaultSerde.encode(value)).toThrow(IllegalInputError);
+    });
+
+    it("encodes a Uint8Array as its bytes with flags 0", () => {
+      const encoded = defaultSerde.encode(new Uint8Array([1, 2, 3]));
+      expect(encoded.flags).toBe(FLAG_BYTES);
+      expect(encoded.data).toEqual(Buffer.from([1, 2, 3]));
+    });
+
+    it("encodes only the viewed bytes of a Uint8Array that is a slice of a larger buffer", () => {
+      const view = new Uint8Array([9, 1, 2, 3, 9]).subarray(1, 4);
+      expect(defaultSerde.encode(view).data).toEqual(Buffer.from([1, 2, 3]));
+    });
+
+    it("encodes a string as UTF-8", () => {
+      expect(defaultSerde.encode("é").data).toEqual(Buffer.from([0xc3, 0xa9]));
+    });
+  });
+});
