@@ -8,7 +8,15 @@ import type { CacheStore } from "./store.ts";
 export type CacheStatus = "HIT" | "HIT-FALLBACK" | "MISS" | "BYPASS";
 
 export interface CacheEvent {
-  type: "hit" | "hit-fallback" | "miss" | "bypass" | "write" | "write-error" | "invalidate" | "invalidate-error";
+  type:
+    | "hit"
+    | "hit-fallback"
+    | "miss"
+    | "bypass"
+    | "write"
+    | "write-error"
+    | "invalidate"
+    | "invalidate-error";
   key: string;
   /** Time spent on the cache operation, in milliseconds. */
   durationMs: number;

@@ -72,11 +72,16 @@ export async function increment(
     const seed = Math.max(0, delta);
     if (await client.add(key, seed, { ttlSeconds: options.ttlSeconds ?? 0 })) return seed;
   }
-  throw new CasConflictError(`increment of "${key}" failed: the counter kept disappearing (evicted?)`);
+  throw new CasConflictError(
+    `increment of "${key}" failed: the counter kept disappearing (evicted?)`,
+  );
 }
 
 /** The counter's value, 0 when it was never counted. */
-export async function readCounter(client: Pick<CounterClient, "get">, key: string): Promise<number> {
+export async function readCounter(
+  client: Pick<CounterClient, "get">,
+  key: string,
+): Promise<number> {
   const value = await client.get(key);
   if (value === undefined) return 0;
   const n = Number(value);

@@ -82,7 +82,9 @@ export class HttpCache {
   /** The cache key for a request, or undefined when the request is not cacheable. */
   keyFor(event: HttpEvent): string | undefined {
     if (!this.options.isCacheableRequest(event, this.options)) return undefined;
-    const text = this.options.getKey ? this.options.getKey(event) : defaultKeyText(event, this.options);
+    const text = this.options.getKey
+      ? this.options.getKey(event)
+      : defaultKeyText(event, this.options);
     return text === undefined ? undefined : safeKey(text, this.options.keyPrefix);
   }
 
@@ -163,7 +165,9 @@ export function defaultIsCacheableRequest(event: HttpEvent, options: HttpCacheOp
   const method = requestMethod(event);
   if (method !== "GET" && method !== "HEAD") return false;
   // A response may depend on who asks: never share it unless the key includes the credential.
-  return header(event, "authorization") === undefined || options.varyHeaders.includes("authorization");
+  return (
+    header(event, "authorization") === undefined || options.varyHeaders.includes("authorization")
+  );
 }
 
 export function defaultIsCacheableResponse(response: HttpResult): boolean {
@@ -179,7 +183,8 @@ export function defaultIsCacheableResponse(response: HttpResult): boolean {
 
 function lowercaseHeaders(response: HttpResult): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(response.headers ?? {})) out[key.toLowerCase()] = String(value);
+  for (const [key, value] of Object.entries(response.headers ?? {}))
+    out[key.toLowerCase()] = String(value);
   const multi = (response as APIGatewayProxyResult).multiValueHeaders ?? {};
   for (const [key, values] of Object.entries(multi)) out[key.toLowerCase()] = values.join(", ");
   return out;

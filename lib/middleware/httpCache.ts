@@ -10,7 +10,13 @@
 
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
-import { HttpCache, type HttpCacheOptions, type HttpEvent, type HttpLookup, type HttpResult } from "../cache/httpCache.ts";
+import {
+  HttpCache,
+  type HttpCacheOptions,
+  type HttpEvent,
+  type HttpLookup,
+  type HttpResult,
+} from "../cache/httpCache.ts";
 
 const name = "httpCache";
 const internalKey = `${name}.lookup`;
