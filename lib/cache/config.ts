@@ -15,7 +15,9 @@ export interface CacheConfig {
 }
 
 /** Parses and validates the cache endpoints; throws IllegalInputError naming the variable. */
-export function cacheConfigFromEnv(env: Record<string, string | undefined> = process.env): CacheConfig {
+export function cacheConfigFromEnv(
+  env: Record<string, string | undefined> = process.env,
+): CacheConfig {
   const newServers = parseEndpoint("CACHE_NEW_ENDPOINT", env.CACHE_NEW_ENDPOINT);
   if (newServers.length === 0) {
     throw new IllegalInputError(

@@ -35,7 +35,11 @@ export interface SetOptions {
 }
 
 export interface CasItem<T = unknown> {
-  value: T;
+  /**
+   * The value; undefined when the stored bytes cannot be decoded (corrupt or foreign format) —
+   * the CAS token still lets a cas() overwrite and so repair the entry.
+   */
+  value: T | undefined;
   /** The item's CAS token (opaque, 64-bit, as decimal text). */
   cas: string;
   flags: number;
@@ -83,6 +87,11 @@ const STORE_REPLIES: Record<string, StoreResult> = {
   EXISTS: "exists",
   NOT_FOUND: "not_found",
 };
+
+// Read-only stats groups with a STAT...END reply ("reset" and "detail" answer differently).
+const STATS_GROUPS = new Set(["settings", "items", "slabs", "sizes", "conns"]);
+
+const MAX_CAS = 2n ** 64n - 1n;
 
 // Meta flags that would break request/reply pairing (q: no reply on success) or key encoding.
 const META_FLAG = /^[A-Za-z][\x21-\x7e]*$/;
@@ -181,9 +190,9 @@ export class MemcacheClient {
    * changed it since) or "not_found" (it expired or was deleted).
    */
   cas(key: string, value: unknown, cas: string, options?: SetOptions): Promise<CasResult> {
-    if (!/^[0-9]{1,20}$/.test(cas)) {
+    if (!/^[0-9]{1,20}$/.test(cas) || BigInt(cas) > MAX_CAS) {
       return Promise.reject(
-        new IllegalInputError(`cas token must be decimal digits, got "${cas}"`),
+        new IllegalInputError(`cas token must be a 64-bit unsigned decimal, got "${cas}"`),
       );
     }
     return this.store("cas", key, value, options, cas) as Promise<CasResult>;
@@ -219,6 +228,11 @@ export class MemcacheClient {
 
   /** Invalidates every item on every node, optionally after `delaySeconds`. */
   async flushAll(delaySeconds = 0): Promise<void> {
+    if (!Number.isSafeInteger(delaySeconds) || delaySeconds < 0) {
+      throw new IllegalInputError(
+        `flushAll delaySeconds must be a whole number >= 0, got ${delaySeconds}`,
+      );
+    }
     const line = delaySeconds > 0 ? encodeLine("flush_all", delaySeconds) : "flush_all\r\n";
     await this.eachNode(async (node) => {
       expectOneOf(await node.send<string>(line, Reply.LINE, "flush_all"), { OK: true });
@@ -236,9 +250,11 @@ export class MemcacheClient {
 
   /** `stats [group]` per node endpoint (group: "settings", "items", "slabs", ...). */
   stats(group?: string): Promise<Record<string, Record<string, string>>> {
-    if (group !== undefined && !/^[a-z_]{1,32}$/.test(group)) {
+    if (group !== undefined && !STATS_GROUPS.has(group)) {
       return Promise.reject(
-        new IllegalInputError(`stats group must be a lowercase word, got "${group}"`),
+        new IllegalInputError(
+          `stats group must be one of ${[...STATS_GROUPS].join(", ")}; got "${group}"`,
+        ),
       );
     }
     const line = group === undefined ? "stats\r\n" : encodeLine("stats", group);
@@ -450,9 +466,7 @@ export class MemcacheClient {
 
   private casItem<T>(item: RetrievedValue | undefined): CasItem<T> | undefined {
     if (item === undefined || item.cas === undefined) return undefined;
-    const value = this.decode(item);
-    if (value === undefined) return undefined;
-    return { value: value as T, cas: item.cas, flags: item.flags };
+    return { value: this.decode(item) as T | undefined, cas: item.cas, flags: item.flags };
   }
 
   private async eachNode<T>(run: (node: Connection) => Promise<T>): Promise<Record<string, T>> {

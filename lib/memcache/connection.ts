@@ -159,6 +159,10 @@ export class Connection implements ReplyHandler {
       if (this.inFlight === 1) {
         socket.ref(); // keep the process alive only while a reply is owed
         if (this.timer === null) this.armTimer(this.options.timeoutMs);
+        else if (!this.connected) {
+          // The timer waits for the connect deadline; this request's own deadline may be sooner.
+          this.armTimer(Math.min(this.options.timeoutMs, this.connectDeadline - now));
+        }
       }
       if (!this.corked) {
         // Everything sent in this tick leaves in one write (pipelining without extra latency).

@@ -1,0 +1,359 @@
+// How MemcacheClient fails: a real memcached killed, paused, stopped and restarted under it,
+// and small TCP servers that close at once, never answer, never finish a TLS handshake or
+// break the protocol. Every request settles within its bound, typed; the client recovers on
+// its own; and an idle client never holds the process open.
+
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
+import {
+  ConnectionClosedError,
+  MemcacheError,
+  NodeDeadError,
+  ProtocolError,
+  TimeoutError,
+} from "../../lib/memcache/errors.ts";
+import { rejection, timed } from "../helpers/client.ts";
+import {
+  answerLines,
+  blackHole,
+  closeImmediately,
+  type FakeServer,
+  startFakeServer,
+} from "../helpers/fake-server.ts";
+import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+
+const clients: MemcacheClient[] = [];
+
+function newClient(servers: string, options: Partial<ClientOptions> = {}): MemcacheClient {
+  const client = new MemcacheClient({ servers, timeoutMs: 1000, ...options });
+  clients.push(client);
+  return client;
+}
+
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close();
+});
+
+/** Resolves with `promise`'s value, or with "deadline" if it has not settled after `ms`. */
+async function orDeadline<T>(promise: Promise<T>, ms: number): Promise<T | "deadline"> {
+  const abort = new AbortController();
+  try {
+    return await Promise.race([
+      promise,
+      delay(Math.max(0, ms), "deadline" as const, { signal: abort.signal }),
+    ]);
+  } finally {
+    abort.abort();
+  }
+}
+
+/** A fake server for one test, closed after it. */
+const fakes: FakeServer[] = [];
+async function fake(...args: Parameters<typeof startFakeServer>): Promise<FakeServer> {
+  const server = await startFakeServer(...args);
+  fakes.push(server);
+  return server;
+}
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((server) => server.close()));
+});
+
+describe("a memcached killed with requests in flight", () => {
+  let server: MemcachedProcess;
+
+  beforeAll(async () => {
+    server = await startMemcached();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  afterEach(async () => {
+    await server.restart(); // each test kills it
+  });
+
+  it.each([
+    ["before the first reply", () => new Promise((resolve) => setImmediate(resolve))],
+    ["while replies stream in", (gets: Promise<unknown>[]) => gets[0]],
+  ])(
+    "settles all 64 requests within timeoutMs + 200 ms of a SIGKILL %s",
+    async (_when, waitToKill) => {
+      const timeoutMs = 1000;
+      const client = newClient(server.endpoint, { timeoutMs });
+      const value = randomBytes(100 * 1024);
+      await client.set("big", value);
+
+      const gets = Array.from({ length: 64 }, () => client.get<Buffer>("big"));
+      await waitToKill(gets);
+      const inFlightAtKill = client.nodes[0]!.inFlight;
+      const killedAt = performance.now();
+      const killed = server.kill("SIGKILL");
+
+      const outcomes = await orDeadline(
+        Promise.allSettled(gets),
+        timeoutMs + 200 - (performance.now() - killedAt),
+      );
+      await killed;
+      expect(outcomes, "some requests never settled").not.toBe("deadline");
+      if (outcomes === "deadline") return;
+
+      expect(inFlightAtKill).toBeGreaterThan(0);
+      for (const outcome of outcomes) {
+        // A reply the kernel had already delivered may complete; a cut-off one must not.
+        if (outcome.status === "fulfilled") expect(outcome.value?.equals(value)).toBe(true);
+        else expect(outcome.reason).toBeInstanceOf(ConnectionClosedError);
+      }
+    },
+  );
+});
+
+describe("a server that closes every connection at once", () => {
+  it("rejects a get with ConnectionClosedError well before timeoutMs", async () => {
+    const peer = await fake(closeImmediately);
+    const client = newClient(peer.endpoint, { timeoutMs: 1000 });
+    const { ms, result } = await timed(() => client.get("k"));
+    expect(rejection(result)).toBeInstanceOf(ConnectionClosedError);
+    expect(ms).toBeLessThan(200);
+    expect(peer.connections).toBe(1);
+  });
+});
+
+describe("a server that never answers", () => {
+  it("rejects a get with TimeoutError once timeoutMs has passed", async () => {
+    const peer = await fake(blackHole);
+    const client = newClient(peer.endpoint, { timeoutMs: 150 });
+    const { ms, result } = await timed(() => client.get("k"));
+    const error = rejection(result);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).message).toMatch(/timeoutMs/);
+    expect(ms).toBeGreaterThanOrEqual(140);
+    expect(ms).toBeLessThan(150 + 250);
+  });
+
+  it("rejects 20 concurrent gets with TimeoutError in the same window", async () => {
+    const peer = await fake(blackHole);
+    const client = newClient(peer.endpoint, { timeoutMs: 150 });
+    const runs = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => timed(() => client.get(`k${i}`))),
+    );
+    for (const { ms, result } of runs) {
+      expect(rejection(result)).toBeInstanceOf(TimeoutError);
+      expect(ms).toBeGreaterThanOrEqual(140);
+      expect(ms).toBeLessThan(150 + 250);
+    }
+  });
+
+  it("times out a reply that stops halfway through its value", async () => {
+    const peer = await fake(answerLines(() => "VALUE k 0 10\r\nabc"));
+    const client = newClient(peer.endpoint, { timeoutMs: 150, connectTimeoutMs: 100 });
+    const { ms, result } = await timed(() => client.get("k"));
+    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(ms).toBeGreaterThanOrEqual(140);
+    expect(ms).toBeLessThan(150 + 250);
+  });
+
+  it("times out the first request on a new socket after timeoutMs even when connectTimeoutMs is longer", async () => {
+    const peer = await fake(blackHole); // the TCP connect succeeds at once
+    const client = newClient(peer.endpoint, { timeoutMs: 150, connectTimeoutMs: 1000 });
+    const { ms, result } = await timed(() => client.get("k"));
+    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(ms).toBeLessThan(150 + 250);
+  });
+
+  it("fails a TLS connect whose handshake never completes with TimeoutError after connectTimeoutMs", async () => {
+    const peer = await fake(blackHole);
+    const client = newClient(peer.endpoint, { tls: true, connectTimeoutMs: 150, timeoutMs: 1000 });
+    const { ms, result } = await timed(() => client.get("k"));
+    const error = rejection(result);
+    expect(error).toBeInstanceOf(TimeoutError);
+    expect((error as Error).message).toMatch(/connectTimeoutMs/);
+    expect(ms).toBeGreaterThanOrEqual(140);
+    expect(ms).toBeLessThan(150 + 250);
+  });
+});
+
+describe("a paused memcached (SIGSTOP)", () => {
+  let server: MemcachedProcess;
+
+  beforeAll(async () => {
+    server = await startMemcached();
+  });
+
+  afterEach(() => {
+    server.resume();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("times out while paused and answers again after resume", async () => {
+    const client = newClient(server.endpoint, {
+      timeoutMs: 150,
+      failuresBeforeDead: 2,
+      deadRetryMs: 300,
+    });
+    const node = client.nodes[0]!;
+    await client.set("paused", "before");
+
+    server.pause();
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const { ms, result } = await timed(() => client.get("paused"));
+      expect(rejection(result), `attempt ${attempt}`).toBeInstanceOf(TimeoutError);
+      expect(ms, `attempt ${attempt}`).toBeLessThan(150 + 250);
+    }
+    expect(node.isDead).toBe(true);
+    await expect(client.get("paused")).rejects.toBeInstanceOf(NodeDeadError);
+
+    server.resume();
+    await vi.waitFor(() => expect(node.isDead).toBe(false), { timeout: 1_000, interval: 20 });
+    expect(await client.get("paused")).toBe("before");
+    expect(await client.set("paused", "after")).toBe(true);
+    expect(await client.get("paused")).toBe("after");
+  });
+});
+
+describe("a memcached that restarts or stops", () => {
+  let server: MemcachedProcess;
+
+  beforeAll(async () => {
+    server = await startMemcached();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("reconnects by itself after a restart between two calls", async () => {
+    const client = newClient(server.endpoint, { deadRetryMs: 300 });
+    await client.set("restart", "before");
+    await server.restart();
+
+    const first = await timed(() => client.get("restart"));
+    if (first.result.status === "rejected") {
+      expect(first.result.reason).toBeInstanceOf(ConnectionClosedError);
+    } else {
+      expect(first.result.value).toBeUndefined(); // a new process starts empty
+    }
+    expect(await client.set("restart", "after")).toBe(true);
+    expect(await client.get("restart")).toBe("after");
+  });
+
+  it("refuses fast while stopped, marks the node dead, and recovers after deadRetryMs once it is back", async () => {
+    const client = newClient(server.endpoint, { failuresBeforeDead: 2, deadRetryMs: 300 });
+    const node = client.nodes[0]!;
+    expect(await client.set("stop", "x")).toBe(true);
+    await server.stop();
+
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const { ms, result } = await timed(() => client.get("stop"));
+      const error = rejection(result);
+      expect(error, `attempt ${attempt}`).toBeInstanceOf(ConnectionClosedError);
+      expect((error as Error).message, `attempt ${attempt}`).toMatch(/ECONNREFUSED/);
+      expect(ms, `attempt ${attempt}`).toBeLessThan(100);
+    }
+
+    expect(node.isDead).toBe(true);
+    const dead = await timed(() => client.get("stop"));
+    expect(rejection(dead.result)).toBeInstanceOf(NodeDeadError);
+    expect(dead.ms).toBeLessThan(5);
+    expect(node.isOpen).toBe(false); // refused without connecting
+
+    await server.restart();
+    await vi.waitFor(() => expect(node.isDead).toBe(false), { timeout: 1_000, interval: 20 });
+    expect(await client.set("stop", "back")).toBe(true);
+    expect(await client.get("stop")).toBe("back");
+  });
+});
+
+describe("a server that breaks the protocol", () => {
+  it.each([
+    ["answers get with garbage", "HELLO\r\n"],
+    ["announces a wrong byte count", "VALUE k 0 5\r\nabcdefgh\r\nEND\r\n"],
+    ["sends a malformed VALUE header", "VALUE k x 5\r\nabcde\r\nEND\r\n"],
+  ])("rejects when it %s, fails the queued requests too, and reconnects", async (_name, reply) => {
+    // First connection misbehaves; later ones answer every get with a miss.
+    const peer = await fake(answerLines((_line, index) => (index === 0 ? reply : "END\r\n")));
+    const client = newClient(peer.endpoint);
+
+    const [first, ...queued] = await Promise.allSettled([
+      client.get("k"),
+      client.get("k2"),
+      client.get("k3"),
+    ]);
+    expect(rejection(first!)).toBeInstanceOf(ProtocolError);
+    for (const outcome of queued) expect(rejection(outcome)).toBeInstanceOf(MemcacheError);
+    expect(client.nodes[0]!.isOpen).toBe(false);
+
+    expect(await client.get("k")).toBeUndefined();
+    expect(peer.connections).toBe(2);
+  });
+});
+
+describe("close()", () => {
+  it("rejects pending requests with ConnectionClosedError at once, and the next call reconnects", async () => {
+    const peer = await fake(blackHole);
+    const client = newClient(peer.endpoint, { timeoutMs: 5_000 });
+    const pending = Promise.allSettled([client.get("k")]);
+    await vi.waitFor(() => expect(peer.connections).toBe(1), { timeout: 1_000, interval: 5 });
+    client.close();
+    const settled = await orDeadline(pending, 50);
+    expect(settled, "the pending get did not settle within 50 ms of close()").not.toBe("deadline");
+    if (settled === "deadline") return;
+    expect(rejection(settled[0])).toBeInstanceOf(ConnectionClosedError);
+    expect(client.nodes[0]!.isDead).toBe(false); // closing is not a failure
+
+    const again = Promise.allSettled([client.get("k")]);
+    await vi.waitFor(() => expect(peer.connections).toBe(2), { timeout: 1_000, interval: 10 });
+    client.close();
+    expect(rejection((await again)[0])).toBeInstanceOf(ConnectionClosedError);
+  });
+});
+
+describe("the process that uses the client", () => {
+  let server: MemcachedProcess;
+
+  beforeAll(async () => {
+    server = await startMemcached();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("exits by itself within 2 s after its last call, without close()", async () => {
+    const script = path.join(import.meta.dirname, "../fixtures/client-without-close.ts");
+    const child = spawn(process.execPath, [script, server.endpoint], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    let doneAt = 0;
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk;
+      if (doneAt === 0 && stdout.includes("\n")) doneAt = performance.now();
+    });
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk;
+    });
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+
+    try {
+      await vi.waitFor(() => expect(doneAt || stderr).toBeTruthy(), {
+        timeout: 10_000,
+        interval: 10,
+      });
+      expect(stderr).toBe("");
+      expect(stdout).toBe("done\n");
+      const code = await orDeadline(exited, 2_000 - (performance.now() - doneAt));
+      expect(code, "the child was still running 2 s after its last call").toBe(0);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+});

@@ -1,0 +1,94 @@
+// MemcacheClient over TLS (ElastiCache in-transit encryption) against a real memcached -Z with
+// certificates from a throwaway CA: commands work with the CA and the right server name, and
+// a wrong name, an unknown CA or a plain client fail fast with typed errors.
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
+import { ConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import { rejection, timed } from "../helpers/client.ts";
+import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
+
+let certs: TestCertificates;
+let server: MemcachedProcess;
+const clients: MemcacheClient[] = [];
+
+function newClient(options: Partial<ClientOptions>): MemcacheClient {
+  const client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000, ...options });
+  clients.push(client);
+  return client;
+}
+
+/** The error and its causes, as one text: what a user would read in a log. */
+function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error; e instanceof Error; e = e.cause) {
+    parts.push(`${e.message} ${(e as NodeJS.ErrnoException).code ?? ""}`);
+  }
+  return parts.join(" <- ");
+}
+
+beforeAll(async () => {
+  certs = await makeTestCertificates();
+  server = await startMemcached({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
+});
+
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close();
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("with the test CA and the certificate's server name", () => {
+  it("runs set, get, getMany and metaGet over TLS", async () => {
+    const client = newClient({ tls: { ca: certs.caPem, servername: certs.serverName } });
+    expect(await client.set("tls:a", "over tls")).toBe(true);
+    expect(await client.set("tls:b", { n: 2 })).toBe(true);
+    expect(await client.get("tls:a")).toBe("over tls");
+    expect(await client.getMany(["tls:a", "tls:b", "tls:missing"])).toEqual(
+      new Map<string, unknown>([
+        ["tls:a", "over tls"],
+        ["tls:b", { n: 2 }],
+      ]),
+    );
+    const reply = await client.metaGet("tls:b", ["v", "f"]);
+    expect(reply.code).toBe("VA");
+    expect(client.decodeMeta(reply)).toEqual({ n: 2 });
+  });
+
+  it("verifies the certificate against the IP address when no server name is given", async () => {
+    const client = newClient({ tls: { ca: certs.caPem } });
+    expect(await client.set("tls:ip", "by address")).toBe(true);
+    expect(await client.get("tls:ip")).toBe("by address");
+  });
+});
+
+describe("refused TLS connections", () => {
+  it("rejects with ConnectionClosedError naming the altnames when the server name is wrong", async () => {
+    const client = newClient({ tls: { ca: certs.caPem, servername: "wrong.test" } });
+    const { ms, result } = await timed(() => client.get("tls:a"));
+    const error = rejection(result);
+    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect(describeError(error)).toMatch(/altnames|ERR_TLS_CERT_ALTNAME_INVALID/);
+    expect(describeError(error)).toMatch(/wrong\.test/);
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it("rejects with ConnectionClosedError when the certificate's CA is not trusted", async () => {
+    const client = newClient({ tls: true });
+    const { ms, result } = await timed(() => client.get("tls:a"));
+    const error = rejection(result);
+    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect(describeError(error)).toMatch(/certificate|issuer|CERT/i);
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it("fails a plain-text client against the TLS port with a MemcacheError, not a hang", async () => {
+    const client = newClient({ timeoutMs: 500 });
+    const { ms, result } = await timed(() => client.get("tls:a"));
+    expect(rejection(result)).toBeInstanceOf(MemcacheError);
+    expect(ms).toBeLessThan(500 + 250);
+  });
+});
