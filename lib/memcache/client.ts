@@ -124,9 +124,17 @@ export class MemcacheClient {
   // ---- retrieval ----
 
   /** The value, or undefined on a miss (also when the stored bytes cannot be decoded). */
-  async get<T = unknown>(key: string): Promise<T | undefined> {
-    const [item] = await this.fetch("get", [key]);
-    return item === undefined ? undefined : (this.decode(item) as T | undefined);
+  get<T = unknown>(key: string): Promise<T | undefined> {
+    // The hot path: no async wrapper, one promise from send() plus one then().
+    try {
+      assertValidKey(key);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.selector
+      .nodeFor(key)
+      .send<RetrievedValue[]>(`get ${key}\r\n`, Reply.VALUES, "get")
+      .then(this.decodeFirst) as Promise<T | undefined>;
   }
 
   /** Many keys in one pipelined round trip per node; missing keys are absent from the map. */
@@ -463,6 +471,11 @@ export class MemcacheClient {
   private decode(item: RetrievedValue): unknown {
     return this.serde.decode(item.data, item.flags);
   }
+
+  private readonly decodeFirst = (items: RetrievedValue[]): unknown => {
+    const item = items[0];
+    return item === undefined ? undefined : this.serde.decode(item.data, item.flags);
+  };
 
   private casItem<T>(item: RetrievedValue | undefined): CasItem<T> | undefined {
     if (item === undefined || item.cas === undefined) return undefined;

@@ -93,7 +93,10 @@ export class Connection implements ReplyHandler {
   private socket: net.Socket | null = null;
   private parser: ReplyParser | null = null;
   private connected = false;
-  private corked = false;
+  // This tick's outgoing commands, sent as one write on the next tick (see send()).
+  private outText = "";
+  private outParts: Array<string | Buffer> | null = null;
+  private flushScheduled = false;
   private queue: Array<Pending | undefined> = [];
   private head = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -164,13 +167,19 @@ export class Connection implements ReplyHandler {
           this.armTimer(Math.min(this.options.timeoutMs, this.connectDeadline - now));
         }
       }
-      if (!this.corked) {
-        // Everything sent in this tick leaves in one write (pipelining without extra latency).
-        this.corked = true;
-        socket.cork();
-        process.nextTick(uncork, this, socket);
+      // Everything sent in this tick leaves in one write: pipelining without added latency.
+      if (typeof payload === "string") {
+        this.outText += payload;
+      } else {
+        this.outParts ??= [];
+        if (this.outText.length > 0) this.outParts.push(this.outText);
+        this.outText = "";
+        this.outParts.push(payload);
       }
-      socket.write(payload);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        process.nextTick(flush, this);
+      }
     });
   }
 
@@ -303,6 +312,8 @@ export class Connection implements ReplyHandler {
       this.timer = null;
     }
     socket.destroy();
+    this.outText = "";
+    this.outParts = null;
     const pending = this.queue;
     const start = this.head;
     this.queue = [];
@@ -433,15 +444,34 @@ export class Connection implements ReplyHandler {
     head.reject(error);
   }
 
-  /** @internal Ends this tick's write batch (see send()). */
-  flushWrites(socket: net.Socket): void {
-    this.corked = false;
+  /**
+   * @internal Writes this tick's batch of commands. destroy() empties the batch, so whatever is
+   * in it belongs to the current socket.
+   */
+  flushWrites(): void {
+    this.flushScheduled = false;
+    const socket = this.socket;
+    const text = this.outText;
+    const parts = this.outParts;
+    this.outText = "";
+    this.outParts = null;
+    if (socket === null) return;
+    if (parts === null) {
+      socket.write(text, "latin1");
+      return;
+    }
+    if (text.length > 0) parts.push(text);
+    socket.cork();
+    for (const part of parts) {
+      if (typeof part === "string") socket.write(part, "latin1");
+      else socket.write(part);
+    }
     socket.uncork();
   }
 }
 
-function uncork(connection: Connection, socket: net.Socket): void {
-  connection.flushWrites(socket);
+function flush(connection: Connection): void {
+  connection.flushWrites();
 }
 
 function onTimer(connection: Connection): void {

@@ -156,10 +156,25 @@ export class ReplyParser {
         throw new ProtocolError("reply line not terminated by \\r\\n");
       }
       const first = data[offset];
-      if (first === 0x56 /* V */ || first === 0x43 /* C */) {
-        const line = data.toString("latin1", offset, lf - 1);
+      if (
+        first === 0x45 /* E */ &&
+        lf - offset === 4 &&
+        data[offset + 1] === 0x4e &&
+        data[offset + 2] === 0x44
+      ) {
+        // "END": the most common line, without building a string.
+        offset = lf + 1;
+        this.handler.onLine("END");
+      } else if (first === 0x56 /* V */ || first === 0x43 /* C */) {
         const start = lf + 1;
-        const size = this.blockHeader(line);
+        let line = "";
+        let size: number;
+        if (lf - offset > 6 && isValuePrefix(data, offset)) {
+          size = this.valueHeader(data, offset + 6, lf - 1);
+        } else {
+          line = data.toString("latin1", offset, lf - 1);
+          size = this.blockHeader(line);
+        }
         if (size >= 0) {
           const end = start + size;
           if (end + 2 <= length) {
@@ -202,6 +217,56 @@ export class ReplyParser {
   }
 
   /**
+   * Parses `<key> <flags> <bytes> [<cas>]` of a VALUE line straight from the bytes (the hot path
+   * of every get) and remembers the fields; returns the block size.
+   */
+  private valueHeader(data: Buffer, start: number, end: number): number {
+    const keyEnd = data.indexOf(0x20, start);
+    if (keyEnd <= start || keyEnd >= end) throw malformedBytes(data, start, end);
+    let pos = keyEnd + 1;
+    let flags = 0;
+    let digits = 0;
+    for (; pos < end && data[pos] !== 0x20; pos++, digits++) {
+      const digit = data[pos]! - 48;
+      if (digit < 0 || digit > 9) throw malformedBytes(data, start, end);
+      flags = flags * 10 + digit;
+    }
+    if (digits === 0 || digits > 10 || pos >= end) throw malformedBytes(data, start, end);
+    let size = 0;
+    digits = 0;
+    for (pos++; pos < end && data[pos] !== 0x20; pos++, digits++) {
+      const digit = data[pos]! - 48;
+      if (digit < 0 || digit > 9) throw malformedBytes(data, start, end);
+      size = size * 10 + digit;
+    }
+    if (digits === 0 || digits > 15) throw malformedBytes(data, start, end);
+    let cas: string | undefined;
+    if (pos < end) {
+      const casStart = pos + 1;
+      for (pos = casStart; pos < end; pos++) {
+        const digit = data[pos]! - 48;
+        if (digit < 0 || digit > 9) throw malformedBytes(data, start, end);
+      }
+      if (end - casStart === 0 || end - casStart > 20) throw malformedBytes(data, start, end);
+      cas = data.toString("latin1", casStart, end);
+    }
+    this.blockKind = BLOCK_VALUE;
+    this.blockKey = data.toString("latin1", start, keyEnd);
+    this.blockFlags = flags;
+    this.blockCas = cas;
+    return this.checkSize(size);
+  }
+
+  private checkSize(size: number): number {
+    if (size > this.limits.maxValueBytes) {
+      throw new ProtocolError(
+        `reply announces a ${size}-byte value, over maxValueBytes (${this.limits.maxValueBytes})`,
+      );
+    }
+    return size;
+  }
+
+  /**
    * If `line` starts a data block (VALUE, VA, CONFIG), remembers its header fields and returns
    * the block size; otherwise returns -1.
    */
@@ -231,13 +296,7 @@ export class ReplyParser {
     } else {
       return -1;
     }
-    const size = parseUint(sizeField ?? "", line);
-    if (size > this.limits.maxValueBytes) {
-      throw new ProtocolError(
-        `reply announces a ${size}-byte value, over maxValueBytes (${this.limits.maxValueBytes})`,
-      );
-    }
-    return size;
+    return this.checkSize(parseUint(sizeField ?? "", line));
   }
 
   private emitBlock(data: Buffer): void {
@@ -260,6 +319,20 @@ function parseUint(text: string, line: string): number {
     value = value * 10 + digit;
   }
   return value;
+}
+
+function isValuePrefix(data: Buffer, offset: number): boolean {
+  return (
+    data[offset + 1] === 0x41 && // A
+    data[offset + 2] === 0x4c && // L
+    data[offset + 3] === 0x55 && // U
+    data[offset + 4] === 0x45 && // E
+    data[offset + 5] === 0x20
+  );
+}
+
+function malformedBytes(data: Buffer, start: number, end: number): ProtocolError {
+  return malformed(`VALUE ${data.toString("latin1", start, end)}`);
 }
 
 function malformed(line: string): ProtocolError {
