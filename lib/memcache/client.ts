@@ -2,7 +2,9 @@
 // store, simple), routed to a node by a NodeSelector. Keys and values are checked before any
 // byte is written; replies map to results through small tables; anything else is an error.
 
+import { NodeSet } from "./cluster.ts";
 import { Connection, type ConnectionOptions, Reply, type RetrievedValue } from "./connection.ts";
+import { AutoDiscovery, type DiscoveryOptions } from "./discovery.ts";
 import { IllegalInputError, ProtocolError, UnknownCommandError } from "./errors.ts";
 import { assertValidKey } from "./keys.ts";
 import {
@@ -15,9 +17,15 @@ import {
 } from "./protocol.ts";
 import { defaultSerde, type Serde } from "./serde.ts";
 
-export interface ClientOptions extends Partial<ConnectionOptions> {
-  /** `host:port`, `[ipv6]:port` or `host` (port 11211), or a list of them. */
-  servers: string | readonly string[];
+export interface ClientOptions extends Partial<ConnectionOptions>, Partial<DiscoveryOptions> {
+  /**
+   * `host:port`, `[ipv6]:port` or `host` (port 11211), or a list (comma-separated or an array):
+   * keys are spread over them by consistent hashing (libmemcached-compatible ketama). A single
+   * server whose host contains `.cfg.` is an ElastiCache configuration endpoint (see below).
+   */
+  servers?: string | readonly string[];
+  /** ElastiCache configuration endpoint: the nodes come from Auto Discovery. */
+  configEndpoint?: string;
   /** Value format; default: Buffer / string / integer / JSON by flags (see serde.ts). */
   serde?: Serde;
   /**
@@ -49,22 +57,6 @@ export interface CasItem<T = unknown> {
 export type StoreResult = "stored" | "not_stored" | "exists" | "not_found";
 /** Outcome of cas(): stored, or someone changed it since gets() (exists), or it is gone. */
 export type CasResult = "stored" | "exists" | "not_found";
-
-/** Picks the node for a key. One node today; the consistent-hash ring implements this later. */
-export interface NodeSelector {
-  nodeFor(key: string): Connection;
-  readonly nodes: readonly Connection[];
-}
-
-class SingleNode implements NodeSelector {
-  readonly nodes: readonly Connection[];
-  constructor(node: Connection) {
-    this.nodes = [node];
-  }
-  nodeFor(): Connection {
-    return this.nodes[0]!;
-  }
-}
 
 const DEFAULT_PORT = 11211;
 const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
@@ -98,27 +90,64 @@ const META_FLAG = /^[A-Za-z][\x21-\x7e]*$/;
 const REFUSED_META_FLAGS = new Set(["q", "b"]);
 
 export class MemcacheClient {
-  readonly selector: NodeSelector;
+  /** The nodes and the hash ring over them. */
+  readonly cluster: NodeSet;
+  /** Auto Discovery, when created with a configuration endpoint. */
+  readonly discovery: AutoDiscovery | undefined;
   private readonly serde: Serde;
   private readonly maxValueBytes: number;
 
   constructor(options: ClientOptions) {
-    const { servers, serde, maxValueBytes, ...connectionOptions } = options;
-    const list = typeof servers === "string" ? servers.split(",") : [...servers];
-    if (list.length !== 1) {
-      throw new IllegalInputError(
-        `expected exactly one server, got ${list.length}; many-node clusters need the hash ring`,
+    const {
+      servers,
+      configEndpoint,
+      serde,
+      maxValueBytes,
+      refreshIntervalMs,
+      ...connectionOptions
+    } = options;
+    const list = (typeof servers === "string" ? servers.split(",") : [...(servers ?? [])]).filter(
+      (server) => server.trim() !== "",
+    );
+    let endpoint = configEndpoint;
+    if (endpoint === undefined && list.length === 1 && /\.cfg\./i.test(list[0]!))
+      endpoint = list[0];
+    if (endpoint !== undefined) {
+      const { host, port } = parseServer(endpoint);
+      this.cluster = new NodeSet(connectionOptions);
+      const discoveryOptions = refreshIntervalMs === undefined ? {} : { refreshIntervalMs };
+      this.discovery = new AutoDiscovery(
+        new Connection(host, port, connectionOptions),
+        this.cluster,
+        discoveryOptions,
       );
+    } else {
+      if (list.length === 0) {
+        throw new IllegalInputError(
+          'no servers given: pass servers ("host:port,...") or configEndpoint',
+        );
+      }
+      this.cluster = new NodeSet(connectionOptions, list.map(parseServer));
+      this.discovery = undefined;
     }
-    const { host, port } = parseServer(list[0]!);
-    this.selector = new SingleNode(new Connection(host, port, connectionOptions));
     this.serde = serde ?? defaultSerde;
     this.maxValueBytes = maxValueBytes ?? 1024 * 1024;
   }
 
   /** The node connections (for health checks and tests). */
   get nodes(): readonly Connection[] {
-    return this.selector.nodes;
+    return this.cluster.nodes;
+  }
+
+  /** Undefined when commands can go out now; else the first discovery to wait for. */
+  private ready(): Promise<void> | undefined {
+    return this.discovery?.beforeCommand();
+  }
+
+  /** The node for `key`, once the node list is known. */
+  private async route(key: string): Promise<Connection> {
+    await this.ready();
+    return this.cluster.nodeFor(key);
   }
 
   // ---- retrieval ----
@@ -126,13 +155,20 @@ export class MemcacheClient {
   /** The value, or undefined on a miss (also when the stored bytes cannot be decoded). */
   get<T = unknown>(key: string): Promise<T | undefined> {
     // The hot path: no async wrapper, one promise from send() plus one then().
+    const pending = this.ready();
+    if (pending !== undefined) return pending.then(() => this.getNow<T>(key));
+    return this.getNow<T>(key);
+  }
+
+  private getNow<T>(key: string): Promise<T | undefined> {
+    let node: Connection;
     try {
       assertValidKey(key);
+      node = this.cluster.nodeFor(key);
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.selector
-      .nodeFor(key)
+    return node
       .send<RetrievedValue[]>(`get ${key}\r\n`, Reply.VALUES, "get")
       .then(this.decodeFirst) as Promise<T | undefined>;
   }
@@ -276,7 +312,7 @@ export class MemcacheClient {
    * with MN and runs 1.6.10 or later, where replies are HD/VA/EN). Probed once per connection.
    */
   async hasMeta(key = ""): Promise<boolean> {
-    const node = this.selector.nodeFor(key);
+    const node = await this.route(key);
     if (node.metaSupport !== undefined) return node.metaSupport;
     const versionLine = node.send<string>("version\r\n", Reply.LINE, "version");
     const noop = node.send<MetaReply>("mn\r\n", Reply.META, "mn");
@@ -303,17 +339,13 @@ export class MemcacheClient {
    * `F<flags>` unless `flags` already has an F). TTLs: `T${toWireExptime(ttlSeconds)}`.
    * Codes: HD stored, NS not stored, EX cas mismatch, NF not found.
    */
-  metaSet(key: string, value: unknown, flags: readonly string[] = []): Promise<MetaReply> {
-    try {
-      assertValidKey(key);
-      assertMetaFlags(flags);
-      const encoded = this.encode(value);
-      const all = flags.some((f) => f[0] === "F") ? flags : [...flags, `F${encoded.flags}`];
-      const payload = encodeMetaSet(key, encoded.data, all);
-      return this.selector.nodeFor(key).send<MetaReply>(payload, Reply.META, "ms", true);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+  async metaSet(key: string, value: unknown, flags: readonly string[] = []): Promise<MetaReply> {
+    assertValidKey(key);
+    assertMetaFlags(flags);
+    const encoded = this.encode(value);
+    const all = flags.some((f) => f[0] === "F") ? flags : [...flags, `F${encoded.flags}`];
+    const payload = encodeMetaSet(key, encoded.data, all);
+    return (await this.route(key)).send<MetaReply>(payload, Reply.META, "ms", true);
   }
 
   /** `md <key> <flags>*`: HD deleted (or marked stale with I), NF not found, EX cas mismatch. */
@@ -327,8 +359,8 @@ export class MemcacheClient {
   }
 
   /** `mn`: answers MN after every earlier request on the node holding `key`. */
-  metaNoop(key = ""): Promise<MetaReply> {
-    return this.selector.nodeFor(key).send<MetaReply>("mn\r\n", Reply.META, "mn");
+  async metaNoop(key = ""): Promise<MetaReply> {
+    return (await this.route(key)).send<MetaReply>("mn\r\n", Reply.META, "mn");
   }
 
   /** Decodes a meta reply's value (asked for with the v and f flags); undefined if absent or bad. */
@@ -342,19 +374,18 @@ export class MemcacheClient {
    * ElastiCache Auto Discovery: `config get <name>`; the CONFIG block, or undefined if the
    * server answered END alone. Plain memcached answers ERROR (UnknownCommandError).
    */
-  configGet(name = "cluster", key = ""): Promise<Buffer | undefined> {
+  async configGet(name = "cluster", key = ""): Promise<Buffer | undefined> {
     if (!/^[a-z_]{1,32}$/.test(name)) {
-      return Promise.reject(
-        new IllegalInputError(`config name must be a lowercase word, got "${name}"`),
-      );
+      throw new IllegalInputError(`config name must be a lowercase word, got "${name}"`);
     }
-    const node = this.selector.nodeFor(key);
+    const node = await this.route(key);
     return node.send<Buffer | undefined>(encodeLine("config", "get", name), Reply.CONFIG, "config");
   }
 
   /** Closes every socket. The client stays usable: the next call reconnects. */
   close(): void {
-    for (const node of this.selector.nodes) node.close();
+    this.cluster.close();
+    this.discovery?.close();
   }
 
   // ---- the three protocol helpers ----
@@ -369,14 +400,17 @@ export class MemcacheClient {
     if (keys.length === 1) {
       const key = keys[0]!;
       assertValidKey(key);
-      return this.selector
-        .nodeFor(key)
-        .send<RetrievedValue[]>(`${prefix} ${key}\r\n`, Reply.VALUES, verb);
+      return (await this.route(key)).send<RetrievedValue[]>(
+        `${prefix} ${key}\r\n`,
+        Reply.VALUES,
+        verb,
+      );
     }
+    await this.ready();
     const byNode = new Map<Connection, string[]>();
     for (const key of new Set(keys)) {
       assertValidKey(key);
-      const node = this.selector.nodeFor(key);
+      const node = this.cluster.nodeFor(key);
       const list = byNode.get(node);
       if (list === undefined) byNode.set(node, [key]);
       else list.push(key);
@@ -412,16 +446,16 @@ export class MemcacheClient {
     }
     const exptime = toWireExptime(options?.ttlSeconds ?? 0);
     const payload = encodeStorage(verb, key, flags, exptime, encoded.data, cas);
-    const line = await this.selector.nodeFor(key).send<string>(payload, Reply.LINE, verb, true);
+    const line = await (await this.route(key)).send<string>(payload, Reply.LINE, verb, true);
     const result = STORE_REPLIES[line];
     if (result === undefined) throw unexpected(verb, line);
     return result;
   }
 
   /** Any keyed command with a one-line reply. */
-  private simple(key: string, line: string, verb: string): Promise<string> {
+  private async simple(key: string, line: string, verb: string): Promise<string> {
     assertValidKey(key);
-    return this.selector.nodeFor(key).send<string>(line, Reply.LINE, verb);
+    return (await this.route(key)).send<string>(line, Reply.LINE, verb);
   }
 
   private async arithmetic(
@@ -442,20 +476,16 @@ export class MemcacheClient {
     return Number.isSafeInteger(n) ? n : BigInt(line);
   }
 
-  private meta(
+  private async meta(
     verb: "mg" | "md" | "ma",
     key: string,
     flags: readonly string[],
   ): Promise<MetaReply> {
-    try {
-      assertValidKey(key);
-      assertMetaFlags(flags);
-      const line =
-        flags.length === 0 ? `${verb} ${key}\r\n` : `${verb} ${key} ${flags.join(" ")}\r\n`;
-      return this.selector.nodeFor(key).send<MetaReply>(line, Reply.META, verb);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    assertValidKey(key);
+    assertMetaFlags(flags);
+    const line =
+      flags.length === 0 ? `${verb} ${key}\r\n` : `${verb} ${key} ${flags.join(" ")}\r\n`;
+    return (await this.route(key)).send<MetaReply>(line, Reply.META, verb);
   }
 
   private encode(value: unknown) {
@@ -483,7 +513,8 @@ export class MemcacheClient {
   }
 
   private async eachNode<T>(run: (node: Connection) => Promise<T>): Promise<Record<string, T>> {
-    const nodes = this.selector.nodes;
+    await this.ready();
+    const nodes = this.cluster.nodes;
     const results = await Promise.all(nodes.map(run));
     const out: Record<string, T> = {};
     nodes.forEach((node, i) => {

@@ -84,7 +84,10 @@ interface Pending {
 }
 
 export class Connection implements ReplyHandler {
+  /** The node's name (hostname or IP): verified against its TLS certificate, shown in errors. */
   readonly host: string;
+  /** Where to connect: a discovered IP address, or the host itself. */
+  readonly address: string;
   readonly port: number;
   readonly options: ConnectionOptions;
   /** Meta-protocol support as probed on this node (undefined until probed). */
@@ -104,8 +107,14 @@ export class Connection implements ReplyHandler {
   private deadUntil = 0;
   private connectDeadline = 0;
 
-  constructor(host: string, port: number, options: Partial<ConnectionOptions> = {}) {
+  constructor(
+    host: string,
+    port: number,
+    options: Partial<ConnectionOptions> = {},
+    address: string = host,
+  ) {
     this.host = host;
+    this.address = address;
     this.port = port;
     this.options = { ...connectionDefaults, ...options };
   }
@@ -195,12 +204,12 @@ export class Connection implements ReplyHandler {
     const { options } = this;
     let socket: net.Socket;
     if (options.tls === false) {
-      socket = net.connect({ host: this.host, port: this.port });
+      socket = net.connect({ host: this.address, port: this.port });
       socket.once("connect", () => this.onConnected(socket));
     } else {
       const tlsOptions = options.tls === true ? {} : options.tls;
       socket = tls.connect({
-        host: this.host,
+        host: this.address,
         port: this.port,
         // SNI may not carry an IP address; the certificate is still checked against the IP.
         servername: net.isIP(this.host) === 0 ? this.host : undefined,
