@@ -3,6 +3,7 @@
 // of every process this module spawned when the parent process exits.
 
 import { type ChildProcess, spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { ensureMemcached } from "../../scripts/ensure-memcached.ts";
@@ -19,7 +20,8 @@ export interface MemcachedProcess {
   /** Sends a signal; for a terminating signal, resolves once the process has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** SIGSTOP: the port keeps accepting connections but nothing is answered. */
-  pause(): void;
+  /** SIGSTOP, resolving once every thread has stopped (a running thread could answer once more). */
+  pause(): Promise<void>;
   /** SIGCONT after pause(). */
   resume(): void;
   /** Stops the process if it runs, then starts it again on the same port with the same args. */
@@ -102,8 +104,12 @@ export async function startMemcached(opts: StartMemcachedOptions = {}): Promise<
       if (signal !== "SIGKILL") current.child.kill("SIGCONT");
       await waitForExit(current, exitTimeoutMs, `did not exit after ${signal}`);
     },
-    pause() {
-      if (isRunning(current.child)) current.child.kill("SIGSTOP");
+    async pause() {
+      if (!isRunning(current.child)) return;
+      current.child.kill("SIGSTOP");
+      const pid = current.child.pid!;
+      const deadline = Date.now() + 2_000;
+      while (!allThreadsStopped(pid) && Date.now() < deadline) await delay(2);
     },
     resume() {
       if (isRunning(current.child)) current.child.kill("SIGCONT");
@@ -292,6 +298,27 @@ function installExitHook(): void {
   process.on("exit", () => {
     for (const child of running) {
       if (isRunning(child)) child.kill("SIGKILL");
+    }
+  });
+}
+
+/**
+ * Whether every thread of `pid` is stopped (state "T" in /proc). SIGSTOP is delivered
+ * asynchronously; without /proc (not Linux) there is nothing to check, so it reports true.
+ */
+function allThreadsStopped(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true;
+  }
+  return tasks.every((task) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${task}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "T";
+    } catch {
+      return true; // the thread is gone
     }
   });
 }

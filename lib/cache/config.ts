@@ -25,7 +25,8 @@ export function cacheConfigFromEnv(
     );
   }
   const oldServers = parseEndpoint("CACHE_OLD_ENDPOINT", env.CACHE_OLD_ENDPOINT);
-  const overlap = oldServers.filter((server) => newServers.includes(server));
+  const lowerNew = newServers.map((server) => server.toLowerCase());
+  const overlap = oldServers.filter((server) => lowerNew.includes(server.toLowerCase()));
   if (overlap.length > 0) {
     throw new IllegalInputError(
       `CACHE_OLD_ENDPOINT and CACHE_NEW_ENDPOINT share ${overlap.join(", ")}: the old cluster must be a different one`,

@@ -83,9 +83,11 @@ export async function readCounter(
   key: string,
 ): Promise<number> {
   const value = await client.get(key);
-  if (value === undefined) return 0;
-  const n = Number(value);
-  return Number.isFinite(n) ? n : 0;
+  if (typeof value === "number") return value;
+  if (typeof value === "bigint") return Number(value);
+  // Only plain decimal text counts (another client's counter); anything else was never a count.
+  if (typeof value === "string" && /^[0-9]{1,20}$/.test(value.trim())) return Number(value);
+  return 0;
 }
 
 function pause(maxMs: number): Promise<void> {

@@ -63,6 +63,8 @@ export interface HttpLookup {
 interface CachedResponse {
   statusCode: number;
   headers: Record<string, string | number | boolean>;
+  /** REST (v1) results may carry repeated headers here. */
+  multiValueHeaders?: Record<string, Array<string | number | boolean>>;
   body: string;
   isBase64Encoded: boolean;
   /** When it was stored (ms since epoch), for the Age header. */
@@ -101,31 +103,38 @@ export class HttpCache {
 
   /** After the handler: stores a cacheable response on a MISS and labels it with x-cache. */
   async store(lookup: HttpLookup, response: HttpResult): Promise<HttpResult> {
-    if (lookup.key === undefined || lookup.status === undefined || !isObject(response)) {
+    // Only structured results are labelled and cached. A bare object returned by an HTTP API
+    // handler is the response body itself: adding a header would change what is sent.
+    if (lookup.key === undefined || lookup.status === undefined || !isStructured(response)) {
       return response;
     }
-    if (lookup.status === "MISS" && this.options.isCacheableResponse(response)) {
+    const ttlSeconds = Math.min(this.options.ttlSeconds, maxAgeSeconds(response));
+    if (lookup.status === "MISS" && ttlSeconds > 0 && this.options.isCacheableResponse(response)) {
       const entry: CachedResponse = {
-        statusCode: response.statusCode ?? 200,
+        statusCode: response.statusCode,
         headers: { ...(response.headers ?? {}) },
         body: response.body ?? "",
         isBase64Encoded: response.isBase64Encoded ?? false,
         storedAt: Date.now(),
       };
+      const multi = (response as APIGatewayProxyResult).multiValueHeaders;
+      if (multi !== undefined) entry.multiValueHeaders = multi;
       delete entry.headers[this.options.headerName];
-      await this.cache.write(lookup.key, entry, this.options.ttlSeconds);
+      await this.cache.write(lookup.key, entry, ttlSeconds);
     }
     return withHeader(response, this.options.headerName, lookup.status);
   }
 
   private fromCache(entry: CachedResponse, status: CacheStatus): HttpResult {
     const age = Math.max(0, Math.floor((Date.now() - entry.storedAt) / 1000));
-    return {
+    const response: APIGatewayProxyResult = {
       statusCode: entry.statusCode,
       headers: { ...entry.headers, age: String(age), [this.options.headerName]: status },
       body: entry.body,
       isBase64Encoded: entry.isBase64Encoded,
     };
+    if (entry.multiValueHeaders !== undefined) response.multiValueHeaders = entry.multiValueHeaders;
+    return response;
   }
 }
 
@@ -194,17 +203,39 @@ function defaultKeyText(event: HttpEvent, options: HttpCacheOptions): string {
   const v2 = event as APIGatewayProxyEventV2;
   let query: string;
   if (v2.rawQueryString !== undefined) {
-    query = v2.rawQueryString.split("&").filter(Boolean).sort().join("&");
+    // Sort by parameter name only (a stable sort): `a=1&a=2` and `a=2&a=1` stay different,
+    // because the handler sees their values in that order.
+    query = v2.rawQueryString
+      .split("&")
+      .filter(Boolean)
+      .sort((x, y) => compare(x.split("=", 1)[0]!, y.split("=", 1)[0]!))
+      .join("&");
   } else {
-    const params = (event as APIGatewayProxyEvent).queryStringParameters ?? {};
-    query = Object.keys(params)
-      .sort()
-      .map((name) => `${name}=${params[name] ?? ""}`)
+    // REST events: every value of a repeated parameter counts, in order.
+    const v1 = event as APIGatewayProxyEvent;
+    const multi = v1.multiValueQueryStringParameters ?? {};
+    const single = v1.queryStringParameters ?? {};
+    const names = [...new Set([...Object.keys(multi), ...Object.keys(single)])].sort(compare);
+    query = names
+      .flatMap((name) => (multi[name] ?? [single[name] ?? ""]).map((value) => `${name}=${value}`))
       .join("&");
   }
   let text = `${requestMethod(event)} ${requestPath(event)}?${query}`;
   for (const name of options.varyHeaders) text += `\n${name}: ${header(event, name) ?? ""}`;
   return text;
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** `s-maxage` (shared caches) or else `max-age` from Cache-Control, in seconds; Infinity if none. */
+function maxAgeSeconds(response: HttpResult): number {
+  const cacheControl = lowercaseHeaders(response)["cache-control"] ?? "";
+  const match =
+    /(?:^|[,\s])s-maxage=(\d+)/i.exec(cacheControl) ??
+    /(?:^|[,\s])max-age=(\d+)/i.exec(cacheControl);
+  return match === null ? Number.POSITIVE_INFINITY : Number(match[1]);
 }
 
 function withHeader(response: HttpResult, name: string, value: string): HttpResult {
@@ -213,6 +244,10 @@ function withHeader(response: HttpResult, name: string, value: string): HttpResu
 
 function isObject(value: unknown): value is HttpResult {
   return typeof value === "object" && value !== null;
+}
+
+function isStructured(value: unknown): value is HttpResult & { statusCode: number } {
+  return isObject(value) && typeof (value as { statusCode?: unknown }).statusCode === "number";
 }
 
 function isCachedResponse(value: unknown): value is CachedResponse {

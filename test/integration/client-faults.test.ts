@@ -201,7 +201,7 @@ describe("a paused memcached (SIGSTOP)", () => {
     const node = client.nodes[0]!;
     await client.set("paused", "before");
 
-    server.pause();
+    await server.pause();
     for (let attempt = 1; attempt <= 2; attempt++) {
       const { ms, result } = await timed(() => client.get("paused"));
       expect(rejection(result), `attempt ${attempt}`).toBeInstanceOf(TimeoutError);

@@ -81,7 +81,7 @@ describe("startMemcached", () => {
   });
 
   it("stops answering while paused and answers the queued request after resume", async () => {
-    server.pause();
+    await server.pause();
     const socket = await connectTcp(server.port); // the kernel still accepts connections
     try {
       socket.write("version\r\n");
@@ -104,7 +104,7 @@ describe("startMemcached", () => {
   });
 
   it("restarts a paused server", async () => {
-    server.pause();
+    await server.pause();
     await server.restart();
     expect(await versionOverTcp(server.port)).toMatch(/^VERSION /);
   });
