@@ -7,7 +7,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { casUpdate, readCounter } from "../lib/cache/counters.ts";
 import { MemcacheError } from "../lib/memcache/errors.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
-import { newClient } from "./shared/cache.ts";
+import { counterClient } from "./shared/cache.ts";
 import { errorResponse, json, type Result } from "./shared/http.ts";
 
 const counterKey = (name: string) => safeKey(name, "counter:");
@@ -23,13 +23,17 @@ async function withCounterStore(name: string, run: () => Promise<number>): Promi
 
 const readHandler = async (event: APIGatewayProxyEventV2): Promise<Result> => {
   const name = event.pathParameters?.name ?? "";
-  return withCounterStore(name, () => readCounter(newClient, counterKey(name)));
+  return withCounterStore(name, () => readCounter(counterClient, counterKey(name)));
 };
 
 const incrementHandler = async (event: APIGatewayProxyEventV2): Promise<Result> => {
   const name = event.pathParameters?.name ?? "";
   return withCounterStore(name, () =>
-    casUpdate<number>(newClient, counterKey(name), (current) => (typeof current === "number" ? current : 0) + 1),
+    casUpdate<number>(
+      counterClient,
+      counterKey(name),
+      (current) => (typeof current === "number" ? current : 0) + 1,
+    ),
   );
 };
 

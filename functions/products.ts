@@ -6,7 +6,7 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
 import { cache } from "./shared/cache.ts";
-import { errorResponse, json, type Result } from "./shared/http.ts";
+import { errorResponse, type Result } from "./shared/http.ts";
 import * as origin from "./shared/origin.ts";
 
 const ttlSeconds = Number(process.env.PRODUCT_TTL_SECONDS ?? 300);
@@ -47,7 +47,11 @@ const writeProduct = async (event: APIGatewayProxyEventV2): Promise<Result> => {
     : (event.body ?? "");
   const response = await origin.putProduct(id, body);
   if (response.status < 200 || response.status > 299) {
-    return { statusCode: response.status, headers: { "content-type": "application/json" }, body: response.body };
+    return {
+      statusCode: response.status,
+      headers: { "content-type": "application/json" },
+      body: response.body,
+    };
   }
   // Invalidate after the origin write: a reader between the two gets the old value at most
   // until this delete, never after it.

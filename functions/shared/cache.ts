@@ -3,6 +3,8 @@
 
 import { CacheAside } from "../../lib/cache/cacheAside.ts";
 import { cacheConfigFromEnv } from "../../lib/cache/config.ts";
+import type { CounterClient } from "../../lib/cache/counters.ts";
+import { FallbackStore, fallbackCounters } from "../../lib/cache/fallback.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { recordCacheEvent } from "./metrics.ts";
@@ -23,4 +25,30 @@ export const oldClient =
     ? new MemcacheClient({ servers: cacheConfig.oldServers, ...timeouts })
     : undefined;
 
-export const cache = new CacheAside(clientStore(newClient), { onEvent: recordCacheEvent });
+// With an old cluster configured (the cutover phase), reads fall back to it and invalidations
+// reach both; see lib/cache/fallback.ts.
+const store =
+  oldClient === undefined
+    ? clientStore(newClient)
+    : new FallbackStore(newClient, oldClient, {
+        onOldError: (operation, key, error) =>
+          recordCacheEvent({
+            type: "bypass",
+            key,
+            durationMs: 0,
+            error: annotate(operation, error),
+          }),
+      });
+
+export const cache = new CacheAside(store, { onEvent: recordCacheEvent });
+
+/** Where counters live: new, seeded once from old during a cutover. */
+export const counterClient: CounterClient =
+  oldClient === undefined ? newClient : fallbackCounters(newClient, oldClient);
+
+function annotate(operation: string, error: unknown): Error {
+  const cause = error as Error;
+  return Object.assign(new Error(`old cluster ${operation}: ${cause.message}`), {
+    name: cause.name,
+  });
+}

@@ -5,7 +5,11 @@ import type { APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 
 export type Result = APIGatewayProxyStructuredResultV2;
 
-export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): Result {
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Result {
   return {
     statusCode,
     headers: { "content-type": "application/json", ...headers },

@@ -1,0 +1,190 @@
+// The cutover layer: moving from an old memcached cluster to a new one without a cold cache.
+//
+//   operation   | new cluster                      | old cluster
+//   ------------|----------------------------------|-------------------------------------------
+//   read        | first                            | only on a miss or error in new; a hit is
+//               |                                  | copied into new with add, keeping its
+//               |                                  | remaining TTL where mg ... t reports it
+//   write       | yes                              | no
+//   invalidate  | yes (a tombstone, see below)     | yes: else a stale copy resurfaces
+//   counter     | CAS / incr; seeded once from old | read only
+//   errors      | fail open (origin answers)       | never surface; count as a miss
+//
+// Invalidation leaves a short-lived tombstone in new instead of deleting there. It closes the
+// race where a reader copies an old value into new just after a writer invalidated it:
+//   reader: get new -> miss; get old -> v1 (stale soon)
+//   writer: origin := v2; invalidate new + old
+//   reader: add new v1  -> with a plain delete this succeeds and v1 lives on in new;
+//                          with the tombstone present, add fails and v1 is dropped.
+// A reader that finds a tombstone treats it as a miss and does not fall back to old (whatever
+// old holds for that key is older than the invalidation). The next cache-aside write (set)
+// replaces the tombstone with the fresh value.
+
+import type { MemcacheClient } from "../memcache/client.ts";
+import type { CounterClient } from "./counters.ts";
+import type { CacheStore, StoreHit } from "./store.ts";
+
+/** Flags word that marks a tombstone (never produced by the default serde). */
+export const TOMBSTONE_FLAGS = 0x7442_0001;
+const TOMBSTONE = Buffer.from("invalidated");
+
+export interface FallbackOptions {
+  /** TTL for values copied from old when old cannot tell the remaining TTL, in seconds. Default 300. */
+  copyTtlSeconds: number;
+  /** How long an invalidation's tombstone stays in new, in seconds. Default 300. */
+  tombstoneSeconds: number;
+  /** Called when the old cluster failed (never surfaced otherwise). Default: none. */
+  onOldError: ((operation: string, key: string, error: unknown) => void) | undefined;
+}
+
+export const fallbackDefaults: FallbackOptions = {
+  copyTtlSeconds: 300,
+  tombstoneSeconds: 300,
+  onOldError: undefined,
+};
+
+interface OldRead {
+  value: unknown;
+  /** Remaining TTL in seconds (0 = none) when the server reports it, else undefined. */
+  ttlSeconds: number | undefined;
+}
+
+export class FallbackStore implements CacheStore {
+  readonly newClient: MemcacheClient;
+  readonly oldClient: MemcacheClient;
+  readonly options: FallbackOptions;
+
+  constructor(
+    newClient: MemcacheClient,
+    oldClient: MemcacheClient,
+    options: Partial<FallbackOptions> = {},
+  ) {
+    this.newClient = newClient;
+    this.oldClient = oldClient;
+    this.options = { ...fallbackDefaults, ...options };
+  }
+
+  async read<T>(key: string): Promise<StoreHit<T> | undefined> {
+    let newError: unknown;
+    try {
+      const item = await this.newClient.gets<T>(key);
+      if (item !== undefined) {
+        if (item.flags === TOMBSTONE_FLAGS) return undefined; // invalidated: old is stale too
+        if (item.value !== undefined) return { value: item.value, fallback: false };
+      }
+    } catch (error) {
+      newError = error;
+    }
+    const old = await this.readOld(key);
+    if (old === undefined) {
+      if (newError !== undefined) throw newError; // new failed and old had nothing: BYPASS
+      return undefined;
+    }
+    if (newError === undefined) await this.copyIntoNew(key, old);
+    return { value: old.value as T, fallback: true };
+  }
+
+  async write(key: string, value: unknown, ttlSeconds: number): Promise<void> {
+    await this.newClient.set(key, value, { ttlSeconds });
+  }
+
+  /** Tombstone in new, delete in old; a failure in new throws, in old is reported only. */
+  async invalidate(key: string): Promise<void> {
+    const [inNew] = await Promise.allSettled([
+      this.newClient.set(key, TOMBSTONE, {
+        ttlSeconds: this.options.tombstoneSeconds,
+        flags: TOMBSTONE_FLAGS,
+      }),
+      this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
+    ]);
+    if (inNew.status === "rejected") throw inNew.reason;
+  }
+
+  private async readOld(key: string): Promise<OldRead | undefined> {
+    try {
+      if (await this.oldClient.hasMeta(key)) {
+        const reply = await this.oldClient.metaGet(key, ["v", "f", "t"]);
+        const value = this.oldClient.decodeMeta(reply);
+        if (value === undefined) return undefined;
+        const t = Number(reply.flags.t);
+        // t is the remaining TTL in seconds, -1 for "no expiry".
+        const ttlSeconds = t === -1 ? 0 : Number.isFinite(t) ? Math.max(1, t) : undefined;
+        return { value, ttlSeconds };
+      }
+      const value = await this.oldClient.get(key);
+      return value === undefined ? undefined : { value, ttlSeconds: undefined };
+    } catch (error) {
+      this.oldFailed("read", key, error);
+      return undefined;
+    }
+  }
+
+  /** add, not set: a fresher value written to new meanwhile (or a tombstone) must win. */
+  private async copyIntoNew(key: string, old: OldRead): Promise<void> {
+    try {
+      await this.newClient.add(key, old.value, {
+        ttlSeconds: old.ttlSeconds ?? this.options.copyTtlSeconds,
+      });
+    } catch {
+      // Best effort: the value is served either way; the next read tries again.
+    }
+  }
+
+  private oldFailed(operation: string, key: string, error: unknown): void {
+    try {
+      this.options.onOldError?.(operation, key, error);
+    } catch {
+      // An observer must never break a request.
+    }
+  }
+}
+
+/**
+ * The counter view during a cutover: reads and writes on new; a counter missing in new is
+ * seeded once from old's value with add, so concurrent seeders cannot double count (one add
+ * wins, the others find the seeded value and go on with CAS or incr).
+ */
+export function fallbackCounters(
+  newClient: MemcacheClient,
+  oldClient: MemcacheClient,
+): CounterClient {
+  const seed = async (key: string): Promise<boolean> => {
+    let value: unknown;
+    try {
+      value = await oldClient.get(key);
+    } catch {
+      return false; // old never surfaces errors
+    }
+    if (value === undefined) return false;
+    await newClient.add(key, value); // false when another seeder won: fine either way
+    return true;
+  };
+  return {
+    get: async <T>(key: string) => {
+      const value = await newClient.get<T>(key);
+      if (value !== undefined) return value;
+      try {
+        return await oldClient.get<T>(key);
+      } catch {
+        return undefined;
+      }
+    },
+    gets: async <T>(key: string) => {
+      const item = await newClient.gets<T>(key);
+      if (item !== undefined || !(await seed(key))) return item;
+      return newClient.gets<T>(key);
+    },
+    cas: (key, value, cas, options) => newClient.cas(key, value, cas, options),
+    add: (key, value, options) => newClient.add(key, value, options),
+    incr: async (key, delta) => {
+      const value = await newClient.incr(key, delta);
+      if (value !== undefined || !(await seed(key))) return value;
+      return newClient.incr(key, delta);
+    },
+    decr: async (key, delta) => {
+      const value = await newClient.decr(key, delta);
+      if (value !== undefined || !(await seed(key))) return value;
+      return newClient.decr(key, delta);
+    },
+  };
+}
