@@ -22,6 +22,13 @@
 
 import type { MemcacheClient } from "../memcache/client.ts";
 import type { CounterClient } from "./counters.ts";
+import {
+  type LeaseMode,
+  type LeaseOptions,
+  type LeaseRead,
+  type Leases,
+  leasesFor,
+} from "./leases.ts";
 import type { CacheStore, StoreHit } from "./store.ts";
 
 /** Flags word that marks a tombstone (never produced by the default serde). */
@@ -35,12 +42,15 @@ export interface FallbackOptions {
   tombstoneSeconds: number;
   /** Called when the old cluster failed (never surfaced otherwise). Default: none. */
   onOldError: ((operation: string, key: string, error: unknown) => void) | undefined;
+  /** Stampede leases in the new cluster (see leases.ts). Default "auto". */
+  leases: LeaseMode;
 }
 
 export const fallbackDefaults: FallbackOptions = {
   copyTtlSeconds: 300,
   tombstoneSeconds: 300,
   onOldError: undefined,
+  leases: "auto",
 };
 
 interface OldRead {
@@ -82,6 +92,56 @@ export class FallbackStore implements CacheStore {
     }
     if (newError === undefined) await this.copyIntoNew(key, old);
     return { value: old.value as T, fallback: true };
+  }
+
+  /**
+   * Leases live in new. A caller that wins a miss in new looks in old before loading from the
+   * origin: an old hit fills new through the lease (TTL kept) and is served as HIT-FALLBACK, so
+   * the waiters get it from new. If new fails, old is read instead (fail open).
+   */
+  async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
+    let leases: Leases | undefined;
+    let read: LeaseRead<T>;
+    try {
+      leases = await leasesFor(this.newClient, this.options.leases);
+      if (leases === undefined) {
+        const hit = await this.read<T>(key);
+        return hit === undefined ? { status: "miss" } : { status: "hit", stale: false, ...hit };
+      }
+      read = await leases.readLease<T>(key, options);
+    } catch (error) {
+      const old = await this.readOld(key);
+      if (old === undefined) throw error;
+      return { status: "hit", value: old.value as T, stale: false, fallback: true };
+    }
+    if (read.status !== "win" || read.stale !== undefined) return read;
+    const old = await this.readOld(key);
+    if (old === undefined) return read;
+    try {
+      await leases.fill(key, old.value, old.ttlSeconds ?? this.options.copyTtlSeconds, read.token);
+    } catch {
+      // Best effort: served either way; the placeholder expires after the lease TTL.
+    }
+    return { status: "hit", value: old.value as T, stale: false, fallback: true };
+  }
+
+  async fill(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean> {
+    const leases = await leasesFor(this.newClient, this.options.leases);
+    return leases === undefined ? false : leases.fill(key, value, ttlSeconds, token);
+  }
+
+  async release(key: string, token: string): Promise<void> {
+    await (await leasesFor(this.newClient, this.options.leases))?.release(key, token);
+  }
+
+  /** Marks stale in new and deletes in old (else old's copy returns once new's stale copy ends). */
+  async markStale(key: string, staleSeconds: number): Promise<boolean> {
+    const leases = await leasesFor(this.newClient, this.options.leases);
+    const [marked] = await Promise.all([
+      leases === undefined ? false : leases.markStale(key, staleSeconds),
+      this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
+    ]);
+    return marked;
   }
 
   async write(key: string, value: unknown, ttlSeconds: number): Promise<void> {

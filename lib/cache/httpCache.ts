@@ -16,7 +16,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from "aws-lambda";
 import { safeKey } from "../memcache/keys.ts";
-import type { CacheAside, CacheStatus } from "./cacheAside.ts";
+import type { CacheAside, CacheStatus, Lease } from "./cacheAside.ts";
 
 export type HttpEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
 export type HttpResult = APIGatewayProxyStructuredResultV2 | APIGatewayProxyResult;
@@ -38,6 +38,8 @@ export interface HttpCacheOptions {
   isCacheableResponse: (response: HttpResult) => boolean;
   /** Response header that reports HIT, HIT-FALLBACK, MISS or BYPASS. Default "x-cache". */
   headerName: string;
+  /** Time kept back from the Lambda's remaining time when waiting for another load, ms. Default 1,000. */
+  deadlineMarginMs: number;
 }
 
 export const httpCacheDefaults: HttpCacheOptions = {
@@ -49,6 +51,7 @@ export const httpCacheDefaults: HttpCacheOptions = {
   isCacheableRequest: defaultIsCacheableRequest,
   isCacheableResponse: defaultIsCacheableResponse,
   headerName: "x-cache",
+  deadlineMarginMs: 1_000,
 };
 
 /** The outcome of lookup(), handed back to store() after the handler ran. */
@@ -58,6 +61,8 @@ export interface HttpLookup {
   status: CacheStatus | undefined;
   /** The cached response, on a hit. */
   response?: HttpResult;
+  /** The right to fill the key, when this request won it (stampede protection). */
+  lease?: Lease<CachedResponse>;
 }
 
 interface CachedResponse {
@@ -81,6 +86,14 @@ export class HttpCache {
     this.cache = this.options.cache;
   }
 
+  /** How long a request may wait for another one's load, from the Lambda context (if any). */
+  deadlineFor(context: unknown): number | undefined {
+    const remaining = (context as { getRemainingTimeInMillis?: () => number } | undefined)
+      ?.getRemainingTimeInMillis;
+    if (typeof remaining !== "function") return undefined;
+    return Math.max(0, remaining.call(context) - this.options.deadlineMarginMs);
+  }
+
   /** The cache key for a request, or undefined when the request is not cacheable. */
   keyFor(event: HttpEvent): string | undefined {
     if (!this.options.isCacheableRequest(event, this.options)) return undefined;
@@ -90,15 +103,35 @@ export class HttpCache {
     return text === undefined ? undefined : safeKey(text, this.options.keyPrefix);
   }
 
-  /** Before the handler: a hit carries the response to return at once. */
-  async lookup(event: HttpEvent): Promise<HttpLookup> {
+  /**
+   * Before the handler: a hit carries the response to return at once. Concurrent misses of one
+   * key wait here (at most until `deadlineMs` from now) while one of them runs the handler.
+   */
+  async lookup(event: HttpEvent, deadlineMs?: number): Promise<HttpLookup> {
     const key = this.keyFor(event);
     if (key === undefined) return { key, status: undefined };
-    const read = await this.cache.read<CachedResponse>(key);
+    const read = await this.cache.acquire<CachedResponse>(
+      key,
+      deadlineMs === undefined ? {} : { deadlineMs },
+    );
     if ((read.status === "HIT" || read.status === "HIT-FALLBACK") && isCachedResponse(read.value)) {
       return { key, status: read.status, response: this.fromCache(read.value, read.status) };
     }
-    return { key, status: read.status === "BYPASS" ? "BYPASS" : "MISS" };
+    const lookup: HttpLookup = { key, status: read.status === "BYPASS" ? "BYPASS" : "MISS" };
+    if (read.lease !== undefined) lookup.lease = read.lease;
+    return lookup;
+  }
+
+  /**
+   * The handler failed: the stale response to serve instead, when this request was refreshing a
+   * stale entry and serveStaleOnError allows; otherwise undefined (the lease is given up).
+   */
+  async recover(lookup: HttpLookup | undefined, error: unknown): Promise<HttpResult | undefined> {
+    if (lookup?.lease === undefined) return undefined;
+    const stale = await this.cache.abandon(lookup.lease, error);
+    return stale === undefined || !isCachedResponse(stale)
+      ? undefined
+      : this.fromCache(stale, "HIT");
   }
 
   /** After the handler: stores a cacheable response on a MISS and labels it with x-cache. */
@@ -106,10 +139,23 @@ export class HttpCache {
     // Only structured results are labelled and cached. A bare object returned by an HTTP API
     // handler is the response body itself: adding a header would change what is sent.
     if (lookup.key === undefined || lookup.status === undefined || !isStructured(response)) {
+      if (lookup.lease !== undefined) await this.cache.release(lookup.lease);
       return response;
     }
+    // An origin failure while refreshing a stale entry: serve the stale entry instead.
+    if (response.statusCode >= 500) {
+      const stale = await this.recover(
+        lookup,
+        new Error(`handler answered ${response.statusCode}`),
+      );
+      if (stale !== undefined) return stale;
+    }
     const ttlSeconds = Math.min(this.options.ttlSeconds, maxAgeSeconds(response));
-    if (lookup.status === "MISS" && ttlSeconds > 0 && this.options.isCacheableResponse(response)) {
+    const cacheable = ttlSeconds > 0 && this.options.isCacheableResponse(response);
+    if (lookup.status === "MISS" && !cacheable && lookup.lease !== undefined) {
+      await this.cache.release(lookup.lease);
+    }
+    if (lookup.status === "MISS" && cacheable) {
       const entry: CachedResponse = {
         statusCode: response.statusCode,
         headers: { ...(response.headers ?? {}) },
@@ -120,7 +166,8 @@ export class HttpCache {
       const multi = (response as APIGatewayProxyResult).multiValueHeaders;
       if (multi !== undefined) entry.multiValueHeaders = multi;
       delete entry.headers[this.options.headerName];
-      await this.cache.write(lookup.key, entry, ttlSeconds);
+      delete entry.headers.age;
+      await this.cache.complete(lookup.key, lookup.lease, entry, ttlSeconds);
     }
     return withHeader(response, this.options.headerName, lookup.status);
   }
@@ -145,9 +192,17 @@ export function withHttpCache<E extends HttpEvent, C>(
 ): (event: E, context: C) => Promise<HttpResult> {
   const httpCache = new HttpCache(options);
   return async (event, context) => {
-    const lookup = await httpCache.lookup(event);
+    const lookup = await httpCache.lookup(event, httpCache.deadlineFor(context));
     if (lookup.response !== undefined) return lookup.response;
-    return httpCache.store(lookup, await handler(event, context));
+    let response: HttpResult;
+    try {
+      response = await handler(event, context);
+    } catch (error) {
+      const stale = await httpCache.recover(lookup, error);
+      if (stale !== undefined) return stale;
+      throw error;
+    }
+    return httpCache.store(lookup, response);
   };
 }
 

@@ -3,6 +3,7 @@
 // interface, so the core and the middleware never know which one they talk to.
 
 import type { MemcacheClient } from "../memcache/client.ts";
+import { type LeaseMode, type LeaseOptions, type LeaseRead, leasesFor } from "./leases.ts";
 
 export interface StoreHit<T = unknown> {
   value: T;
@@ -16,11 +17,27 @@ export interface CacheStore {
   write(key: string, value: unknown, ttlSeconds: number): Promise<void>;
   /** Removes the key everywhere a reader could find it. */
   invalidate(key: string): Promise<void>;
+  /** Stampede protection (see leases.ts); a store without it serves plain read/write. */
+  readLease?<T = unknown>(key: string, options: LeaseOptions): Promise<LeaseRead<T>>;
+  fill?(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean>;
+  release?(key: string, token: string): Promise<void>;
+  /** Marks the key stale (served while one reader refreshes it); false when not possible. */
+  markStale?(key: string, staleSeconds: number): Promise<boolean>;
+}
+
+export interface ClientStoreOptions {
+  /** Lease implementation: meta protocol where the server has it (auto), lock, or off. */
+  leases: LeaseMode;
 }
 
 /** A CacheStore over one memcached client (one cluster). */
-export function clientStore(client: MemcacheClient): CacheStore {
-  return {
+export function clientStore(
+  client: MemcacheClient,
+  options: Partial<ClientStoreOptions> = {},
+): CacheStore {
+  const mode = options.leases ?? "auto";
+  const leases = () => leasesFor(client, mode);
+  const store: CacheStore = {
     async read<T>(key: string): Promise<StoreHit<T> | undefined> {
       const value = await client.get<T>(key);
       return value === undefined ? undefined : { value, fallback: false };
@@ -32,4 +49,12 @@ export function clientStore(client: MemcacheClient): CacheStore {
       await client.delete(key);
     },
   };
+  if (mode === "off") return store;
+  store.readLease = async <T>(key: string, leaseOptions: LeaseOptions) =>
+    (await leases())!.readLease<T>(key, leaseOptions);
+  store.fill = async (key, value, ttlSeconds, token) =>
+    (await leases())!.fill(key, value, ttlSeconds, token);
+  store.release = async (key, token) => (await leases())!.release(key, token);
+  store.markStale = async (key, staleSeconds) => (await leases())!.markStale(key, staleSeconds);
+  return store;
 }

@@ -29,7 +29,7 @@ export function httpCacheMiddleware(
   const httpCache = new HttpCache(opts);
 
   const httpCacheMiddlewareBefore = async (request: CacheRequest) => {
-    const lookup = await httpCache.lookup(request.event);
+    const lookup = await httpCache.lookup(request.event, httpCache.deadlineFor(request.context));
     if (lookup.response !== undefined) return lookup.response;
     request.internal[internalKey] = lookup;
     return undefined;
@@ -41,7 +41,20 @@ export function httpCacheMiddleware(
     request.response = await httpCache.store(lookup, request.response);
   };
 
-  return { name, before: httpCacheMiddlewareBefore, after: httpCacheMiddlewareAfter };
+  // The handler threw while refreshing a stale entry: serve the stale entry (serveStaleOnError).
+  const httpCacheMiddlewareOnError = async (request: CacheRequest) => {
+    if (request.response !== undefined) return;
+    const lookup = request.internal[internalKey] as HttpLookup | undefined;
+    const stale = await httpCache.recover(lookup, request.error);
+    if (stale !== undefined) request.response = stale;
+  };
+
+  return {
+    name,
+    before: httpCacheMiddlewareBefore,
+    after: httpCacheMiddlewareAfter,
+    onError: httpCacheMiddlewareOnError,
+  };
 }
 
 export default httpCacheMiddleware;

@@ -1,0 +1,133 @@
+// Leases against stampedes: when many callers miss the same key at once, one "wins" and loads it
+// from the origin; the others wait briefly for its value. Two implementations:
+//
+// - metaLeases (memcached >= 1.6.10): `mg <key> v f c t N<leaseTtl> [R<recache>]`. A miss
+//   vivifies an empty placeholder and returns W (won) to exactly one caller, Z (someone else won)
+//   to the rest. R hands one W to the first reader of an item whose TTL fell below R, while the
+//   others keep being served (early refresh). `md <key> I T<n>` marks an item stale: readers get
+//   the stale value (X), one of them with W to refresh it. Fills use `ms ... C<cas>`, so a fill
+//   loses against an invalidation that happened during the load.
+// - lockLeases (older servers, or forced): an `add` of `<key>#lock` with a short TTL is the lease.
+//   Same guarantee for misses; no early refresh and no stale marking (invalidation deletes).
+//
+// If a winner never fills (crashed, frozen), its placeholder or lock expires after leaseTtl and
+// the next reader wins again.
+
+import { createHash } from "node:crypto";
+import type { MemcacheClient } from "../memcache/client.ts";
+import { MAX_KEY_BYTES } from "../memcache/keys.ts";
+import { toWireExptime } from "../memcache/protocol.ts";
+
+export interface LeaseOptions {
+  /** How long a winner may take before another reader may win (N token / lock TTL), in s. */
+  leaseTtlSeconds: number;
+  /** Early refresh: an item with fewer seconds left is refreshed by one reader. 0 = off. */
+  recacheSeconds: number;
+}
+
+export type LeaseRead<T> =
+  /** A usable value (stale: marked stale or close to expiry while someone else refreshes it). */
+  | { status: "hit"; value: T; stale: boolean; fallback: boolean }
+  /** The caller won: load and fill(token). `stale` is a value it may serve if the load fails. */
+  | { status: "win"; token: string; stale?: T }
+  /** Someone else is loading; ask again shortly. */
+  | { status: "wait" }
+  /** No lease could be taken (e.g. undecodable bytes): load and write plainly. */
+  | { status: "miss" };
+
+export interface Leases {
+  readonly mode: "meta" | "lock";
+  readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>>;
+  /** Stores the loaded value if the lease still holds; false when an invalidation won. */
+  fill(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean>;
+  /** Gives the lease up without a value (load failed), so waiters need not wait for its TTL. */
+  release(key: string, token: string): Promise<void>;
+  /** Marks the item stale for `staleSeconds` instead of deleting it; false if unsupported/absent. */
+  markStale(key: string, staleSeconds: number): Promise<boolean>;
+}
+
+export function metaLeases(client: MemcacheClient): Leases {
+  return {
+    mode: "meta",
+    async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
+      const flags = ["v", "f", "c", "t", `N${Math.max(1, options.leaseTtlSeconds)}`];
+      if (options.recacheSeconds > 0) flags.push(`R${options.recacheSeconds}`);
+      const reply = await client.metaGet(key, flags);
+      if (reply.code !== "VA" || reply.value === undefined) return { status: "miss" };
+      const won = "W" in reply.flags;
+      const stale = "X" in reply.flags;
+      const token = reply.flags.c ?? "";
+      // The vivified placeholder: no data, flags 0, not a stale item.
+      const placeholder = reply.value.length === 0 && (reply.flags.f ?? "0") === "0" && !stale;
+      if (placeholder) return won ? { status: "win", token } : { status: "wait" };
+      const value = client.decodeMeta<T>(reply);
+      if (value === undefined) return { status: "miss" };
+      if (won) return { status: "win", token, stale: value };
+      return { status: "hit", value, stale: stale || "Z" in reply.flags, fallback: false };
+    },
+    async fill(key, value, ttlSeconds, token) {
+      const flags = [`T${toWireExptime(ttlSeconds)}`];
+      if (token !== "") flags.push(`C${token}`);
+      const reply = await client.metaSet(key, value, flags);
+      return reply.code === "HD";
+    },
+    async release(key, token) {
+      await client.metaDelete(key, token === "" ? [] : [`C${token}`]);
+    },
+    async markStale(key, staleSeconds) {
+      const reply = await client.metaDelete(key, ["I", `T${toWireExptime(staleSeconds)}`]);
+      return reply.code === "HD";
+    },
+  };
+}
+
+/** The lock key for `key`: `<key>#lock`, hashed when that would be too long. */
+export function lockKeyFor(key: string): string {
+  const lock = `${key}#lock`;
+  if (lock.length <= MAX_KEY_BYTES) return lock;
+  return `#lock#${createHash("sha256").update(key).digest("base64url")}`;
+}
+
+export function lockLeases(client: MemcacheClient): Leases {
+  return {
+    mode: "lock",
+    async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
+      const item = await client.gets<T>(key);
+      if (item !== undefined) {
+        if (item.value !== undefined) {
+          return { status: "hit", value: item.value, stale: false, fallback: false };
+        }
+        return { status: "miss" }; // present but undecodable (or a tombstone): load, then set
+      }
+      const won = await client.add(lockKeyFor(key), 1, {
+        ttlSeconds: Math.max(1, options.leaseTtlSeconds),
+      });
+      return won ? { status: "win", token: "lock" } : { status: "wait" };
+    },
+    async fill(key, value, ttlSeconds) {
+      await client.set(key, value, { ttlSeconds });
+      await client.delete(lockKeyFor(key));
+      return true;
+    },
+    async release(key) {
+      await client.delete(lockKeyFor(key));
+    },
+    async markStale() {
+      return false;
+    },
+  };
+}
+
+/** Which lease implementation a store uses: auto = meta where the server has it, else lock. */
+export type LeaseMode = "auto" | "meta" | "lock" | "off";
+
+/** Resolves the lease implementation for `client` (probing the meta protocol once for auto). */
+export async function leasesFor(
+  client: MemcacheClient,
+  mode: LeaseMode,
+): Promise<Leases | undefined> {
+  if (mode === "off") return undefined;
+  if (mode === "lock") return lockLeases(client);
+  if (mode === "meta" || (await client.hasMeta())) return metaLeases(client);
+  return lockLeases(client);
+}
