@@ -169,7 +169,7 @@ export class MemcacheClient {
       return Promise.reject(error);
     }
     return node
-      .send<RetrievedValue[]>(`get ${key}\r\n`, Reply.VALUES, "get")
+      .send<RetrievedValue[]>(`get ${key}\r\n`, Reply.VALUES, "get", false, true)
       .then(this.decodeFirst) as Promise<T | undefined>;
   }
 
@@ -404,6 +404,8 @@ export class MemcacheClient {
         `${prefix} ${key}\r\n`,
         Reply.VALUES,
         verb,
+        false,
+        true,
       );
     }
     await this.ready();
@@ -420,12 +422,12 @@ export class MemcacheClient {
       let line = prefix;
       for (const key of nodeKeys) {
         if (line.length + key.length + 1 > MAX_GET_LINE) {
-          requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb));
+          requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, false, true));
           line = prefix;
         }
         line += ` ${key}`;
       }
-      requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb));
+      requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, false, true));
     }
     return (await Promise.all(requests)).flat();
   }

@@ -34,6 +34,8 @@ export interface ConnectionOptions {
   maxLineBytes: number;
   /** Largest value a reply may announce (protocol-violation guard). Default 128 MiB. */
   maxReplyBytes: number;
+  /** A read on a socket idle this long is retried once if it fails (see send()). Default 1,000 ms. */
+  staleSocketMs: number;
 }
 
 export const connectionDefaults: ConnectionOptions = {
@@ -45,6 +47,7 @@ export const connectionDefaults: ConnectionOptions = {
   tls: false,
   maxLineBytes: 8 * 1024,
   maxReplyBytes: 128 * 1024 * 1024,
+  staleSocketMs: 1_000,
 };
 
 /** What a request expects back; decides how reply events are gathered into one result. */
@@ -106,6 +109,9 @@ export class Connection implements ReplyHandler {
   private failures = 0;
   private deadUntil = 0;
   private connectDeadline = 0;
+  private lastSendAt = 0;
+  /** Reads retried after failing on a socket that had sat idle (see send()). */
+  staleRetries = 0;
 
   constructor(
     host: string,
@@ -141,10 +147,43 @@ export class Connection implements ReplyHandler {
   /**
    * Sends one command and resolves with its reply, gathered as `kind` says. Rejects with a
    * MemcacheError subclass; never hangs longer than timeoutMs.
+   *
+   * `retryIfStale` (reads only, never writes): when the socket sat idle for staleSocketMs or
+   * more — a thawed Lambda's socket may be dead without any FIN — and the request fails with a
+   * timeout or a closed connection, it is sent once more on a fresh socket.
    */
-  send<T>(payload: string | Buffer, kind: ReplyKind, verb: string, hasData = false): Promise<T> {
+  send<T>(
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    hasData = false,
+    retryIfStale = false,
+  ): Promise<T> {
+    if (
+      retryIfStale &&
+      this.connected &&
+      Date.now() - this.lastSendAt >= this.options.staleSocketMs
+    ) {
+      return this.enqueue<T>(payload, kind, verb, hasData).catch((error: unknown) => {
+        if (error instanceof TimeoutError || error instanceof ConnectionClosedError) {
+          this.staleRetries++;
+          return this.enqueue<T>(payload, kind, verb, hasData);
+        }
+        throw error;
+      });
+    }
+    return this.enqueue<T>(payload, kind, verb, hasData);
+  }
+
+  private enqueue<T>(
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    hasData: boolean,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const now = Date.now();
+      this.lastSendAt = now;
       if (this.deadUntil !== 0) {
         if (now < this.deadUntil) {
           reject(
