@@ -51,6 +51,12 @@ export interface StackOptions {
   readyTimeoutMs?: number;
   /** Aborting during startup stops what was started and rejects. */
   signal?: AbortSignal;
+  /**
+   * Rebuild the functions when lib/ or functions/ change (serverless-esbuild watch). A rebuild
+   * restarts the workers and drops requests in flight, so it is off unless asked for; the
+   * `npm run dev` command line turns it on.
+   */
+  watch?: boolean;
 }
 
 export interface ServerlessExit {
@@ -350,7 +356,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--param=originUrl=${originUrl}`,
       ...extraArgs,
     );
-    serverless = spawnServerless(args, opts.stdio ?? "inherit");
+    // Each stack builds into its own folder: serverless-esbuild deletes its work folder on exit,
+    // which would pull the bundles from under another stack running at the same time.
+    serverless = spawnServerless(args, opts.stdio ?? "inherit", {
+      ...process.env,
+      STACK_WATCH: opts.watch === true ? "on" : "off",
+      SLS_ESBUILD_WORK_FOLDER: `.esbuild-stack-${ports.http}`,
+    });
     await waitUntilAnswering(
       httpUrl,
       serverless,
@@ -400,7 +412,11 @@ interface ServerlessHandle {
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
 
-function spawnServerless(args: string[], stdio: "inherit" | "pipe"): ServerlessHandle {
+function spawnServerless(
+  args: string[],
+  stdio: "inherit" | "pipe",
+  env: NodeJS.ProcessEnv,
+): ServerlessHandle {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on("exit", () => {
@@ -411,6 +427,7 @@ function spawnServerless(args: string[], stdio: "inherit" | "pipe"): ServerlessH
   // terminal's Ctrl+C reaches only this launcher, which then shuts the stack down in order.
   const child = spawn(process.execPath, args, {
     cwd: projectRoot,
+    env,
     stdio: ["ignore", stdio, stdio],
     detached: process.platform !== "win32",
   });
@@ -616,7 +633,7 @@ async function main(): Promise<void> {
   if (args[0] === "--") args.shift();
   let opts: StackOptions;
   try {
-    opts = optionsFromEnv(process.env, args);
+    opts = { watch: true, ...optionsFromEnv(process.env, args) };
   } catch (error) {
     console.error((error as Error).message);
     process.exit(1);
