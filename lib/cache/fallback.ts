@@ -28,11 +28,12 @@ import {
   type LeaseRead,
   type Leases,
   leasesFor,
+  TOMBSTONE_FLAGS,
 } from "./leases.ts";
 import type { CacheStore, StoreHit } from "./store.ts";
 
-/** Flags word that marks a tombstone (never produced by the default serde). */
-export const TOMBSTONE_FLAGS = 0x7442_0001;
+export { TOMBSTONE_FLAGS };
+
 const TOMBSTONE = Buffer.from("invalidated");
 
 export interface FallbackOptions {
@@ -114,7 +115,7 @@ export class FallbackStore implements CacheStore {
       if (old === undefined) throw error;
       return { status: "hit", value: old.value as T, stale: false, fallback: true };
     }
-    if (read.status !== "win" || read.stale !== undefined) return read;
+    if (read.status !== "win" || read.stale !== undefined || read.tombstone === true) return read;
     const old = await this.readOld(key);
     if (old === undefined) return read;
     try {
@@ -151,13 +152,23 @@ export class FallbackStore implements CacheStore {
   /** Tombstone in new, delete in old; a failure in new throws, in old is reported only. */
   async invalidate(key: string): Promise<void> {
     const [inNew] = await Promise.allSettled([
-      this.newClient.set(key, TOMBSTONE, {
-        ttlSeconds: this.options.tombstoneSeconds,
-        flags: TOMBSTONE_FLAGS,
-      }),
+      this.tombstone(key),
       this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
     ]);
     if (inNew.status === "rejected") throw inNew.reason;
+  }
+
+  /**
+   * Leaves the tombstone in new. With meta leases it is also marked stale (md I), so of the
+   * readers that come next exactly one wins the reload and the rest wait for it.
+   */
+  private async tombstone(key: string): Promise<void> {
+    await this.newClient.set(key, TOMBSTONE, {
+      ttlSeconds: this.options.tombstoneSeconds,
+      flags: TOMBSTONE_FLAGS,
+    });
+    const leases = await leasesFor(this.newClient, this.options.leases);
+    if (leases?.mode === "meta") await leases.markStale(key, this.options.tombstoneSeconds);
   }
 
   private async readOld(key: string): Promise<OldRead | undefined> {

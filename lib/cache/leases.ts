@@ -28,8 +28,11 @@ export interface LeaseOptions {
 export type LeaseRead<T> =
   /** A usable value (stale: marked stale or close to expiry while someone else refreshes it). */
   | { status: "hit"; value: T; stale: boolean; fallback: boolean }
-  /** The caller won: load and fill(token). `stale` is a value it may serve if the load fails. */
-  | { status: "win"; token: string; stale?: T }
+  /**
+   * The caller won: load and fill(token). `stale` is a value it may serve if the load fails;
+   * `tombstone` says the key was invalidated (during a cutover: do not look in the old cluster).
+   */
+  | { status: "win"; token: string; stale?: T; tombstone?: boolean }
   /** Someone else is loading; ask again shortly. */
   | { status: "wait" }
   /** No lease could be taken (e.g. undecodable bytes): load and write plainly. */
@@ -46,6 +49,21 @@ export interface Leases {
   markStale(key: string, staleSeconds: number): Promise<boolean>;
 }
 
+/**
+ * Flags word of a tombstone: the value an invalidation leaves during a cutover (fallback.ts).
+ * Readers take it as a miss that must not fall back to the old cluster; never produced by the
+ * default serde, so plain gets read it as a miss too.
+ */
+export const TOMBSTONE_FLAGS = 0x7442_0001;
+
+// Lease tokens say how to fill: "cas:<n>" ms with C<n> (a vivified placeholder or stale item),
+// "tomb:<n>" the same for a stale-marked tombstone (release keeps it), "lock:" add after a won
+// lock, "lockcas:<n>" cas over a tombstone after a won lock.
+function tokenParts(token: string): [kind: string, value: string] {
+  const colon = token.indexOf(":");
+  return colon === -1 ? [token, ""] : [token.slice(0, colon), token.slice(colon + 1)];
+}
+
 export function metaLeases(client: MemcacheClient): Leases {
   return {
     mode: "meta",
@@ -56,23 +74,33 @@ export function metaLeases(client: MemcacheClient): Leases {
       if (reply.code !== "VA" || reply.value === undefined) return { status: "miss" };
       const won = "W" in reply.flags;
       const stale = "X" in reply.flags;
-      const token = reply.flags.c ?? "";
+      const cas = reply.flags.c ?? "";
+      const token = `cas:${cas}`;
       // The vivified placeholder: no data, flags 0, not a stale item.
       const placeholder = reply.value.length === 0 && (reply.flags.f ?? "0") === "0" && !stale;
       if (placeholder) return won ? { status: "win", token } : { status: "wait" };
       const value = client.decodeMeta<T>(reply);
-      if (value === undefined) return { status: "miss" };
+      if (value === undefined) {
+        if (Number(reply.flags.f) !== TOMBSTONE_FLAGS) return { status: "miss" }; // foreign bytes
+        // A tombstone marked stale (see fallback.ts): one reader wins it, the rest wait.
+        if (won) return { status: "win", token: `tomb:${cas}`, tombstone: true };
+        return "Z" in reply.flags ? { status: "wait" } : { status: "miss" };
+      }
       if (won) return { status: "win", token, stale: value };
       return { status: "hit", value, stale: stale || "Z" in reply.flags, fallback: false };
     },
     async fill(key, value, ttlSeconds, token) {
+      const [, cas] = tokenParts(token);
       const flags = [`T${toWireExptime(ttlSeconds)}`];
-      if (token !== "") flags.push(`C${token}`);
+      if (cas !== "") flags.push(`C${cas}`);
       const reply = await client.metaSet(key, value, flags);
       return reply.code === "HD";
     },
     async release(key, token) {
-      await client.metaDelete(key, token === "" ? [] : [`C${token}`]);
+      const [kind, cas] = tokenParts(token);
+      // A tombstone stays: removing it would let the old cluster's copy be read again.
+      if (kind === "tomb" || cas === "") return;
+      await client.metaDelete(key, [`C${cas}`]);
     },
     async markStale(key, staleSeconds) {
       const reply = await client.metaDelete(key, ["I", `T${toWireExptime(staleSeconds)}`]);
@@ -97,17 +125,26 @@ export function lockLeases(client: MemcacheClient): Leases {
         if (item.value !== undefined) {
           return { status: "hit", value: item.value, stale: false, fallback: false };
         }
-        return { status: "miss" }; // present but undecodable (or a tombstone): load, then set
+        if (item.flags !== TOMBSTONE_FLAGS) return { status: "miss" }; // foreign bytes: overwrite
       }
       const won = await client.add(lockKeyFor(key), 1, {
         ttlSeconds: Math.max(1, options.leaseTtlSeconds),
       });
-      return won ? { status: "win", token: "lock" } : { status: "wait" };
+      if (!won) return { status: "wait" };
+      return item === undefined
+        ? { status: "win", token: "lock:" }
+        : { status: "win", token: `lockcas:${item.cas}`, tombstone: true };
     },
-    async fill(key, value, ttlSeconds) {
-      await client.set(key, value, { ttlSeconds });
+    async fill(key, value, ttlSeconds, token) {
+      // add (or cas over the tombstone seen): a value written meanwhile, or a newer
+      // invalidation, wins over the one this caller loaded.
+      const [kind, cas] = tokenParts(token);
+      const stored =
+        kind === "lockcas"
+          ? (await client.cas(key, value, cas, { ttlSeconds })) === "stored"
+          : await client.add(key, value, { ttlSeconds });
       await client.delete(lockKeyFor(key));
-      return true;
+      return stored;
     },
     async release(key) {
       await client.delete(lockKeyFor(key));

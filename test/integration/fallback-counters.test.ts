@@ -1,0 +1,135 @@
+// Counters during a cutover, against two real memcached processes "old" and "new": the
+// fallbackCounters view seeds a counter missing in new once from old (add: one seeder wins), so
+// concurrent CAS and incr callers on separate sockets lose no update and count old's value once;
+// old is only ever read.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type CounterClient, casUpdate, increment, readCounter } from "../../lib/cache/counters.ts";
+import { fallbackCounters } from "../../lib/cache/fallback.ts";
+import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { counters } from "../helpers/client.ts";
+import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+
+let oldServer: MemcachedProcess;
+let newServer: MemcachedProcess;
+let oldClient: MemcacheClient;
+let newClient: MemcacheClient;
+/** Five new/old client pairs, each with its own sockets, and a counter view over each. */
+let views: CounterClient[];
+let keyCount = 0;
+const clients: MemcacheClient[] = [];
+
+function client(servers: string): MemcacheClient {
+  const created = new MemcacheClient({ servers, timeoutMs: 2_000 });
+  clients.push(created);
+  return created;
+}
+
+/** A key no other test uses. */
+function key(name: string): string {
+  keyCount++;
+  return `fallback-counters:${keyCount}:${name}`;
+}
+
+/** `total` calls of `run`, spread round-robin over the five views, all in flight at once. */
+function concurrently<T>(total: number, run: (view: CounterClient) => Promise<T>): Promise<T[]> {
+  return Promise.all(Array.from({ length: total }, (_, i) => run(views[i % views.length]!)));
+}
+
+/** from..to, to compare with the sorted values concurrent updates resolved with. */
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+const plusOne = (n: number | undefined) => (n ?? 0) + 1;
+const ascending = (a: number, b: number) => a - b;
+
+beforeAll(async () => {
+  [oldServer, newServer] = await Promise.all([startMemcached(), startMemcached()]);
+  oldClient = client(oldServer.endpoint);
+  newClient = client(newServer.endpoint);
+  views = Array.from({ length: 5 }, () =>
+    fallbackCounters(client(newServer.endpoint), client(oldServer.endpoint)),
+  );
+});
+
+afterAll(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all([oldServer?.stop(), newServer?.stop()]);
+});
+
+describe("a counter that only old holds", () => {
+  it("reads old's value through the view before anything was counted in new", async () => {
+    const k = key("read");
+    await oldClient.set(k, 100);
+
+    expect(await readCounter(views[0]!, k)).toBe(100);
+    expect(await newClient.get(k)).toBeUndefined();
+  });
+
+  it("counts old's value once under 50 concurrent CAS updates over 5 client pairs: 100 + 50 = 150 in new, old still 100", async () => {
+    const k = key("cas");
+    await oldClient.set(k, 100);
+    const oldSets = await counters(oldClient, ["cmd_set"]);
+
+    const results = await concurrently(50, (view) => casUpdate(view, k, plusOne));
+
+    expect(await newClient.get(k)).toBe(150);
+    expect(await readCounter(views[0]!, k)).toBe(150);
+    // Every update saw a different predecessor: none lost, none doubled, old's 100 seeded once.
+    expect(results.sort(ascending)).toEqual(range(101, 150));
+    expect(await oldClient.get(k)).toBe(100);
+    expect(await counters(oldClient, ["cmd_set"])).toEqual(oldSets);
+  });
+
+  it("counts old's value once under 50 concurrent increments (incr) over 5 client pairs: 100 + 50 = 150 in new, old still 100", async () => {
+    const k = key("incr");
+    await oldClient.set(k, 100);
+    const oldCounts = await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"]);
+
+    const results = await concurrently(50, (view) => increment(view, k));
+
+    expect(await readCounter(newClient, k)).toBe(150);
+    expect(await readCounter(views[0]!, k)).toBe(150);
+    expect(results.sort(ascending)).toEqual(range(101, 150));
+    expect(await oldClient.get(k)).toBe(100);
+    expect(await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"])).toEqual(oldCounts);
+  });
+
+  it("seeds from old only while new misses: a counter already in new ignores old's value", async () => {
+    const k = key("in-both");
+    await oldClient.set(k, 100);
+    await newClient.set(k, 7);
+
+    expect(await readCounter(views[0]!, k)).toBe(7);
+    expect(await increment(views[1]!, k)).toBe(8);
+    expect(await casUpdate(views[2]!, k, plusOne)).toBe(9);
+    expect(await oldClient.get(k)).toBe(100);
+  });
+});
+
+describe("a counter in neither cluster", () => {
+  it("starts at 0 and reaches exactly 50 under 50 concurrent CAS updates, created in new only", async () => {
+    const k = key("fresh-cas");
+    expect(await readCounter(views[0]!, k)).toBe(0);
+
+    const results = await concurrently(50, (view) => casUpdate(view, k, plusOne));
+
+    expect(results.sort(ascending)).toEqual(range(1, 50));
+    expect(await readCounter(views[0]!, k)).toBe(50);
+    expect(await newClient.get(k)).toBe(50);
+    expect(await oldClient.get(k)).toBeUndefined();
+  });
+
+  it("starts at 0 and reaches exactly 50 under 50 concurrent increments, created in new only", async () => {
+    const k = key("fresh-incr");
+    expect(await readCounter(views[0]!, k)).toBe(0);
+
+    const results = await concurrently(50, (view) => increment(view, k));
+
+    expect(results.sort(ascending)).toEqual(range(1, 50));
+    expect(await readCounter(views[0]!, k)).toBe(50);
+    expect(await readCounter(newClient, k)).toBe(50);
+    expect(await oldClient.get(k)).toBeUndefined();
+  });
+});
