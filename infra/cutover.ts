@@ -1,0 +1,505 @@
+// `npm run cutover -- status --stage <stage> [--region r] [--json]`: both ElastiCache clusters of
+// a stage (from DescribeCacheClusters with node info), each node's `stats` (items, hits, misses),
+// and whether the new cluster looks warm enough to deploy with keepOldCluster=false.
+//
+// `stats` needs a TCP path to the nodes: the caches admit only FunctionSecurityGroup on 11211,
+// so run this from a host in the VPC that has that group. Nodes it cannot reach are reported as
+// not answering, and the verdict is then "unknown" (never "warm").
+//
+// Cutover tooling only: the AWS SDK is a devDependency and never part of a function bundle.
+
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import {
+  type CacheCluster,
+  DescribeCacheClustersCommand,
+  type DescribeCacheClustersCommandOutput,
+  ElastiCacheClient,
+} from "@aws-sdk/client-elasticache";
+import { MemcacheClient } from "../lib/memcache/client.ts";
+
+/** The part of ElastiCacheClient this tool uses (tests pass a fake). */
+export interface ElastiCacheSender {
+  send(command: DescribeCacheClustersCommand): Promise<DescribeCacheClustersCommandOutput>;
+}
+
+/** One node to read `stats` from. */
+export interface StatsTarget {
+  host: string;
+  port: number;
+  /** The cluster has in-transit encryption: speak TLS. */
+  tls: boolean;
+}
+
+/** Reads one node's `stats` (general group). */
+export type StatsReader = (target: StatsTarget) => Promise<Record<string, string>>;
+
+/**
+ * The warmth rule's thresholds, written down once (see isWarm):
+ *
+ *   new looks warm when, over all nodes of each cluster,
+ *     hit ratio(new) >= minHitRatioShare x hit ratio(old)   and
+ *     curr_items(new) >= minItemsShare x curr_items(old)
+ *
+ * The counters are memcached's own since each node started, so new's ratio still carries its
+ * cold start: the rule lags real warmth and errs towards keeping the old cluster longer.
+ */
+export interface WarmthRule {
+  /** Share of old's hit ratio new must reach. Default 0.9. */
+  minHitRatioShare: number;
+  /** Share of old's item count new must hold. Default 0.5. */
+  minItemsShare: number;
+}
+
+export const warmthDefaults: WarmthRule = {
+  minHitRatioShare: 0.9,
+  minItemsShare: 0.5,
+};
+
+export interface CutoverStatusOptions {
+  stage: string;
+  /** The serverless service name; default: `service:` of serverless.yml. */
+  service?: string;
+  elasticache: ElastiCacheSender;
+  /** Default: a MemcacheClient per node with statsTimeoutMs. */
+  statsFor?: StatsReader;
+  /** Connect and reply timeout of each `stats` call. Default 1,000 ms. */
+  statsTimeoutMs?: number;
+  warmth?: Partial<WarmthRule>;
+}
+
+export interface StatsTotals {
+  currItems: number;
+  getHits: number;
+  getMisses: number;
+  /** get_hits / (get_hits + get_misses); null before the first get. */
+  hitRatio: number | null;
+}
+
+export interface NodeStatus {
+  id: string;
+  /** "host:port", or "" while ElastiCache has not assigned one (cluster still creating). */
+  endpoint: string;
+  status: string;
+  availabilityZone: string;
+  /** Present when the node answered `stats`. */
+  stats?: StatsTotals;
+  /** Why the node gave no stats ("not answering: ..."); absent when it answered. */
+  error?: string;
+}
+
+export interface ClusterStatus {
+  role: "new" | "old";
+  id: string;
+  present: boolean;
+  /** ElastiCache's CacheClusterStatus ("available", "creating", ...), or "not present". */
+  status: string;
+  nodeType?: string;
+  engineVersion?: string;
+  transitEncryption?: boolean;
+  /** "host:port" of the configuration endpoint (what the functions get). */
+  configurationEndpoint?: string;
+  nodes: NodeStatus[];
+  /** Sums over the nodes that answered. */
+  totals: StatsTotals;
+  answeringNodes: number;
+}
+
+export type VerdictCode = "warm" | "cold" | "unknown" | "old-removed" | "new-missing";
+
+export interface Verdict {
+  code: VerdictCode;
+  /** Only "warm" means: deploy with keepOldCluster=false now. */
+  warm: boolean;
+  message: string;
+}
+
+export interface CutoverStatus {
+  service: string;
+  stage: string;
+  rule: WarmthRule;
+  clusters: { new: ClusterStatus; old: ClusterStatus };
+  verdict: Verdict;
+}
+
+/** ElastiCache allows longer ids, but this project keeps them to 40 (see infra/clusters.yml). */
+const maxClusterIdLength = 40;
+const clusterIdPattern = /^[a-z][a-z0-9-]*$/;
+
+/** "<service>-<stage>-new" and "-old", lowercase, as infra/clusters.yml names the clusters. */
+export function clusterIds(service: string, stage: string): { new: string; old: string } {
+  const ids = {
+    new: `${service}-${stage}-new`.toLowerCase(),
+    old: `${service}-${stage}-old`.toLowerCase(),
+  };
+  for (const id of [ids.new, ids.old]) {
+    if (id.length > maxClusterIdLength || !clusterIdPattern.test(id) || id.includes("--")) {
+      throw new Error(
+        `cluster id "${id}" is not valid: at most ${maxClusterIdLength} letters, digits and single hyphens, starting with a letter; use a shorter stage name`,
+      );
+    }
+  }
+  return ids;
+}
+
+/** The `service:` of serverless.yml next to this folder. */
+export function serviceFromServerlessYml(
+  file: URL = new URL("../serverless.yml", import.meta.url),
+): string {
+  const match = /^service:\s*["']?([A-Za-z][\w-]*)/m.exec(readFileSync(file, "utf8"));
+  if (!match) throw new Error(`no "service:" line in ${file.pathname}`);
+  return match[1]!;
+}
+
+/** Both clusters, their nodes' stats and the verdict. Never throws for a node that is down. */
+export async function cutoverStatus(options: CutoverStatusOptions): Promise<CutoverStatus> {
+  const service = options.service ?? serviceFromServerlessYml();
+  const rule = { ...warmthDefaults, ...options.warmth };
+  const timeoutMs = options.statsTimeoutMs ?? 1_000;
+  const statsFor = options.statsFor ?? ((target) => readStats(target, timeoutMs));
+  const ids = clusterIds(service, options.stage);
+  const [newCluster, oldCluster] = await Promise.all([
+    clusterStatus("new", ids.new, options.elasticache, statsFor),
+    clusterStatus("old", ids.old, options.elasticache, statsFor),
+  ]);
+  return {
+    service,
+    stage: options.stage,
+    rule,
+    clusters: { new: newCluster, old: oldCluster },
+    verdict: verdictFor(newCluster, oldCluster, rule),
+  };
+}
+
+async function clusterStatus(
+  role: "new" | "old",
+  id: string,
+  elasticache: ElastiCacheSender,
+  statsFor: StatsReader,
+): Promise<ClusterStatus> {
+  const cluster = await describe(elasticache, id);
+  if (cluster === undefined) {
+    return {
+      role,
+      id,
+      present: false,
+      status: "not present",
+      nodes: [],
+      totals: sumStats([]),
+      answeringNodes: 0,
+    };
+  }
+  const tls = cluster.TransitEncryptionEnabled === true;
+  const nodes = await Promise.all(
+    (cluster.CacheNodes ?? []).map((node) => nodeStatus(node, tls, statsFor)),
+  );
+  const answered = nodes.flatMap((node) => (node.stats ? [node.stats] : []));
+  const endpoint = cluster.ConfigurationEndpoint;
+  return {
+    role,
+    id,
+    present: true,
+    status: cluster.CacheClusterStatus ?? "unknown",
+    nodeType: cluster.CacheNodeType,
+    engineVersion: cluster.EngineVersion,
+    transitEncryption: tls,
+    configurationEndpoint: endpoint?.Address ? `${endpoint.Address}:${endpoint.Port}` : undefined,
+    nodes,
+    totals: sumStats(answered),
+    answeringNodes: answered.length,
+  };
+}
+
+/** The cluster, or undefined when ElastiCache has none by that id. */
+async function describe(
+  elasticache: ElastiCacheSender,
+  id: string,
+): Promise<CacheCluster | undefined> {
+  try {
+    const output = await elasticache.send(
+      new DescribeCacheClustersCommand({ CacheClusterId: id, ShowCacheNodeInfo: true }),
+    );
+    return output.CacheClusters?.[0];
+  } catch (error) {
+    if ((error as Error).name === "CacheClusterNotFoundFault") return undefined;
+    throw error;
+  }
+}
+
+type SdkCacheNode = NonNullable<CacheCluster["CacheNodes"]>[number];
+
+async function nodeStatus(
+  node: SdkCacheNode,
+  tls: boolean,
+  statsFor: StatsReader,
+): Promise<NodeStatus> {
+  const base = {
+    id: node.CacheNodeId ?? "?",
+    endpoint: node.Endpoint?.Address ? `${node.Endpoint.Address}:${node.Endpoint.Port}` : "",
+    status: node.CacheNodeStatus ?? "unknown",
+    availabilityZone: node.CustomerAvailabilityZone ?? "",
+  };
+  if (!node.Endpoint?.Address || node.Endpoint.Port === undefined) {
+    return { ...base, error: "no endpoint yet" };
+  }
+  try {
+    const stats = await statsFor({ host: node.Endpoint.Address, port: node.Endpoint.Port, tls });
+    return { ...base, stats: statsTotals(stats) };
+  } catch (error) {
+    return { ...base, error: `not answering: ${(error as Error).message}` };
+  }
+}
+
+/** `stats` of one node through the project's client, with a short timeout. */
+async function readStats(target: StatsTarget, timeoutMs: number): Promise<Record<string, string>> {
+  const host = target.host.includes(":") ? `[${target.host}]` : target.host;
+  const client = new MemcacheClient({
+    servers: [`${host}:${target.port}`],
+    connectTimeoutMs: timeoutMs,
+    timeoutMs,
+    tls: target.tls,
+  });
+  try {
+    const byNode = await client.stats();
+    const stats = Object.values(byNode)[0];
+    if (stats === undefined) throw new Error("empty stats reply");
+    return stats;
+  } finally {
+    client.close();
+  }
+}
+
+function statsTotals(stats: Record<string, string>): StatsTotals {
+  const count = (name: string) => {
+    const value = Number(stats[name]);
+    if (!Number.isFinite(value)) throw new Error(`stats has no numeric ${name}`);
+    return value;
+  };
+  return withRatio(count("curr_items"), count("get_hits"), count("get_misses"));
+}
+
+function sumStats(all: readonly StatsTotals[]): StatsTotals {
+  let currItems = 0;
+  let getHits = 0;
+  let getMisses = 0;
+  for (const stats of all) {
+    currItems += stats.currItems;
+    getHits += stats.getHits;
+    getMisses += stats.getMisses;
+  }
+  return withRatio(currItems, getHits, getMisses);
+}
+
+function withRatio(currItems: number, getHits: number, getMisses: number): StatsTotals {
+  const gets = getHits + getMisses;
+  return { currItems, getHits, getMisses, hitRatio: gets === 0 ? null : getHits / gets };
+}
+
+/**
+ * The warmth rule (thresholds in WarmthRule). An old cluster that served no reads has no ratio
+ * to match, so only the item share counts then; a new cluster that served no reads is cold.
+ */
+export function isWarm(
+  newTotals: StatsTotals,
+  oldTotals: StatsTotals,
+  rule: WarmthRule = warmthDefaults,
+): { warm: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  let warm = true;
+  if (newTotals.hitRatio === null) {
+    warm = false;
+    reasons.push("new has served no reads yet");
+  } else if (oldTotals.hitRatio !== null) {
+    const needed = rule.minHitRatioShare * oldTotals.hitRatio;
+    const ok = newTotals.hitRatio >= needed;
+    warm &&= ok;
+    reasons.push(
+      `hit ratio ${percent(newTotals.hitRatio)} ${ok ? ">=" : "<"} ${rule.minHitRatioShare} x old's ${percent(oldTotals.hitRatio)}`,
+    );
+  }
+  const neededItems = rule.minItemsShare * oldTotals.currItems;
+  const itemsOk = newTotals.currItems >= neededItems;
+  warm &&= itemsOk;
+  reasons.push(
+    `items ${newTotals.currItems} ${itemsOk ? ">=" : "<"} ${rule.minItemsShare} x old's ${oldTotals.currItems}`,
+  );
+  return { warm, reasons };
+}
+
+function verdictFor(
+  newCluster: ClusterStatus,
+  oldCluster: ClusterStatus,
+  rule: WarmthRule,
+): Verdict {
+  if (!newCluster.present) {
+    return {
+      code: "new-missing",
+      warm: false,
+      message: `new cluster ${newCluster.id} not present: deploy the stage first`,
+    };
+  }
+  if (!oldCluster.present) {
+    return {
+      code: "old-removed",
+      warm: false,
+      message: "old cluster not present (removed): nothing to compare, the cutover is done",
+    };
+  }
+  const silent = [newCluster, oldCluster].flatMap((cluster) =>
+    cluster.nodes.filter((node) => !node.stats).map((node) => `${cluster.role} ${node.id}`),
+  );
+  if (silent.length > 0 || newCluster.nodes.length === 0 || oldCluster.nodes.length === 0) {
+    const which = silent.length > 0 ? silent.join(", ") : "a cluster without nodes";
+    return {
+      code: "unknown",
+      warm: false,
+      message: `cannot judge (no stats from ${which}): keep the old cluster`,
+    };
+  }
+  const { warm, reasons } = isWarm(newCluster.totals, oldCluster.totals, rule);
+  return warm
+    ? { code: "warm", warm: true, message: `new looks warm (${reasons.join("; ")})` }
+    : {
+        code: "cold",
+        warm: false,
+        message: `new is cold, keep the old cluster (${reasons.join("; ")})`,
+      };
+}
+
+function percent(ratio: number | null): string {
+  return ratio === null ? "-" : `${(ratio * 100).toFixed(1)}%`;
+}
+
+/** The report `status` prints without --json. */
+export function formatStatus(status: CutoverStatus): string {
+  const lines = [`${status.service}, stage ${status.stage}`, ""];
+  for (const cluster of [status.clusters.new, status.clusters.old]) {
+    if (!cluster.present) {
+      const removed = cluster.role === "old" ? " (removed)" : "";
+      lines.push(`${cluster.role}  ${cluster.id}  not present${removed}`, "");
+      continue;
+    }
+    const tls = cluster.transitEncryption ? "TLS" : "no TLS";
+    lines.push(
+      `${cluster.role}  ${cluster.id}  ${cluster.status}  ${cluster.nodeType ?? "?"}  memcached ${cluster.engineVersion ?? "?"}  ${tls}`,
+      `  configuration endpoint  ${cluster.configurationEndpoint ?? "(none yet)"}`,
+    );
+    const rows = [["node", "endpoint", "status", "AZ", "items", "hits", "misses", "hit ratio"]];
+    for (const node of cluster.nodes) {
+      const head = [node.id, node.endpoint || "-", node.status, node.availabilityZone || "-"];
+      rows.push(node.stats ? [...head, ...statsColumns(node.stats)] : [...head, node.error ?? ""]);
+    }
+    rows.push([
+      `total (${cluster.answeringNodes}/${cluster.nodes.length} answering)`,
+      "",
+      "",
+      "",
+      ...statsColumns(cluster.totals),
+    ]);
+    lines.push(...table(rows).map((row) => `  ${row}`), "");
+  }
+  lines.push(`verdict: ${status.verdict.message}`);
+  return lines.join("\n");
+}
+
+function statsColumns(stats: StatsTotals): string[] {
+  return [
+    String(stats.currItems),
+    String(stats.getHits),
+    String(stats.getMisses),
+    percent(stats.hitRatio),
+  ];
+}
+
+/** Pads columns to a common width; a row shorter than the header keeps its last cell unpadded. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0]!.map((_, column) =>
+    Math.max(...rows.filter((row) => row.length > column + 1).map((row) => row[column]!.length), 0),
+  );
+  return rows.map((row) =>
+    row
+      .map((cell, column) => (column < row.length - 1 ? cell.padEnd(widths[column]!) : cell))
+      .join("  ")
+      .trimEnd(),
+  );
+}
+
+const usage = `usage: npm run cutover -- status --stage <stage> [options]
+
+  --stage <stage>               the stage whose clusters to show (required)
+  --region <region>             AWS region (default: AWS_REGION, else us-east-1)
+  --service <name>              serverless service (default: service of serverless.yml)
+  --json                        print the status as JSON
+  --min-hit-ratio-share <n>     warm when new's hit ratio >= n x old's (default ${warmthDefaults.minHitRatioShare})
+  --min-items-share <n>         ... and new's items >= n x old's (default ${warmthDefaults.minItemsShare})
+  --stats-timeout-ms <ms>       connect/reply timeout of each node's stats (default 1000)`;
+
+function positiveNumber(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isFinite(number) || number < 0) {
+    throw new Error(`--${name} must be a number >= 0, got "${value}"`);
+  }
+  return number;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (error) {
+    console.error(`${(error as Error).message}\n\n${usage}`);
+    return 1;
+  }
+  if (parsed === "help") {
+    console.log(usage);
+    return 0;
+  }
+  const elasticache = new ElastiCacheClient({
+    region: parsed.region ?? process.env.AWS_REGION ?? "us-east-1",
+  });
+  try {
+    const status = await cutoverStatus({ ...parsed.options, elasticache });
+    console.log(parsed.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+    return 0;
+  } catch (error) {
+    console.error(`cutover status: ${(error as Error).message}`);
+    return 1;
+  } finally {
+    elasticache.destroy();
+  }
+}
+
+function parseCli(argv: string[]) {
+  const { values, positionals } = parseArgs({
+    args: argv[0] === "--" ? argv.slice(1) : argv,
+    allowPositionals: true,
+    options: {
+      stage: { type: "string" },
+      region: { type: "string" },
+      service: { type: "string" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+      "min-hit-ratio-share": { type: "string" },
+      "min-items-share": { type: "string" },
+      "stats-timeout-ms": { type: "string" },
+    },
+  });
+  if (values.help) return "help" as const;
+  if (positionals.length !== 1 || positionals[0] !== "status") {
+    throw new Error(`unknown command "${positionals.join(" ")}": the command is "status"`);
+  }
+  if (!values.stage) throw new Error("--stage is required");
+  const warmth: Partial<WarmthRule> = {};
+  const hitShare = positiveNumber("min-hit-ratio-share", values["min-hit-ratio-share"]);
+  const itemsShare = positiveNumber("min-items-share", values["min-items-share"]);
+  if (hitShare !== undefined) warmth.minHitRatioShare = hitShare;
+  if (itemsShare !== undefined) warmth.minItemsShare = itemsShare;
+  const options: Omit<CutoverStatusOptions, "elasticache"> = { stage: values.stage, warmth };
+  if (values.service) options.service = values.service;
+  const timeout = positiveNumber("stats-timeout-ms", values["stats-timeout-ms"]);
+  if (timeout !== undefined) options.statsTimeoutMs = timeout;
+  return { options, region: values.region, json: values.json };
+}
+
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

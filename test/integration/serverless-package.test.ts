@@ -1,0 +1,435 @@
+// `serverless package` for a CI stage, once keeping the old cluster and once removing it: the
+// generated CloudFormation template has the clusters, subnet group, security groups, every
+// function's VPC config and cache endpoints as expected, and no function zip carries AWS SDK code.
+// Conditions (KeepOldCluster, ...) are evaluated here the way CloudFormation would, so "removed"
+// means "CloudFormation does not create it", whatever the template text looks like.
+
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { inflateRawSync } from "node:zlib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const projectRoot = path.resolve(import.meta.dirname, "../..");
+const serverlessBin = path.join(projectRoot, "node_modules/serverless/bin/serverless.js");
+const stage = "ci";
+const vpcId = "vpc-0123456789abcdef0";
+const subnetIds = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"];
+const packageTimeoutMs = 120_000;
+
+/** Params both packages share; new and old node counts differ so a mix-up shows. */
+const commonParams = {
+  vpcId,
+  subnetIds: subnetIds.join(","),
+  cacheNodeType: "cache.t4g.micro",
+  newCacheNodes: "3",
+  oldCacheNodes: "2",
+  cacheAzMode: "cross-az",
+};
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type JsonObject = { [key: string]: Json };
+
+interface Template {
+  Conditions?: Record<string, Json>;
+  Resources: Record<string, { Type: string; Condition?: string; Properties?: JsonObject }>;
+  Outputs?: Record<string, { Condition?: string; Value: Json }>;
+}
+
+interface Packaged {
+  dir: string;
+  template: Template;
+}
+
+interface RunResult {
+  code: number;
+  output: string;
+}
+
+/** Runs the serverless CLI under this Node, without the VPC env vars a developer may have set. */
+function runServerless(args: string[], workFolder: string): Promise<RunResult> {
+  const env: NodeJS.ProcessEnv = { ...process.env, SLS_ESBUILD_WORK_FOLDER: workFolder };
+  for (const name of ["VPC_ID", "SUBNET_IDS", "ORIGIN_URL"]) delete env[name];
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [serverlessBin, ...args],
+      { cwd: projectRoot, env, timeout: packageTimeoutMs, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
+        resolve({ code, output: `${stdout}${stderr}` });
+      },
+    );
+  });
+}
+
+const paramArgs = (params: Record<string, string>) =>
+  Object.entries(params).map(([name, value]) => `--param=${name}=${value}`);
+
+/** A work folder for serverless-esbuild inside the project (it joins the path to the service). */
+const workFolder = (name: string) => `.tmp/esbuild-${name}-${process.pid}`;
+
+async function packageStage(name: string, params: Record<string, string>): Promise<Packaged> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `sls-package-${name}-`));
+  const args = ["package", "--stage", stage, "--package", dir, ...paramArgs(params)];
+  const result = await runServerless(args, workFolder(name));
+  if (result.code !== 0) {
+    throw new Error(`serverless package (${name}) exited with ${result.code}:\n${result.output}`);
+  }
+  const text = await readFile(path.join(dir, "cloudformation-template-update-stack.json"), "utf8");
+  return { dir, template: JSON.parse(text) as Template };
+}
+
+// ---- CloudFormation, evaluated for literal conditions ----
+
+/** A condition's value; CloudFormation compares Fn::Equals operands as strings. */
+function conditionValue(template: Template, name: string): boolean {
+  const expression = template.Conditions?.[name];
+  if (expression === undefined) throw new Error(`no condition ${name}`);
+  return evaluate(template, expression);
+}
+
+function evaluate(template: Template, expression: Json): boolean {
+  const object = expression as JsonObject;
+  const [fn] = Object.keys(object);
+  const args = object[fn!] as Json[];
+  switch (fn) {
+    case "Condition":
+      return conditionValue(template, object.Condition as string);
+    case "Fn::Equals":
+      if (args.some((arg) => typeof arg === "object" && arg !== null)) {
+        throw new Error(`Fn::Equals over a non-literal: ${JSON.stringify(args)}`);
+      }
+      return String(args[0]) === String(args[1]);
+    case "Fn::Not":
+      return !evaluate(template, args[0]!);
+    case "Fn::And":
+      return args.every((arg) => evaluate(template, arg));
+    case "Fn::Or":
+      return args.some((arg) => evaluate(template, arg));
+    default:
+      throw new Error(`cannot evaluate condition ${JSON.stringify(expression)}`);
+  }
+}
+
+const noValue = Symbol("AWS::NoValue");
+
+/** Replaces each Fn::If by its branch and drops AWS::NoValue, as CloudFormation does. */
+function resolveIfs(template: Template, value: Json): Json | typeof noValue {
+  if (Array.isArray(value)) {
+    return value.map((item) => resolveIfs(template, item)).filter((item) => item !== noValue);
+  }
+  if (value === null || typeof value !== "object") return value;
+  if ((value as JsonObject).Ref === "AWS::NoValue") return noValue;
+  const branches = value["Fn::If"] as [string, Json, Json] | undefined;
+  if (branches) {
+    return resolveIfs(template, conditionValue(template, branches[0]) ? branches[1] : branches[2]);
+  }
+  const out: JsonObject = {};
+  for (const [key, item] of Object.entries(value)) {
+    const resolved = resolveIfs(template, item);
+    if (resolved !== noValue) out[key] = resolved;
+  }
+  return out;
+}
+
+/** The resources CloudFormation creates, with their Fn::If already resolved. */
+function createdResources(template: Template): Record<string, Template["Resources"][string]> {
+  const created: Record<string, Template["Resources"][string]> = {};
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    if (resource.Condition !== undefined && !conditionValue(template, resource.Condition)) continue;
+    created[id] = resolveIfs(template, resource as unknown as Json) as never;
+  }
+  return created;
+}
+
+function createdOutputs(template: Template): string[] {
+  return Object.entries(template.Outputs ?? {})
+    .filter(
+      ([, output]) => output.Condition === undefined || conditionValue(template, output.Condition),
+    )
+    .map(([id]) => id);
+}
+
+/** Fn::Split over a literal string, evaluated. */
+function split(value: Json): string[] {
+  const args = (value as JsonObject)["Fn::Split"] as [string, string] | undefined;
+  if (!args || typeof args[1] !== "string") throw new Error(`not a literal Fn::Split: ${value}`);
+  return args[1].split(args[0]);
+}
+
+const getAtt = (resource: string, attribute: string) => ({ "Fn::GetAtt": [resource, attribute] });
+
+/** The "host:port" of a cluster's configuration endpoint, as the functions must receive it. */
+const configurationEndpoint = (cluster: string) => ({
+  "Fn::Join": [
+    ":",
+    [
+      getAtt(cluster, "ConfigurationEndpoint.Address"),
+      getAtt(cluster, "ConfigurationEndpoint.Port"),
+    ],
+  ],
+});
+
+const functionsOf = (resources: Record<string, Template["Resources"][string]>) =>
+  Object.entries(resources).filter(([, resource]) => resource.Type === "AWS::Lambda::Function");
+
+// ---- zip files, read with node:zlib (central directory, stored or deflated entries) ----
+
+async function readZip(file: string): Promise<Map<string, Buffer>> {
+  const zip = await readFile(file);
+  const eocd = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  if (eocd < 0) throw new Error(`${file} is not a zip file`);
+  const count = zip.readUInt16LE(eocd + 10);
+  let at = zip.readUInt32LE(eocd + 16);
+  const entries = new Map<string, Buffer>();
+  for (let i = 0; i < count; i++) {
+    if (zip.readUInt32LE(at) !== 0x02014b50) throw new Error(`${file}: bad central directory`);
+    const method = zip.readUInt16LE(at + 10);
+    const compressedSize = zip.readUInt32LE(at + 20);
+    const nameLength = zip.readUInt16LE(at + 28);
+    const extraLength = zip.readUInt16LE(at + 30);
+    const commentLength = zip.readUInt16LE(at + 32);
+    const localHeader = zip.readUInt32LE(at + 42);
+    const name = zip.toString("utf8", at + 46, at + 46 + nameLength);
+    const dataStart =
+      localHeader + 30 + zip.readUInt16LE(localHeader + 26) + zip.readUInt16LE(localHeader + 28);
+    const data = zip.subarray(dataStart, dataStart + compressedSize);
+    if (!name.endsWith("/")) entries.set(name, method === 8 ? inflateRawSync(data) : data);
+    at += 46 + nameLength + extraLength + commentLength;
+  }
+  return entries;
+}
+
+// ---- the tests ----
+
+describe("serverless package (CloudFormation for the caches)", () => {
+  let keep: Packaged;
+  let removed: Packaged;
+
+  beforeAll(async () => {
+    // One after the other: both runs bundle with esbuild and that is CPU-bound anyway.
+    keep = await packageStage("keep", {
+      ...commonParams,
+      keepOldCluster: "true",
+      cacheTransitEncryption: "true",
+    });
+    removed = await packageStage("removed", {
+      ...commonParams,
+      keepOldCluster: "false",
+      cacheTransitEncryption: "false",
+    });
+  }, 2 * packageTimeoutMs);
+
+  afterAll(async () => {
+    await Promise.all(
+      [keep?.dir, removed?.dir]
+        .filter((dir): dir is string => dir !== undefined)
+        .map((dir) => rm(dir, { recursive: true, force: true })),
+    );
+  });
+
+  describe("with keepOldCluster=true", () => {
+    it("creates both memcached clusters with the node type, counts, AZ mode and TLS asked for", () => {
+      const resources = createdResources(keep.template);
+      for (const [id, suffix, nodes] of [
+        ["NewCacheCluster", "new", 3],
+        ["OldCacheCluster", "old", 2],
+      ] as const) {
+        const cluster = resources[id];
+        expect(cluster?.Type).toBe("AWS::ElastiCache::CacheCluster");
+        const props = cluster!.Properties!;
+        expect(props.Engine).toBe("memcached");
+        expect(props.EngineVersion).toBe("1.6.22");
+        expect(props.CacheNodeType).toBe("cache.t4g.micro");
+        expect(Number(props.NumCacheNodes)).toBe(nodes);
+        expect(props.AZMode).toBe("cross-az");
+        expect(Number(props.Port)).toBe(11211);
+        expect(props.TransitEncryptionEnabled).toBe(true);
+        expect(props.ClusterName).toBe(`lambda-memcache-${stage}-${suffix}`);
+        expect((props.ClusterName as string).length).toBeLessThanOrEqual(40);
+        expect(props.CacheSubnetGroupName).toEqual({ Ref: "CacheSubnetGroup" });
+        expect(props.VpcSecurityGroupIds).toEqual([getAtt("CacheSecurityGroup", "GroupId")]);
+      }
+    });
+
+    it("puts the clusters in a subnet group over the given subnets", () => {
+      const group = createdResources(keep.template).CacheSubnetGroup;
+      expect(group?.Type).toBe("AWS::ElastiCache::SubnetGroup");
+      expect(split(group!.Properties!.SubnetIds!)).toEqual(subnetIds);
+    });
+
+    it("lets only the functions' security group reach the caches, and only on port 11211", () => {
+      const resources = createdResources(keep.template);
+      const cacheGroup = resources.CacheSecurityGroup!;
+      const functionGroup = resources.FunctionSecurityGroup!;
+      expect(cacheGroup.Type).toBe("AWS::EC2::SecurityGroup");
+      expect(functionGroup.Type).toBe("AWS::EC2::SecurityGroup");
+      expect(cacheGroup.Properties!.VpcId).toBe(vpcId);
+      expect(functionGroup.Properties!.VpcId).toBe(vpcId);
+      expect(cacheGroup.Properties!.SecurityGroupIngress).toEqual([
+        expect.objectContaining({
+          IpProtocol: "tcp",
+          FromPort: 11211,
+          ToPort: 11211,
+          SourceSecurityGroupId: getAtt("FunctionSecurityGroup", "GroupId"),
+        }),
+      ]);
+      const [rule] = cacheGroup.Properties!.SecurityGroupIngress as JsonObject[];
+      expect(rule).not.toHaveProperty("CidrIp");
+      expect(rule).not.toHaveProperty("CidrIpv6");
+      // The caches open no connections: one rule that matches nothing replaces EC2's allow-all.
+      expect(cacheGroup.Properties!.SecurityGroupEgress).toEqual([
+        expect.objectContaining({ IpProtocol: "-1", CidrIp: "127.0.0.1/32" }),
+      ]);
+      // No separate ingress resource opens the cache group further.
+      const extraRules = Object.values(resources).filter(
+        (resource) => resource.Type === "AWS::EC2::SecurityGroupIngress",
+      );
+      expect(extraRules).toEqual([]);
+    });
+
+    it("runs every function in the VPC with the function security group", () => {
+      const functions = functionsOf(createdResources(keep.template));
+      expect(functions.map(([id]) => id).sort()).toEqual([
+        "GetCounterLambdaFunction",
+        "GetProductLambdaFunction",
+        "HealthLambdaFunction",
+        "IncrementCounterLambdaFunction",
+        "PutProductLambdaFunction",
+      ]);
+      for (const [, fn] of functions) {
+        const vpcConfig = fn.Properties!.VpcConfig as JsonObject;
+        expect(vpcConfig.SecurityGroupIds).toEqual([getAtt("FunctionSecurityGroup", "GroupId")]);
+        expect(split(vpcConfig.SubnetIds!)).toEqual(subnetIds);
+      }
+    });
+
+    it("gives every function both configuration endpoints", () => {
+      for (const [id, fn] of functionsOf(createdResources(keep.template))) {
+        const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
+        expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
+        expect(variables.CACHE_OLD_ENDPOINT, id).toEqual(configurationEndpoint("OldCacheCluster"));
+      }
+    });
+
+    it("outputs both configuration endpoints", () => {
+      expect(createdOutputs(keep.template)).toEqual(
+        expect.arrayContaining(["NewCacheConfigurationEndpoint", "OldCacheConfigurationEndpoint"]),
+      );
+    });
+  });
+
+  describe("with keepOldCluster=false", () => {
+    it("creates only the new cluster (the old one is conditional, so an update deletes it)", () => {
+      const resources = createdResources(removed.template);
+      expect(resources.NewCacheCluster?.Type).toBe("AWS::ElastiCache::CacheCluster");
+      expect(Number(resources.NewCacheCluster!.Properties!.NumCacheNodes)).toBe(3);
+      expect(resources.NewCacheCluster!.Properties).not.toHaveProperty("TransitEncryptionEnabled");
+      expect(resources).not.toHaveProperty("OldCacheCluster");
+      expect(removed.template.Resources.OldCacheCluster?.Condition).toBe("KeepOldCluster");
+      expect(conditionValue(removed.template, "KeepOldCluster")).toBe(false);
+    });
+
+    it("keeps the subnet group and security groups for the new cluster", () => {
+      const resources = createdResources(removed.template);
+      expect(resources.CacheSubnetGroup?.Type).toBe("AWS::ElastiCache::SubnetGroup");
+      expect(resources.CacheSecurityGroup?.Type).toBe("AWS::EC2::SecurityGroup");
+      expect(resources.FunctionSecurityGroup?.Type).toBe("AWS::EC2::SecurityGroup");
+    });
+
+    it("gives the functions the new endpoint and no old one", () => {
+      const functions = functionsOf(createdResources(removed.template));
+      expect(functions).toHaveLength(5);
+      for (const [id, fn] of functions) {
+        const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
+        expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
+        expect(variables.CACHE_OLD_ENDPOINT ?? "", id).toBe("");
+        expect(JSON.stringify(variables), id).not.toContain("OldCacheCluster");
+        expect((fn.Properties!.VpcConfig as JsonObject).SecurityGroupIds).toEqual([
+          getAtt("FunctionSecurityGroup", "GroupId"),
+        ]);
+      }
+    });
+
+    it("outputs only the new configuration endpoint", () => {
+      const outputs = createdOutputs(removed.template);
+      expect(outputs).toContain("NewCacheConfigurationEndpoint");
+      expect(outputs).not.toContain("OldCacheConfigurationEndpoint");
+    });
+  });
+
+  it("bundles no AWS SDK code into any function", async () => {
+    // The check can see bundled packages: source maps name each one (Middy is bundled).
+    let sawBundledPackage = false;
+    for (const packaged of [keep, removed]) {
+      const zips = (await readdir(packaged.dir)).filter((file) => file.endsWith(".zip"));
+      expect(zips.sort()).toEqual([
+        "getCounter.zip",
+        "getProduct.zip",
+        "health.zip",
+        "incrementCounter.zip",
+        "putProduct.zip",
+      ]);
+      for (const zip of zips) {
+        const entries = await readZip(path.join(packaged.dir, zip));
+        expect(
+          [...entries.keys()].some((name) => name.endsWith(".mjs")),
+          zip,
+        ).toBe(true);
+        for (const [name, data] of entries) {
+          expect(name, zip).not.toContain("node_modules/");
+          const text = data.toString("latin1");
+          expect(text.includes("@aws-sdk/"), `${zip}: ${name}`).toBe(false);
+          expect(text.includes("@smithy/"), `${zip}: ${name}`).toBe(false);
+          if (text.includes("node_modules/@middy/core/")) sawBundledPackage = true;
+        }
+      }
+    }
+    expect(sawBundledPackage).toBe(true);
+  });
+
+  it(
+    "refuses to package a stage without VPC settings, naming the missing param",
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-novpc-"));
+      try {
+        const args = ["package", "--stage", stage, "--package", dir];
+        const result = await runServerless(args, workFolder("novpc"));
+        expect(result.code).not.toBe(0);
+        expect(result.output).toMatch(/Value not found at "param" source/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    packageTimeoutMs,
+  );
+
+  it(
+    "still resolves the offline stage from --param values, with no VPC settings given",
+    async () => {
+      const args = [
+        "print",
+        "--stage",
+        "offline",
+        "--format",
+        "json",
+        "--param=cacheNewEndpoint=127.0.0.1:21211",
+        "--param=cacheOldEndpoint=none",
+        "--param=originUrl=http://127.0.0.1:4999",
+      ];
+      const result = await runServerless(args, workFolder("print"));
+      expect(result.code, result.output).toBe(0);
+      const config = JSON.parse(result.output.slice(result.output.indexOf("{"))) as {
+        provider: { environment: Record<string, unknown> };
+      };
+      expect(config.provider.environment).toMatchObject({
+        CACHE_NEW_ENDPOINT: "127.0.0.1:21211",
+        CACHE_OLD_ENDPOINT: "none",
+        ORIGIN_URL: "http://127.0.0.1:4999",
+      });
+    },
+    packageTimeoutMs,
+  );
+});
