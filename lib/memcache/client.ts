@@ -429,7 +429,23 @@ export class MemcacheClient {
       }
       requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, false, true));
     }
-    return (await Promise.all(requests)).flat();
+    // One failing node does not sink the others' hits: its keys read as misses. Only when every
+    // node failed does the whole call fail.
+    const settled = await Promise.allSettled(requests);
+    const items: RetrievedValue[] = [];
+    let failure: PromiseRejectedResult | undefined;
+    for (const result of settled) {
+      if (result.status === "fulfilled") items.push(...result.value);
+      else failure ??= result;
+    }
+    if (
+      failure !== undefined &&
+      items.length === 0 &&
+      settled.every((r) => r.status === "rejected")
+    ) {
+      throw failure.reason;
+    }
+    return items;
   }
 
   /** set/add/replace/append/prepend/cas. */

@@ -76,7 +76,7 @@ export class NodeSet {
     const removed: string[] = [];
     for (const [id, node] of this.byId) {
       if (next.get(id) !== node) {
-        node.close();
+        node.retire();
         if (!next.has(id)) removed.push(id);
       }
     }

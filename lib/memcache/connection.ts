@@ -110,6 +110,7 @@ export class Connection implements ReplyHandler {
   private deadUntil = 0;
   private connectDeadline = 0;
   private lastSendAt = 0;
+  private retiring = false;
   /** Reads retried after failing on a socket that had sat idle (see send()). */
   staleRetries = 0;
 
@@ -231,6 +232,15 @@ export class Connection implements ReplyHandler {
     });
   }
 
+  /**
+   * Closes the socket once the requests already sent are answered (a node leaving the cluster:
+   * the server may still execute them, so their replies should not be thrown away).
+   */
+  retire(): void {
+    if (this.inFlight === 0) this.close();
+    else this.retiring = true;
+  }
+
   /** Closes the socket; pending requests reject with ConnectionClosedError. Not a failure. */
   close(): void {
     this.destroy(
@@ -248,11 +258,12 @@ export class Connection implements ReplyHandler {
     } else {
       const tlsOptions = options.tls === true ? {} : options.tls;
       socket = tls.connect({
+        ...tlsOptions,
         host: this.address,
         port: this.port,
-        // SNI may not carry an IP address; the certificate is still checked against the IP.
-        servername: net.isIP(this.host) === 0 ? this.host : undefined,
-        ...tlsOptions,
+        // A node known by a hostname (configured or discovered) is verified against that name;
+        // for an IP, the caller's servername (if any) applies. SNI may not carry an IP address.
+        servername: net.isIP(this.host) === 0 ? this.host : tlsOptions.servername,
       });
       socket.once("secureConnect", () => this.onConnected(socket));
     }
@@ -393,6 +404,10 @@ export class Connection implements ReplyHandler {
       this.queue.length = 0;
       this.head = 0;
       this.socket?.unref();
+      if (this.retiring) {
+        this.retiring = false;
+        queueMicrotask(() => this.close()); // after this reply is delivered
+      }
     } else if (this.head >= 1024) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;

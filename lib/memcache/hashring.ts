@@ -25,6 +25,19 @@ export interface RingNode<T> {
 const POINTS_PER_SERVER = 160;
 const DEFAULT_PORT = 11211;
 
+/**
+ * How many 4-point groups a server gets. libmemcached computes this in single precision
+ * (`float pct = w / W; floor((float)(pct * 160 / 4 * (float)n + 1e-10))`), where the 1e-10 is
+ * lost in rounding; Math.fround reproduces each step, so e.g. 25 equal servers get 39 groups
+ * (156 points), as there, not 40.
+ */
+export function pointGroups(weight: number, totalWeight: number, serverCount: number): number {
+  const f = Math.fround;
+  const pct = f(f(weight) / f(totalWeight));
+  const scaled = f(f(f(pct * POINTS_PER_SERVER) / 4) * f(serverCount));
+  return Math.floor(f(scaled + 1e-10));
+}
+
 /** md5(text), first four bytes as a little-endian unsigned 32-bit number. */
 export function ketamaHash(text: string): number {
   return createHash("md5").update(text, "latin1").digest().readUInt32LE(0);
@@ -40,8 +53,7 @@ export class HashRing<T> {
     const totalWeight = nodes.reduce((sum, node) => sum + (node.weight ?? 1), 0);
     const entries: Array<{ point: number; owner: T }> = [];
     for (const node of nodes) {
-      const share = (node.weight ?? 1) / totalWeight;
-      const hashes = Math.floor(share * (POINTS_PER_SERVER / 4) * nodes.length + 1e-10);
+      const hashes = pointGroups(node.weight ?? 1, totalWeight, nodes.length);
       const name = node.port === DEFAULT_PORT ? node.host : `${node.host}:${node.port}`;
       for (let i = 0; i < hashes; i++) {
         const digest = createHash("md5").update(`${name}-${i}`, "latin1").digest();
