@@ -102,6 +102,19 @@ export class CacheAside {
   constructor(store: CacheStore, options: Partial<CacheAsideOptions> = {}) {
     this.store = store;
     this.options = { ...cacheAsideDefaults, ...options };
+    for (const [name, min] of [
+      ["ttlSeconds", 0],
+      ["leaseTtlSeconds", 1],
+      ["recacheSeconds", 0],
+      ["staleSeconds", 1],
+    ] as const) {
+      const value = this.options[name];
+      if (!Number.isSafeInteger(value) || value < min) {
+        throw new TypeError(
+          `CacheAside option ${name} must be a whole number of seconds >= ${min}, got ${value}`,
+        );
+      }
+    }
   }
 
   /** Reads `key` without leases; never throws: a cache failure reads as BYPASS. */
@@ -164,14 +177,16 @@ export class CacheAside {
           return { status: "MISS" };
         case "wait":
           // Someone else is loading. Timeline with a 100 ms origin:
-          //   0 ms  A wins, loads        B, C: wait (poll 5, 10, 20, 40, 50, 50 ms ...)
-          //   100   A fills              B, C: next poll hits
+          //   0 ms  A wins, loads        B, C: wait (poll after ~5, 10, 20, 20, 20 ms ...)
+          //   100   A fills              B, C: next poll (within ~20 ms) hits
           if (performance.now() - started + pauseMs > waitMs) {
             this.emit("wait-timeout", key, started);
             return { status: "MISS" };
           }
-          await sleep(pauseMs);
-          pauseMs = Math.min(pauseMs * 2, 50);
+          // Jittered and capped at 20 ms, so waiters neither poll in lockstep nor see the
+          // winner's value much later than it lands.
+          await sleep(pauseMs * (0.5 + Math.random()));
+          pauseMs = Math.min(pauseMs * 2, 20);
       }
     }
   }
@@ -205,8 +220,14 @@ export class CacheAside {
     if (lease === undefined) return undefined;
     const started = performance.now();
     if (lease.stale !== undefined && this.options.serveStaleOnError) {
-      // Keep the stale item: others go on being served while it lasts.
+      // Keep the stale item (others go on being served while it lasts) and mark it stale anew,
+      // which hands the refresh to the next reader instead of nobody until it expires.
       this.emit("stale-on-error", lease.key, started, error);
+      try {
+        await this.store.markStale?.(lease.key, this.options.staleSeconds);
+      } catch {
+        // The stale item still expires on its own.
+      }
       return lease.stale;
     }
     await this.release(lease);

@@ -16,12 +16,29 @@ export interface CasUpdateOptions {
   jitterMs: number;
   /** TTL of the stored value, in seconds (0 = no expiry). Default 0. */
   ttlSeconds: number;
+  /**
+   * What to do when the key holds bytes that do not decode (corrupt, or another client's
+   * format): false (default) refuses with CounterValueError and leaves them; true treats them as
+   * absent and overwrites them (a deliberate repair).
+   */
+  repairUndecodable: boolean;
 }
 
-export const casUpdateDefaults: CasUpdateOptions = { maxAttempts: 50, jitterMs: 2, ttlSeconds: 0 };
+export const casUpdateDefaults: CasUpdateOptions = {
+  maxAttempts: 50,
+  jitterMs: 2,
+  ttlSeconds: 0,
+  repairUndecodable: false,
+};
 
 /** The CAS loop gave up: too many concurrent writers for maxAttempts. Nothing was lost. */
 export class CasConflictError extends MemcacheError {}
+
+/**
+ * The stored value could not be decoded, so it was not updated: guessing (treating it as absent)
+ * could drop a count that a damaged reply merely hid.
+ */
+export class CounterValueError extends MemcacheError {}
 
 /**
  * Applies `update` to the current value of `key` atomically and resolves with the stored value.
@@ -38,13 +55,21 @@ export async function casUpdate<T>(
   update: (current: T | undefined) => T,
   options: Partial<CasUpdateOptions> = {},
 ): Promise<T> {
-  const { maxAttempts, jitterMs, ttlSeconds } = { ...casUpdateDefaults, ...options };
+  const { maxAttempts, jitterMs, ttlSeconds, repairUndecodable } = {
+    ...casUpdateDefaults,
+    ...options,
+  };
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const current = await client.gets<T>(key);
     if (current === undefined) {
       const next = update(undefined);
       if (await client.add(key, next, { ttlSeconds })) return next;
     } else {
+      if (current.value === undefined && !repairUndecodable) {
+        throw new CounterValueError(
+          `"${key}" holds a value that does not decode (flags ${current.flags}); not updated — pass repairUndecodable: true (or set it) to overwrite it`,
+        );
+      }
       const next = update(current.value);
       if ((await client.cas(key, next, current.cas, { ttlSeconds })) === "stored") return next;
     }

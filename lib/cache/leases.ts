@@ -57,12 +57,15 @@ export interface Leases {
 export const TOMBSTONE_FLAGS = 0x7442_0001;
 
 // Lease tokens say how to fill: "cas:<n>" ms with C<n> (a vivified placeholder or stale item),
-// "tomb:<n>" the same for a stale-marked tombstone (release keeps it), "lock:" add after a won
-// lock, "lockcas:<n>" cas over a tombstone after a won lock.
-function tokenParts(token: string): [kind: string, value: string] {
-  const colon = token.indexOf(":");
-  return colon === -1 ? [token, ""] : [token.slice(0, colon), token.slice(colon + 1)];
+// "tomb:<n>" the same for a stale-marked tombstone (release re-arms it instead of deleting),
+// "lock:<id>" add after winning lock <id>, "lockcas:<id>:<n>" cas over a tombstone after that.
+function tokenParts(token: string): [kind: string, first: string, second: string] {
+  const [kind = "", first = "", second = ""] = token.split(":");
+  return [kind, first, second];
 }
+
+let lockSequence = 0;
+const lockOwner = `${process.pid.toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
 
 export function metaLeases(client: MemcacheClient): Leases {
   return {
@@ -76,8 +79,13 @@ export function metaLeases(client: MemcacheClient): Leases {
       const stale = "X" in reply.flags;
       const cas = reply.flags.c ?? "";
       const token = `cas:${cas}`;
-      // The vivified placeholder: no data, flags 0, not a stale item.
-      const placeholder = reply.value.length === 0 && (reply.flags.f ?? "0") === "0" && !stale;
+      // The vivified placeholder: no data, flags 0, not stale, and always with W or Z (a stored
+      // empty Buffer looks the same but comes with neither).
+      const placeholder =
+        reply.value.length === 0 &&
+        (reply.flags.f ?? "0") === "0" &&
+        !stale &&
+        (won || "Z" in reply.flags);
       if (placeholder) return won ? { status: "win", token } : { status: "wait" };
       const value = client.decodeMeta<T>(reply);
       if (value === undefined) {
@@ -98,9 +106,10 @@ export function metaLeases(client: MemcacheClient): Leases {
     },
     async release(key, token) {
       const [kind, cas] = tokenParts(token);
-      // A tombstone stays: removing it would let the old cluster's copy be read again.
-      if (kind === "tomb" || cas === "") return;
-      await client.metaDelete(key, [`C${cas}`]);
+      // A tombstone stays (removing it would let the old cluster's copy be read again): marking
+      // it stale again hands the win to the next reader.
+      if (kind === "tomb") await client.metaDelete(key, ["I"]);
+      else if (cas !== "") await client.metaDelete(key, [`C${cas}`]);
     },
     async markStale(key, staleSeconds) {
       const reply = await client.metaDelete(key, ["I", `T${toWireExptime(staleSeconds)}`]);
@@ -127,32 +136,48 @@ export function lockLeases(client: MemcacheClient): Leases {
         }
         if (item.flags !== TOMBSTONE_FLAGS) return { status: "miss" }; // foreign bytes: overwrite
       }
-      const won = await client.add(lockKeyFor(key), 1, {
+      const id = `${lockOwner}.${(lockSequence++).toString(36)}`;
+      const won = await client.add(lockKeyFor(key), id, {
         ttlSeconds: Math.max(1, options.leaseTtlSeconds),
       });
       if (!won) return { status: "wait" };
-      return item === undefined
-        ? { status: "win", token: "lock:" }
-        : { status: "win", token: `lockcas:${item.cas}`, tombstone: true };
+      // The previous winner may have filled between our read and our lock: look once more.
+      const again = await client.gets<T>(key);
+      if (again?.value !== undefined) {
+        await releaseLock(client, key, id);
+        return { status: "hit", value: again.value, stale: false, fallback: false };
+      }
+      return again === undefined
+        ? { status: "win", token: `lock:${id}` }
+        : { status: "win", token: `lockcas:${id}:${again.cas}`, tombstone: true };
     },
     async fill(key, value, ttlSeconds, token) {
       // add (or cas over the tombstone seen): a value written meanwhile, or a newer
       // invalidation, wins over the one this caller loaded.
-      const [kind, cas] = tokenParts(token);
+      const [kind, id, cas] = tokenParts(token);
       const stored =
         kind === "lockcas"
           ? (await client.cas(key, value, cas, { ttlSeconds })) === "stored"
           : await client.add(key, value, { ttlSeconds });
-      await client.delete(lockKeyFor(key));
+      await releaseLock(client, key, id);
       return stored;
     },
-    async release(key) {
-      await client.delete(lockKeyFor(key));
+    async release(key, token) {
+      await releaseLock(client, key, tokenParts(token)[1]);
     },
     async markStale() {
       return false;
     },
   };
+}
+
+/**
+ * Deletes the lock only while it is still ours: a winner slower than the lock TTL must not
+ * remove the next winner's lock. (get + delete is not atomic; the window is one round trip.)
+ */
+async function releaseLock(client: MemcacheClient, key: string, id: string): Promise<void> {
+  const lockKey = lockKeyFor(key);
+  if ((await client.get(lockKey)) === id) await client.delete(lockKey);
 }
 
 /** Which lease implementation a store uses: auto = meta where the server has it, else lock. */

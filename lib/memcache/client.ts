@@ -15,7 +15,7 @@ import {
   type StorageVerb,
   toWireExptime,
 } from "./protocol.ts";
-import { defaultSerde, type Serde } from "./serde.ts";
+import { defaultSerde, type Serde, withChecksum } from "./serde.ts";
 
 export interface ClientOptions extends Partial<ConnectionOptions>, Partial<DiscoveryOptions> {
   /**
@@ -28,6 +28,11 @@ export interface ClientOptions extends Partial<ConnectionOptions>, Partial<Disco
   configEndpoint?: string;
   /** Value format; default: Buffer / string / integer / JSON by flags (see serde.ts). */
   serde?: Serde;
+  /**
+   * Add a CRC-32 to every value and read damaged ones as misses (see withChecksum in serde.ts).
+   * Default false: values stay readable by other memcached clients.
+   */
+  checksums?: boolean;
   /**
    * Largest value the client sends, in bytes. Default 1 MiB (memcached's default `-I`); the
    * server may still refuse a value close to its limit (item header) with SERVER_ERROR.
@@ -102,6 +107,7 @@ export class MemcacheClient {
       servers,
       configEndpoint,
       serde,
+      checksums,
       maxValueBytes,
       refreshIntervalMs,
       ...connectionOptions
@@ -130,7 +136,7 @@ export class MemcacheClient {
       this.cluster = new NodeSet(connectionOptions, list.map(parseServer));
       this.discovery = undefined;
     }
-    this.serde = serde ?? defaultSerde;
+    this.serde = checksums === true ? withChecksum(serde ?? defaultSerde) : (serde ?? defaultSerde);
     this.maxValueBytes = maxValueBytes ?? 1024 * 1024;
   }
 

@@ -4,6 +4,7 @@
 // A value that cannot be decoded (unknown flags, bad UTF-8, bad JSON) is reported as undefined,
 // which the client turns into a miss.
 
+import { crc32 } from "node:zlib";
 import { IllegalInputError } from "./errors.ts";
 
 export const FLAG_BYTES = 0;
@@ -78,3 +79,38 @@ export const defaultSerde: Serde = {
     }
   },
 };
+
+/** Flags bit that marks a value carrying a CRC-32 trailer (see withChecksum). */
+export const FLAG_CHECKSUM = 0x1_0000;
+
+/**
+ * Wraps a serde so every value carries a CRC-32 over its flags and bytes, and a value whose
+ * checksum does not match (or that has none) decodes as a miss. memcached's text protocol has
+ * no checksum of its own: TCP's (and TLS, for ElastiCache in-transit encryption) normally catch
+ * damage in transit, this catches what gets past them. 4 bytes per value; values are no longer
+ * readable by clients that do not know the format.
+ */
+export function withChecksum(inner: Serde): Serde {
+  return {
+    encode(value: unknown): Encoded {
+      const encoded = inner.encode(value);
+      const flags = (encoded.flags | FLAG_CHECKSUM) >>> 0;
+      const out = Buffer.allocUnsafe(encoded.data.length + 4);
+      encoded.data.copy(out, 0);
+      out.writeUInt32BE(checksum(flags, encoded.data), encoded.data.length);
+      return { data: out, flags };
+    },
+    decode(data: Buffer, flags: number): unknown {
+      if ((flags & FLAG_CHECKSUM) === 0 || data.length < 4) return undefined;
+      const body = data.subarray(0, data.length - 4);
+      if (data.readUInt32BE(data.length - 4) !== checksum(flags, body)) return undefined;
+      return inner.decode(body, (flags & ~FLAG_CHECKSUM) >>> 0);
+    },
+  };
+}
+
+function checksum(flags: number, data: Buffer): number {
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE(flags >>> 0, 0);
+  return crc32(data, crc32(header));
+}

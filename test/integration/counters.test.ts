@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   CasConflictError,
   type CounterClient,
+  CounterValueError,
   casUpdate,
   increment,
   readCounter,
@@ -173,12 +174,28 @@ describe("casUpdate", () => {
   // An undecodable value reads as absent (update gets undefined) but is overwritten with cas using
   // its token: add() would never succeed on the existing key and the loop would end in a
   // CasConflictError blaming contention that does not exist.
-  it("replaces a value that cannot be decoded instead of reporting contention", async () => {
+  it("refuses to update a value that cannot be decoded and leaves the stored bytes alone", async () => {
     const k = key("undecodable");
     await client.set(k, Buffer.from("{not json"), { flags: FLAG_JSON });
     const { calls, client: recorded } = recording(client);
 
-    expect(await casUpdate(recorded, k, plusOne, { maxAttempts: 5 })).toBe(1);
+    await expect(casUpdate(recorded, k, plusOne, { maxAttempts: 5 })).rejects.toBeInstanceOf(
+      CounterValueError,
+    );
+    expect(calls).toEqual(["gets"]);
+    const raw = await client.gets(k);
+    expect(raw?.flags).toBe(FLAG_JSON);
+    expect(raw?.value).toBeUndefined();
+  });
+
+  it("overwrites a value that cannot be decoded when repairUndecodable is set", async () => {
+    const k = key("repair");
+    await client.set(k, Buffer.from("{not json"), { flags: FLAG_JSON });
+    const { calls, client: recorded } = recording(client);
+
+    expect(await casUpdate(recorded, k, plusOne, { maxAttempts: 5, repairUndecodable: true })).toBe(
+      1,
+    );
     expect(calls).toEqual(["gets", "cas"]);
     expect(await client.get(k)).toBe(1);
   });

@@ -6,9 +6,11 @@ import { IllegalInputError } from "../../../lib/memcache/errors.ts";
 import {
   defaultSerde,
   FLAG_BYTES,
+  FLAG_CHECKSUM,
   FLAG_INTEGER,
   FLAG_JSON,
   FLAG_STRING,
+  withChecksum,
 } from "../../../lib/memcache/serde.ts";
 
 function roundTrip(value: unknown): { flags: number; decoded: unknown } {
@@ -136,5 +138,41 @@ describe("defaultSerde", () => {
     it("encodes a string as UTF-8", () => {
       expect(defaultSerde.encode("é").data).toEqual(Buffer.from([0xc3, 0xa9]));
     });
+  });
+});
+
+describe("withChecksum", () => {
+  const checked = withChecksum(defaultSerde);
+
+  it.each<[string, unknown]>([
+    ["a string", "héllo"],
+    ["JSON", { a: [1, 2, 3] }],
+    ["an integer", 42],
+    ["bytes", Buffer.from([0, 13, 10, 255])],
+  ])("round-trips %s and marks the flags", (_name, value) => {
+    const encoded = checked.encode(value);
+    expect(encoded.flags & FLAG_CHECKSUM).toBe(FLAG_CHECKSUM);
+    expect(checked.decode(encoded.data, encoded.flags)).toEqual(value);
+  });
+
+  it("reads a value with any single flipped bit as a miss", () => {
+    const encoded = checked.encode({ name: "product 42", price: 1999 });
+    for (let byte = 0; byte < encoded.data.length; byte++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const damaged = Buffer.from(encoded.data);
+        damaged[byte]! ^= 1 << bit;
+        expect(checked.decode(damaged, encoded.flags)).toBeUndefined();
+      }
+    }
+  });
+
+  it("reads a value whose flags changed in transit as a miss", () => {
+    const encoded = checked.encode("text");
+    expect(checked.decode(encoded.data, (encoded.flags ^ 2) >>> 0)).toBeUndefined();
+  });
+
+  it("reads a value without a checksum as a miss", () => {
+    const plain = defaultSerde.encode("text");
+    expect(checked.decode(plain.data, plain.flags)).toBeUndefined();
   });
 });
