@@ -27,7 +27,7 @@ import {
   type LeaseOptions,
   type LeaseRead,
   type Leases,
-  leasesFor,
+  leaseResolver,
   TOMBSTONE_FLAGS,
 } from "./leases.ts";
 import type { CacheStore, StoreHit } from "./store.ts";
@@ -64,6 +64,7 @@ export class FallbackStore implements CacheStore {
   readonly newClient: MemcacheClient;
   readonly oldClient: MemcacheClient;
   readonly options: FallbackOptions;
+  private readonly leases: () => Promise<Leases | undefined>;
 
   constructor(
     newClient: MemcacheClient,
@@ -73,6 +74,7 @@ export class FallbackStore implements CacheStore {
     this.newClient = newClient;
     this.oldClient = oldClient;
     this.options = { ...fallbackDefaults, ...options };
+    this.leases = leaseResolver(newClient, this.options.leases);
   }
 
   async read<T>(key: string): Promise<StoreHit<T> | undefined> {
@@ -104,7 +106,7 @@ export class FallbackStore implements CacheStore {
     let leases: Leases | undefined;
     let read: LeaseRead<T>;
     try {
-      leases = await leasesFor(this.newClient, this.options.leases);
+      leases = await this.leases();
       if (leases === undefined) {
         const hit = await this.read<T>(key);
         return hit === undefined ? { status: "miss" } : { status: "hit", stale: false, ...hit };
@@ -127,17 +129,17 @@ export class FallbackStore implements CacheStore {
   }
 
   async fill(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean> {
-    const leases = await leasesFor(this.newClient, this.options.leases);
+    const leases = await this.leases();
     return leases === undefined ? false : leases.fill(key, value, ttlSeconds, token);
   }
 
   async release(key: string, token: string): Promise<void> {
-    await (await leasesFor(this.newClient, this.options.leases))?.release(key, token);
+    await (await this.leases())?.release(key, token);
   }
 
   /** Marks stale in new and deletes in old (else old's copy returns once new's stale copy ends). */
   async markStale(key: string, staleSeconds: number): Promise<boolean> {
-    const leases = await leasesFor(this.newClient, this.options.leases);
+    const leases = await this.leases();
     const [marked] = await Promise.all([
       leases === undefined ? false : leases.markStale(key, staleSeconds),
       this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
@@ -167,7 +169,7 @@ export class FallbackStore implements CacheStore {
       ttlSeconds: this.options.tombstoneSeconds,
       flags: TOMBSTONE_FLAGS,
     });
-    const leases = await leasesFor(this.newClient, this.options.leases);
+    const leases = await this.leases();
     if (leases?.mode === "meta") await leases.markStale(key, this.options.tombstoneSeconds);
   }
 

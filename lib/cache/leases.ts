@@ -183,7 +183,25 @@ async function releaseLock(client: MemcacheClient, key: string, id: string): Pro
 /** Which lease implementation a store uses: auto = meta where the server has it, else lock. */
 export type LeaseMode = "auto" | "meta" | "lock" | "off";
 
-/** Resolves the lease implementation for `client` (probing the meta protocol once for auto). */
+/**
+ * The lease implementation for `client`, resolved once (auto probes the meta protocol on the
+ * first call; a probe that fails is retried on the next call).
+ */
+export function leaseResolver(
+  client: MemcacheClient,
+  mode: LeaseMode,
+): () => Promise<Leases | undefined> {
+  let resolved: Promise<Leases | undefined> | undefined;
+  return () => {
+    resolved ??= leasesFor(client, mode).catch((error: unknown) => {
+      resolved = undefined;
+      throw error;
+    });
+    return resolved;
+  };
+}
+
+/** Resolves the lease implementation for `client` (probing the meta protocol for auto). */
 export async function leasesFor(
   client: MemcacheClient,
   mode: LeaseMode,

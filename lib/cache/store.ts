@@ -3,7 +3,7 @@
 // interface, so the core and the middleware never know which one they talk to.
 
 import type { MemcacheClient } from "../memcache/client.ts";
-import { type LeaseMode, type LeaseOptions, type LeaseRead, leasesFor } from "./leases.ts";
+import { type LeaseMode, type LeaseOptions, type LeaseRead, leaseResolver } from "./leases.ts";
 
 export interface StoreHit<T = unknown> {
   value: T;
@@ -36,7 +36,7 @@ export function clientStore(
   options: Partial<ClientStoreOptions> = {},
 ): CacheStore {
   const mode = options.leases ?? "auto";
-  const leases = () => leasesFor(client, mode);
+  const leases = leaseResolver(client, mode);
   const store: CacheStore = {
     async read<T>(key: string): Promise<StoreHit<T> | undefined> {
       const value = await client.get<T>(key);

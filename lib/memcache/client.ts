@@ -63,6 +63,13 @@ export type StoreResult = "stored" | "not_stored" | "exists" | "not_found";
 /** Outcome of cas(): stored, or someone changed it since gets() (exists), or it is gone. */
 export type CasResult = "stored" | "exists" | "not_found";
 
+/** One node's answer to ping(). */
+export interface NodeHealth {
+  ok: boolean;
+  version?: string;
+  error?: string;
+}
+
 const DEFAULT_PORT = 11211;
 const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
 
@@ -296,6 +303,39 @@ export class MemcacheClient {
       if (!line.startsWith("VERSION ")) throw unexpected("version", line);
       return line.slice(8);
     });
+  }
+
+  /**
+   * Health of every node, each asked on its own (`version`), so one dead node does not hide the
+   * others: `{ "10.0.0.5:11211": { ok: true, version: "1.6.22" }, ... }`. Never rejects.
+   */
+  async ping(): Promise<Record<string, NodeHealth>> {
+    try {
+      await this.ready();
+    } catch (error) {
+      return {
+        [this.discovery ? "discovery" : "cluster"]: { ok: false, error: (error as Error).message },
+      };
+    }
+    const nodes = this.cluster.nodes;
+    const results = await Promise.allSettled(
+      nodes.map((node) => node.send<string>("version\r\n", Reply.LINE, "version")),
+    );
+    const out: Record<string, NodeHealth> = {};
+    nodes.forEach((node, i) => {
+      const result = results[i]!;
+      out[node.endpoint] =
+        result.status === "fulfilled" && result.value.startsWith("VERSION ")
+          ? { ok: true, version: result.value.slice(8) }
+          : {
+              ok: false,
+              error:
+                result.status === "rejected"
+                  ? (result.reason as Error).message
+                  : `unexpected reply ${JSON.stringify(result.value)}`,
+            };
+    });
+    return out;
   }
 
   /** `stats [group]` per node endpoint (group: "settings", "items", "slabs", ...). */
