@@ -208,6 +208,9 @@ export class CacheAside {
       return stored;
     } catch (error) {
       this.emit("write-error", key, started, error);
+      // Nothing was stored (too large, refused, timed out): let the next caller in at once
+      // instead of waiting out the lease.
+      await this.release(lease);
       return false;
     }
   }

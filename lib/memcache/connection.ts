@@ -65,6 +65,21 @@ export const Reply = {
 } as const;
 export type ReplyKind = (typeof Reply)[keyof typeof Reply];
 
+/** How one request is sent and checked. */
+export interface SendOptions {
+  /** The request carries a data block (after ERROR the server would read it as commands). */
+  hasData?: boolean;
+  /** A read: retried once on a fresh socket if it fails on a socket that sat idle (see send()). */
+  retryIfStale?: boolean;
+  /**
+   * For one-line replies: the lines this command may answer (errors aside). Anything else is a
+   * protocol violation: the socket is destroyed and every request on it rejects.
+   */
+  accept?: (line: string) => boolean;
+}
+
+const NO_OPTIONS: SendOptions = {};
+
 export interface RetrievedValue {
   key: string;
   flags: number;
@@ -78,6 +93,7 @@ interface Pending {
   verb: string;
   /** The request carried a data block: after ERROR the server would read it as commands. */
   hasData: boolean;
+  accept: ((line: string) => boolean) | undefined;
   deadline: number;
   resolve: (value: never) => void;
   reject: (error: Error) => void;
@@ -157,30 +173,29 @@ export class Connection implements ReplyHandler {
     payload: string | Buffer,
     kind: ReplyKind,
     verb: string,
-    hasData = false,
-    retryIfStale = false,
+    options: SendOptions = NO_OPTIONS,
   ): Promise<T> {
     if (
-      retryIfStale &&
+      options.retryIfStale === true &&
       this.connected &&
       Date.now() - this.lastSendAt >= this.options.staleSocketMs
     ) {
-      return this.enqueue<T>(payload, kind, verb, hasData).catch((error: unknown) => {
+      return this.enqueue<T>(payload, kind, verb, options).catch((error: unknown) => {
         if (error instanceof TimeoutError || error instanceof ConnectionClosedError) {
           this.staleRetries++;
-          return this.enqueue<T>(payload, kind, verb, hasData);
+          return this.enqueue<T>(payload, kind, verb, options);
         }
         throw error;
       });
     }
-    return this.enqueue<T>(payload, kind, verb, hasData);
+    return this.enqueue<T>(payload, kind, verb, options);
   }
 
   private enqueue<T>(
     payload: string | Buffer,
     kind: ReplyKind,
     verb: string,
-    hasData: boolean,
+    options: SendOptions,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const now = Date.now();
@@ -200,7 +215,8 @@ export class Connection implements ReplyHandler {
       this.queue.push({
         kind,
         verb,
-        hasData,
+        hasData: options.hasData === true,
+        accept: options.accept,
         deadline: now + this.options.timeoutMs,
         resolve: resolve as (value: never) => void,
         reject,
@@ -448,13 +464,17 @@ export class Connection implements ReplyHandler {
     switch (head.kind) {
       case Reply.LINE:
         if (isErrorLine(line)) return this.onErrorLine(head, line);
-        return this.complete(line);
+        if (head.accept === undefined || head.accept(line)) return this.complete(line);
+        break;
       case Reply.VALUES:
         if (line === "END") return this.complete(head.values ?? []);
         break;
-      case Reply.META:
+      case Reply.META: {
         if (isErrorLine(line)) return this.onErrorLine(head, line);
-        return this.complete(metaReply(line));
+        const reply = metaReply(line);
+        if (META_CODES.has(reply.code)) return this.complete(reply);
+        break;
+      }
       case Reply.STATS:
         if (line.startsWith("STAT ")) {
           const space = line.indexOf(" ", 5);
@@ -540,6 +560,9 @@ function flush(connection: Connection): void {
 function onTimer(connection: Connection): void {
   connection.checkDeadlines();
 }
+
+// Meta reply codes (1.6.10+); VA arrives through onMetaValue.
+const META_CODES = new Set(["HD", "EN", "NF", "NS", "EX", "MN"]);
 
 function isErrorLine(line: string): boolean {
   return line === "ERROR" || line.startsWith("CLIENT_ERROR") || line.startsWith("SERVER_ERROR");
