@@ -7,7 +7,7 @@
 // soak benchmark is present, its heap growth. Writes bench/results/faults.json and prints a
 // table; exits 0 even when a target is missed (reported as MISSED).
 
-import { access, mkdir, writeFile } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { CacheAside } from "../lib/cache/cacheAside.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
@@ -22,6 +22,7 @@ import {
 } from "../test/helpers/fault-proxy.ts";
 import { runParserFuzz } from "../test/helpers/fuzz.ts";
 import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
+import { runSoak } from "./soak.ts";
 
 const settings = {
   /** Requests per run (one run per fault plus the baseline). */
@@ -61,8 +62,6 @@ const faults: Array<{ name: string; fault: Fault }> = [
 ];
 
 const resultsFile = new URL("./results/faults.json", import.meta.url);
-/** Where a soak benchmark exporting runSoak(options) may live (written separately). */
-const soakCandidates = ["./soak.ts", "../test/helpers/soak.ts"];
 
 function product(key: string): { id: string; name: string; price: number } {
   return { id: key, name: `product ${key}`, price: key.length * 100 + 99 };
@@ -104,22 +103,10 @@ async function run(server: MemcachedProcess, name: string, fault: Fault): Promis
   }
 }
 
-/** Heap growth of the soak benchmark, or null when there is none (yet). */
-async function soakHeapGrowthMb(): Promise<{ heapGrowthMb: number | null; source: string | null }> {
-  for (const candidate of soakCandidates) {
-    const url = new URL(candidate, import.meta.url);
-    try {
-      await access(url);
-    } catch {
-      continue;
-    }
-    const module = (await import(url.href)) as { runSoak?: (options?: object) => unknown };
-    if (typeof module.runSoak !== "function") continue;
-    const result = (await module.runSoak()) as { heapGrowthMb?: unknown };
-    const growth = typeof result?.heapGrowthMb === "number" ? result.heapGrowthMb : null;
-    return { heapGrowthMb: growth, source: candidate };
-  }
-  return { heapGrowthMb: null, source: null };
+/** Heap growth over the soak benchmark (one million cache-aside calls with faults switching). */
+async function soakHeapGrowthMb(): Promise<{ heapGrowthMb: number; source: string }> {
+  const result = await runSoak();
+  return { heapGrowthMb: result.heapGrowthMb, source: "bench/soak.ts" };
 }
 
 const round1 = (n: number | null) =>
@@ -202,7 +189,7 @@ async function main(): Promise<void> {
       `\nbaseline p99 (same window, no fault): ${round1(baselineP99)} ms` +
         `\nansweredRatioMin ${answeredRatioMin.toFixed(3)} (target ${targets.answeredRatioMin}: ${verdict(answeredRatioMin >= targets.answeredRatioMin)})` +
         `\nfuzzCases ${fuzz.cases} (target >= ${targets.fuzzCasesMin}: ${verdict(fuzz.cases >= targets.fuzzCasesMin)}), crashes ${fuzz.crashes}, hangs ${fuzz.hangs}, maxBufferedBytes ${fuzz.maxBufferedBytes}` +
-        `\nsoakHeapGrowthMb ${soak.heapGrowthMb ?? "null (no soak benchmark found)"}` +
+        `\nsoakHeapGrowthMb ${soak.heapGrowthMb}` +
         `\nwrote ${resultsFile.pathname}`,
     );
   } finally {
