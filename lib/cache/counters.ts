@@ -4,7 +4,7 @@
 // Unlike cache-aside, counter errors do surface: a count that silently failed would be wrong.
 
 import type { MemcacheClient } from "../memcache/client.ts";
-import { MemcacheError } from "../memcache/errors.ts";
+import { ConnectionClosedError, MemcacheError, TimeoutError } from "../memcache/errors.ts";
 
 /** The client surface counters use (a MemcacheClient, or the cutover fallback's counter view). */
 export type CounterClient = Pick<MemcacheClient, "get" | "gets" | "cas" | "add" | "incr" | "decr">;
@@ -60,7 +60,7 @@ export async function casUpdate<T>(
     ...options,
   };
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-    const current = await client.gets<T>(key);
+    const current = await readOnce(client, key);
     if (current === undefined) {
       const next = update(undefined);
       if (await client.add(key, next, { ttlSeconds })) return next;
@@ -113,6 +113,19 @@ export async function readCounter(
   // Only plain decimal text counts (another client's counter); anything else was never a count.
   if (typeof value === "string" && /^[0-9]{1,20}$/.test(value.trim())) return Number(value);
   return 0;
+}
+
+/**
+ * gets, tried a second time after a timeout or a dropped connection: a read is safe to repeat.
+ * (The cas that follows is not: if it times out, its outcome is unknown and the error surfaces.)
+ */
+async function readOnce<T>(client: CounterClient, key: string) {
+  try {
+    return await client.gets<T>(key);
+  } catch (error) {
+    if (!(error instanceof TimeoutError || error instanceof ConnectionClosedError)) throw error;
+    return client.gets<T>(key);
+  }
 }
 
 function pause(maxMs: number): Promise<void> {

@@ -126,6 +126,8 @@ export class Connection implements ReplyHandler {
   private deadUntil = 0;
   private connectDeadline = 0;
   private lastSendAt = 0;
+  /** Queue index of the first request not yet written (-1: none); see flushWrites(). */
+  private unflushedFrom = -1;
   private retiring = false;
   /** Reads retried after failing on a socket that had sat idle (see send()). */
   staleRetries = 0;
@@ -212,6 +214,7 @@ export class Connection implements ReplyHandler {
         this.deadUntil = 0; // half-open: this request is the probe
       }
       const socket = this.socket ?? this.open();
+      if (this.unflushedFrom < 0) this.unflushedFrom = this.queue.length;
       this.queue.push({
         kind,
         verb,
@@ -351,7 +354,28 @@ export class Connection implements ReplyHandler {
    */
   checkDeadlines(): void {
     this.timer = null;
-    if (this.socket === null) return;
+    const socket = this.socket;
+    if (socket === null) return;
+    const now = Date.now();
+    const head = this.queue[this.head];
+    if (
+      (!this.connected && now >= this.connectDeadline) ||
+      (head !== undefined && now >= head.deadline)
+    ) {
+      // Overdue by the clock, but the reply (or the connect) may be sitting unread in the socket
+      // while this process was descheduled or busy: Node reads sockets (poll phase) before it
+      // runs setImmediate callbacks, so decide only after that.
+      setImmediate(onGrace, this, socket, head);
+      return;
+    }
+    let next = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
+    if (!this.connected) next = Math.min(next, this.connectDeadline);
+    if (next !== Number.POSITIVE_INFINITY) this.armTimer(next - now);
+  }
+
+  /** @internal The second look of checkDeadlines(), after pending socket reads. */
+  expireIfStillOverdue(socket: net.Socket, checked: Pending | undefined): void {
+    if (this.socket !== socket) return;
     const now = Date.now();
     if (!this.connected && now >= this.connectDeadline) {
       this.destroy(
@@ -362,7 +386,7 @@ export class Connection implements ReplyHandler {
       return;
     }
     const head = this.queue[this.head];
-    if (head !== undefined && now >= head.deadline) {
+    if (head !== undefined && head === checked && now >= head.deadline) {
       this.destroy(
         new TimeoutError(
           `memcached ${this.endpoint} did not answer "${head.verb}" within ${this.options.timeoutMs} ms (timeoutMs); the connection was closed and reopens on the next call`,
@@ -370,9 +394,7 @@ export class Connection implements ReplyHandler {
       );
       return;
     }
-    let next = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
-    if (!this.connected) next = Math.min(next, this.connectDeadline);
-    if (next !== Number.POSITIVE_INFINITY) this.armTimer(next - now);
+    if (this.timer === null) this.checkDeadlines(); // answered meanwhile: watch the next one
   }
 
   /** Destroys the socket and rejects every queued request with `error`. */
@@ -389,6 +411,7 @@ export class Connection implements ReplyHandler {
     socket.destroy();
     this.outText = "";
     this.outParts = null;
+    this.unflushedFrom = -1;
     const pending = this.queue;
     const start = this.head;
     this.queue = [];
@@ -424,7 +447,7 @@ export class Connection implements ReplyHandler {
         this.retiring = false;
         queueMicrotask(() => this.close()); // after this reply is delivered
       }
-    } else if (this.head >= 1024) {
+    } else if (this.head >= 1024 && this.unflushedFrom < 0) {
       this.queue = this.queue.slice(this.head);
       this.head = 0;
     }
@@ -534,6 +557,16 @@ export class Connection implements ReplyHandler {
   flushWrites(): void {
     this.flushScheduled = false;
     const socket = this.socket;
+    // Deadlines count from the write, not from the call: synchronous work after the call must
+    // not use up a request's time before it was even sent.
+    if (this.unflushedFrom >= 0) {
+      const deadline = Date.now() + this.options.timeoutMs;
+      for (let i = this.unflushedFrom; i < this.queue.length; i++) {
+        const pending = this.queue[i];
+        if (pending !== undefined) pending.deadline = deadline;
+      }
+      this.unflushedFrom = -1;
+    }
     const text = this.outText;
     const parts = this.outParts;
     this.outText = "";
@@ -555,6 +588,10 @@ export class Connection implements ReplyHandler {
 
 function flush(connection: Connection): void {
   connection.flushWrites();
+}
+
+function onGrace(connection: Connection, socket: net.Socket, head: Pending | undefined): void {
+  connection.expireIfStillOverdue(socket, head);
 }
 
 function onTimer(connection: Connection): void {

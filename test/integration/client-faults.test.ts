@@ -177,6 +177,47 @@ describe("a server that never answers", () => {
   });
 });
 
+describe("a process that was busy or descheduled past timeoutMs (a throttled Lambda)", () => {
+  let server: MemcachedProcess;
+
+  beforeAll(async () => {
+    server = await startMemcached();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  /** Keeps this thread busy for `ms`, the way a GC pause or CPU-bound handler code does. */
+  function block(ms: number): void {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      // busy
+    }
+  }
+
+  it("resolves a reply that arrived while the event loop was blocked past timeoutMs", async () => {
+    const client = newClient(server.endpoint, { timeoutMs: 100 });
+    await client.set("busy", "v");
+    for (let i = 0; i < 3; i++) {
+      const pending = client.get("busy");
+      process.nextTick(block, 150); // after the write, before the reply is read
+      expect(await pending).toBe("v");
+    }
+    expect(client.nodes[0]!.isDead).toBe(false);
+  });
+
+  it("counts timeoutMs from the write, not from the call, when the caller blocks right after it", async () => {
+    const client = newClient(server.endpoint, { timeoutMs: 100 });
+    await client.set("busy-sync", "v");
+    for (let i = 0; i < 3; i++) {
+      const pending = client.get("busy-sync");
+      block(150); // before the command has even been written
+      expect(await pending).toBe("v");
+    }
+  });
+});
+
 describe("a paused memcached (SIGSTOP)", () => {
   let server: MemcachedProcess;
 

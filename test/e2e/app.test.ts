@@ -1,0 +1,254 @@
+// The reference app end to end, single-cluster phase: real HTTP (fetch) through serverless-offline
+// to the functions, a real memcached started here (so the test can stop, pause and restart it
+// under the running stack) and the demo origin, whose /_stats shows when the cache was skipped.
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Stack, startStack } from "../../infra/local/stack.ts";
+import { MemcacheClient } from "../../lib/memcache/client.ts";
+import {
+  type AppClient,
+  type AppResponse,
+  appClient,
+  memcachedKeys,
+  originStats,
+  outcome,
+  type Product,
+  range,
+  startWorkers,
+  tally,
+  waitFor,
+} from "../helpers/app.ts";
+import { counters } from "../helpers/client.ts";
+import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+
+/** A request the cache could not serve must still answer within this (cache timeouts are 100 ms). */
+const bypassBoundMs = 1_000;
+
+let memcached: MemcachedProcess;
+let stack: Stack;
+let app: AppClient;
+let client: MemcacheClient;
+
+const reads = async () => (await originStats(stack.originUrl)).reads;
+
+/**
+ * GETs `id` until the cache is usable again and the sequence of x-cache values reaches
+ * "MISS, HIT"; returns every value seen, so the assertion can show the whole sequence.
+ */
+async function pollUntilMissThenHit(id: string): Promise<string[]> {
+  const seen: string[] = [];
+  await waitFor(`x-cache MISS then HIT for /products/${id}`, async () => {
+    const response = await app.getProduct(id);
+    expect(response.status).toBe(200);
+    seen.push(String(response.cache));
+    return seen.slice(-2).join(",") === "MISS,HIT" ? true : undefined;
+  });
+  return seen;
+}
+
+function expectProduct(response: AppResponse<Product>, id: string): void {
+  expect(response.status).toBe(200);
+  expect(response.body).toMatchObject({ id, name: `Product ${id}`, version: 1 });
+}
+
+beforeAll(async () => {
+  memcached = await startMemcached();
+  stack = await startStack({
+    newEndpoint: memcached.endpoint,
+    oldEndpoint: "",
+    ports: { http: 0, lambda: 0, origin: 0 },
+    stdio: "pipe",
+  });
+  app = appClient(stack.httpUrl);
+  client = new MemcacheClient({ servers: memcached.endpoint, timeoutMs: 1_000 });
+}, 60_000);
+
+afterAll(async () => {
+  client?.close();
+  await stack?.stop();
+  await memcached?.stop();
+});
+
+describe("reference app over HTTP, one cluster", () => {
+  it("serves a product as MISS from the origin, then as HIT without touching the origin", async () => {
+    const before = await reads();
+    const first = await app.getProduct("101");
+    expectProduct(first, "101");
+    expect(first.cache).toBe("MISS");
+    expect(await reads()).toBe(before + 1);
+
+    const second = await app.getProduct("101");
+    expect(second.status).toBe(200);
+    expect(second.cache).toBe("HIT");
+    expect(second.body).toEqual(first.body);
+    expect(await reads()).toBe(before + 1);
+  });
+
+  it("returns the written data right after a PUT, never the cached old copy", async () => {
+    const id = "202";
+    expect((await app.getProduct(id)).cache).toBe("MISS");
+    expect((await app.getProduct(id)).cache).toBe("HIT");
+
+    for (let round = 1; round <= 5; round++) {
+      const put = await app.putProduct(id, { name: `Renamed ${round}`, price: round });
+      expect(put.status).toBe(200);
+      expect(put.body).toMatchObject({ id, name: `Renamed ${round}`, version: round + 1 });
+
+      const after = await app.getProduct(id);
+      expect(after.status).toBe(200);
+      expect(after.cache).toBe("MISS");
+      expect(after.body).toEqual(put.body);
+      const again = await app.getProduct(id);
+      expect(again.cache).toBe("HIT");
+      expect(again.body).toEqual(put.body);
+    }
+  });
+
+  it("answers 404 for an unknown product without caching it, and shows it once created", async () => {
+    const id = "no-such-product";
+    const before = await reads();
+    const first = await app.getProduct(id);
+    expect(first.status).toBe(404);
+    expect(first.cache).not.toMatch(/^HIT/);
+    expect(await reads()).toBe(before + 1);
+
+    // Not cached: the second GET reaches the origin again (and does not wait on a lease).
+    const second = await app.getProduct(id);
+    expect(second.status).toBe(404);
+    expect(second.cache).not.toMatch(/^HIT/);
+    expect(second.ms).toBeLessThan(bypassBoundMs);
+    expect(await reads()).toBe(before + 2);
+
+    const put = await app.putProduct(id, { name: "Created later", price: 5 });
+    expect(put.status).toBe(200);
+    const created = await app.getProduct(id);
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({ id, name: "Created later", version: 1 });
+    expect(created.body).toEqual(put.body);
+  });
+
+  it("counts 100 concurrent POST /counters/x to exactly 100", { timeout: 90_000 }, async () => {
+    // 100 workers started first: their cold starts at once are not what this test measures.
+    await startWorkers(100, () => app.postCounter("warm-up"));
+    expect((await app.getCounter("x")).body).toEqual({ name: "x", value: 0 });
+
+    const posts = await Promise.all(range(1, 100).map(() => app.postCounter("x")));
+    expect(tally(posts.map(outcome))).toEqual({ "200": 100 });
+    const values = posts.map((post) => post.body.value).sort((a, b) => a - b);
+    expect(values).toEqual(range(1, 100));
+
+    const read = await app.getCounter("x");
+    expect(read.status).toBe(200);
+    expect(read.body).toEqual({ name: "x", value: 100 });
+  });
+
+  it("never sends a product id with CR/LF, spaces or 300 characters to memcached raw", async () => {
+    await client.set("sentinel", "still here");
+    const hostile = [
+      "a\r\nflush_all",
+      "b\r\ndelete sentinel",
+      "c\r\nset sentinel 0 0 4\r\ngone",
+      "with spaces in it",
+      "delete sentinel",
+      "x".repeat(300),
+    ];
+    const createdHostile = hostile.map((id) => `created ${id}`);
+    const before = await counters(client, ["cmd_flush", "delete_hits"]);
+
+    // Created at the origin first: PUT invalidates (a delete that misses), GET caches them.
+    for (const id of createdHostile) {
+      const put = await app.putProduct(id, { name: "hostile", price: 1 });
+      expect(put.status, JSON.stringify(id)).toBe(200);
+      expect(put.body.id).toBe(id);
+      const first = await app.getProduct(id);
+      expect([first.status, first.cache, first.body.id]).toEqual([200, "MISS", id]);
+      const second = await app.getProduct(id);
+      expect([second.status, second.cache, second.body]).toEqual([200, "HIT", put.body]);
+    }
+    // Nothing deleted a cached item: no command was smuggled in through a key.
+    expect(await counters(client, ["cmd_flush", "delete_hits"])).toEqual(before);
+
+    // Unknown at the origin: 404, twice each. Each such miss takes a stampede lease and gives it
+    // back once the 404 turns out not cacheable: exactly one delete hit per request, no more.
+    let notFound = 0;
+    for (const id of hostile) {
+      for (let i = 0; i < 2; i++) {
+        const response = await app.getProduct(id);
+        expect(response.status, JSON.stringify(id)).toBe(404);
+        notFound++;
+      }
+    }
+
+    expect(await client.get("sentinel")).toBe("still here");
+    expect(await counters(client, ["cmd_flush", "delete_hits"])).toEqual({
+      cmd_flush: 0,
+      delete_hits: before.delete_hits + notFound,
+    });
+    const keys = await memcachedKeys(memcached.endpoint);
+    expect(keys).toContain("sentinel");
+    // What the ids became: hashed keys; every key is 1..250 printable ASCII characters ("!".."~"),
+    // so none holds a space, CR/LF or any other control character.
+    expect(keys.filter((key) => !/^[!-~]{1,250}$/.test(key))).toEqual([]);
+    expect(keys.filter((key) => key.startsWith("products:#")).length).toBeGreaterThanOrEqual(
+      createdHostile.length,
+    );
+  });
+
+  it("reports phase single and the new cluster's node on GET /health", async () => {
+    const health = await app.health();
+    expect(health.status).toBe(200);
+    expect(health.body.phase).toBe("single");
+    expect(health.body.ok).toBe(true);
+    expect(Object.keys(health.body.clusters)).toEqual(["new"]);
+    expect(health.body.clusters.new!.servers).toEqual([memcached.endpoint]);
+    expect(health.body.clusters.new!.nodes).toEqual([
+      { endpoint: memcached.endpoint, ok: true, version: expect.any(String) },
+    ]);
+  });
+
+  it("serves every GET from the origin (BYPASS) while memcached is down, and HITs once it is back", {
+    timeout: 60_000,
+  }, async () => {
+    expect((await app.getProduct("303")).cache).toBe("MISS");
+    await memcached.stop();
+    try {
+      for (const id of ["303", "304", "305", "306", "307", "308"]) {
+        const response = await app.getProduct(id);
+        expectProduct(response, id);
+        expect(response.cache).toBe("BYPASS");
+        expect(response.ms).toBeLessThan(bypassBoundMs);
+      }
+      // Counters live only in the cache: a clear 503, quickly, instead of a wrong count.
+      const post = await app.postCounter("while-down");
+      expect(post.status).toBe(503);
+      expect(post.ms).toBeLessThan(bypassBoundMs);
+    } finally {
+      await memcached.restart();
+    }
+    // The same stack (same Lambda environments, same module-scope clients) recovers.
+    expect((await pollUntilMissThenHit("309")).join(",")).toMatch(/^(BYPASS,)*MISS,HIT$/);
+  });
+
+  it("serves every GET from the origin (BYPASS) while memcached hangs, and HITs once it answers", {
+    timeout: 60_000,
+  }, async () => {
+    expect((await app.getProduct("501")).cache).toBe("MISS");
+    expect((await app.getProduct("501")).cache).toBe("HIT");
+    await memcached.pause();
+    try {
+      for (const id of ["501", "502", "503", "504", "505", "506"]) {
+        const response = await app.getProduct(id);
+        expectProduct(response, id);
+        expect(response.cache).toBe("BYPASS");
+        expect(response.ms).toBeLessThan(bypassBoundMs);
+      }
+    } finally {
+      memcached.resume();
+    }
+    expect((await pollUntilMissThenHit("507")).join(",")).toMatch(/^(BYPASS,)*MISS,HIT$/);
+    // The data survived the hang.
+    const cached = await app.getProduct("501");
+    expect(cached.cache).toBe("HIT");
+    expectProduct(cached, "501");
+  });
+});

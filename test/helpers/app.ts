@@ -1,0 +1,196 @@
+// End-to-end helpers: the reference app and the demo origin over real HTTP (fetch), a raw
+// listing of the keys a memcached holds, and waiting for a condition instead of sleeping.
+
+import net from "node:net";
+import { setTimeout as delay } from "node:timers/promises";
+
+export interface AppResponse<T = unknown> {
+  status: number;
+  /** The x-cache header (HIT, HIT-FALLBACK, MISS, BYPASS), null when absent. */
+  cache: string | null;
+  /** The JSON body, or the raw text when it is not JSON. */
+  body: T;
+  /** Milliseconds from sending the request to having read the whole body. */
+  ms: number;
+}
+
+export interface Product {
+  id: string;
+  name?: unknown;
+  price?: unknown;
+  version: number;
+  updatedAt: string;
+}
+
+export interface Counter {
+  name: string;
+  value: number;
+}
+
+async function call<T>(url: string, init: RequestInit = {}): Promise<AppResponse<T>> {
+  const started = performance.now();
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(30_000) });
+  const text = await response.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text, the assertion will show it
+  }
+  return {
+    status: response.status,
+    cache: response.headers.get("x-cache"),
+    body: body as T,
+    ms: performance.now() - started,
+  };
+}
+
+/** The reference app's endpoints; ids and names are URL-encoded here, so pass them decoded. */
+export function appClient(baseUrl: string) {
+  const url = (path: string) => `${baseUrl}${path}`;
+  return {
+    getProduct: (id: string) => call<Product>(url(`/products/${encodeURIComponent(id)}`)),
+    putProduct: (id: string, fields: Record<string, unknown>) =>
+      call<Product>(url(`/products/${encodeURIComponent(id)}`), {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(fields),
+      }),
+    getCounter: (name: string) => call<Counter>(url(`/counters/${encodeURIComponent(name)}`)),
+    postCounter: (name: string) =>
+      call<Counter>(url(`/counters/${encodeURIComponent(name)}`), { method: "POST" }),
+    health: () => call<Health>(url("/health")),
+  };
+}
+
+export type AppClient = ReturnType<typeof appClient>;
+
+export interface Health {
+  phase: "single" | "cutover";
+  ok: boolean;
+  clusters: Record<
+    string,
+    {
+      servers: string[];
+      nodes: Array<{ endpoint: string; ok: boolean; version?: string; error?: string }>;
+    }
+  >;
+}
+
+export interface OriginStats {
+  reads: number;
+  writes: number;
+}
+
+/** GET {originUrl}/_stats */
+export async function originStats(originUrl: string): Promise<OriginStats> {
+  return (await call<OriginStats>(`${originUrl}/_stats`)).body;
+}
+
+/** POST {originUrl}/_stats/reset */
+export async function resetOriginStats(originUrl: string): Promise<void> {
+  const { status } = await call(`${originUrl}/_stats/reset`, { method: "POST" });
+  if (status !== 200) throw new Error(`resetting the origin's stats answered ${status}`);
+}
+
+/**
+ * Every key memcached holds, from `lru_crawler metadump all` (one "key=<URL-encoded key> ..."
+ * line per item, then END), decoded: a key with a raw space or CR/LF in it shows as such. Over
+ * a raw socket, so that no client-side key check can hide anything.
+ */
+export function memcachedKeys(endpoint: string): Promise<string[]> {
+  const [host, port] = endpoint.split(":") as [string, string];
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port: Number(port) });
+    socket.setTimeout(5_000, () => socket.destroy(new Error(`metadump on ${endpoint} timed out`)));
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      if (/(^|\n)(END|ERROR[^\r\n]*|CLIENT_ERROR[^\r\n]*|BUSY[^\r\n]*)\r\n$/.test(text)) {
+        socket.end();
+        const lines = text.split(/\r?\n/).filter(Boolean);
+        const last = lines.pop();
+        if (last !== "END") reject(new Error(`metadump on ${endpoint} answered ${last}`));
+        else resolve(lines.map((line) => decodeURIComponent(/^key=(\S+)/.exec(line)?.[1] ?? line)));
+      }
+    });
+    socket.on("error", reject);
+    socket.write("lru_crawler metadump all\r\n");
+  });
+}
+
+/** Calls `probe` until it returns something other than undefined; fails after `timeoutMs`. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  { timeoutMs = 15_000, intervalMs = 50 } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const result = await probe();
+    if (result !== undefined) return result;
+    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await delay(intervalMs);
+  }
+}
+
+/** Runs `task` for every item with at most `limit` in flight; results in input order. */
+export async function mapLimit<I, O>(
+  items: readonly I[],
+  limit: number,
+  task: (item: I) => Promise<O>,
+): Promise<O[]> {
+  const results = new Array<O>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await task(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** from..to inclusive. */
+export function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/**
+ * "200" (any 2xx), or the status with the error the app gave: one label per outcome, for tallies.
+ * serverless-offline answers a Lambda timeout with HTTP 200 and an errorType body: not a 200.
+ */
+export function outcome(response: AppResponse): string {
+  const body = response.body as {
+    detail?: unknown;
+    error?: unknown;
+    errorType?: unknown;
+    errorMessage?: unknown;
+  } | null;
+  const failedLambda = typeof body === "object" && body !== null && "errorType" in body;
+  if (response.status >= 200 && response.status < 300 && !failedLambda) {
+    return String(response.status);
+  }
+  if (failedLambda)
+    return `${response.status} ${String(body.errorType)}: ${String(body.errorMessage)}`;
+  return `${response.status} ${String(body?.detail ?? body?.error ?? JSON.stringify(body))}`;
+}
+
+/** Counts how often each label occurs, so that a failed expectation shows the whole picture. */
+export function tally(labels: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const label of labels) counts[label] = (counts[label] ?? 0) + 1;
+  return counts;
+}
+
+/**
+ * Starts `count` worker threads of one function: serverless-offline gives each concurrent request
+ * a worker of its own. Many cold starts at once on a small machine starve every thread (and
+ * memcached) of CPU for longer than the 100 ms cache timeout, which is not what a test of the
+ * app wants to measure: Lambda gives each environment its own CPU. Outcomes are ignored.
+ */
+export async function startWorkers(count: number, request: () => Promise<unknown>): Promise<void> {
+  await Promise.allSettled(Array.from({ length: count }, request));
+}
