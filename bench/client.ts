@@ -13,6 +13,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { MemcacheClient as NpmMemcacheClient } from "memcache-client";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
+import { formatTable, median, pairedRatio, percentile, rotated, round, verdict } from "./stats.ts";
 
 const settings = {
   /** Interleaved rounds; every reported ops/s is the median over them. */
@@ -379,46 +380,12 @@ function summarize(series: Series): Summary {
     pooled.set(latencies, offset);
     offset += latencies.length;
   }
-  pooled.sort();
   return {
     opsPerSec: Math.round(median(series.opsPerSec)),
-    p50Us: round1(percentile(pooled, 0.5) / 1000),
-    p99Us: round1(percentile(pooled, 0.99) / 1000),
+    p50Us: round(percentile(pooled, 0.5) / 1000, 1),
+    p99Us: round(percentile(pooled, 0.99) / 1000, 1),
     opsPerSecByRound: series.opsPerSec.map(Math.round),
   };
-}
-
-/**
- * Median over rounds of ours / theirs within the same round. Whole rounds run up to 3x faster or
- * slower on a VM (vCPU wake-ups), so the ratio of two separately taken medians can pick rounds
- * from different spells; the per-round ratio compares subjects that ran side by side.
- */
-function pairedRatio(ours: readonly number[], theirs: readonly number[]): number {
-  return round3(median(ours.map((ops, round) => ops / theirs[round]!)));
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Nearest-rank percentile of sorted samples. */
-function percentile(sorted: Float64Array, p: number): number {
-  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
-}
-
-function round1(n: number): number {
-  return Math.round(n * 10) / 10;
-}
-
-function round3(n: number): number {
-  return Math.round(n * 1000) / 1000;
-}
-
-/** The subjects in round `round`'s order: rotated so each one runs first, second, ... in turn. */
-function rotated<T>(items: readonly T[], round: number): T[] {
-  return items.map((_, i) => items[(i + round) % items.length]!);
 }
 
 // ---- CAS counter ----
@@ -462,11 +429,12 @@ async function casCounter(
 
 // ---- report ----
 
-function formatTable(
+/** The summary table's rows, header first. */
+function summaryRows(
   subjects: readonly Subject[],
   seq: Record<string, Summary>,
   conc: Record<string, Summary>,
-): string {
+): string[][] {
   const header = [
     "subject",
     "seq ops/s",
@@ -485,14 +453,7 @@ function formatTable(
     conc[s.id]!.p50Us.toFixed(1),
     conc[s.id]!.p99Us.toFixed(1),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-function verdict(ok: boolean): string {
-  return ok ? "ok" : "MISSED";
+  return [header, ...rows];
 }
 
 // ---- main ----
@@ -581,7 +542,7 @@ async function main(): Promise<number> {
         `${settings.seqOps} sequential gets and ${settings.concBatches} x ${settings.concurrency} ` +
         `concurrent gets per subject, ${settings.valueBytes}-byte value (${benchMs} ms)\n`,
     );
-    console.log(formatTable(subjects, seq, conc));
+    console.log(formatTable(summaryRows(subjects, seq, conc)));
     console.log(
       "\n(ops/s: median over rounds; p50/p99 pooled over rounds; batch = all " +
         `${settings.concurrency} gets of one batch answered; ratios: median of per-round ratios)\n`,

@@ -10,6 +10,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { HashRing } from "../lib/memcache/hashring.ts";
 import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
+import { formatTable, median, pairedRatio, rotated, round, verdict } from "./stats.ts";
 
 const settings = {
   /** Keys spread over the ring for the imbalance and remap measurements. */
@@ -84,7 +85,7 @@ function measureImbalance(keys: readonly string[]): Imbalance {
     const ring = ringOver(range(1, count));
     const perNode = new Array<number>(count + 1).fill(0);
     for (const key of keys) perNode[ring.get(key)!]!++;
-    const value = round3(Math.max(...perNode) / (keys.length / count));
+    const value = round(Math.max(...perNode) / (keys.length / count), 3);
     byNodeCount[count] = value;
     if (value > worst) {
       worst = value;
@@ -112,7 +113,7 @@ function measureRemapOnAdd(keys: readonly string[]): Remap {
     moved++;
     if (to !== 5) movedBetweenOldNodes++;
   }
-  return { share: round4(moved / keys.length), movedBetweenOldNodes };
+  return { share: round(moved / keys.length, 4), movedBetweenOldNodes };
 }
 
 // ---- getMany over real nodes ----
@@ -165,7 +166,7 @@ async function runRound(
   calls: number,
   callsPerUnit: number,
 ): Promise<Map<string, number>> {
-  const order = subjects.map((_, i) => subjects[(i + round) % subjects.length]!);
+  const order = rotated(subjects, round);
   for (const subject of order) {
     for (let i = 0; i < Math.ceil(settings.warmupCalls / callsPerUnit); i++) await call(subject);
   }
@@ -198,7 +199,7 @@ function summarize(three: readonly number[], one: readonly number[]): Scaling {
   return {
     threeNodesOpsPerSec: Math.round(median(three)),
     oneNodeOpsPerSec: Math.round(median(one)),
-    ratio: round3(median(three.map((ops, round) => ops / one[round]!))),
+    ratio: pairedRatio(three, one),
     threeNodesByRound: three.map(Math.round),
     oneNodeByRound: one.map(Math.round),
   };
@@ -256,7 +257,7 @@ async function measureGetMany(
     seq: summarize(series.threeNodes.seq, series.oneNode.seq),
     conc: summarize(series.threeNodes.conc, series.oneNode.conc),
     keysPerNode,
-    routingUsPerCall: round1(median(routingUs)),
+    routingUsPerCall: round(median(routingUs), 1),
   };
 }
 
@@ -274,41 +275,6 @@ function routingMicros(client: MemcacheClient): number {
   const ns = Number(process.hrtime.bigint() - start);
   if (sink === 0) throw new Error("unreachable: ports are positive");
   return ns / calls / 1000;
-}
-
-// ---- helpers ----
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function round1(n: number): number {
-  return Math.round(n * 10) / 10;
-}
-
-function round3(n: number): number {
-  return Math.round(n * 1000) / 1000;
-}
-
-function round4(n: number): number {
-  return Math.round(n * 10_000) / 10_000;
-}
-
-function verdict(ok: boolean): string {
-  return ok ? "ok" : "MISSED";
-}
-
-function formatTable(rows: readonly string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  return [
-    line(rows[0]!),
-    widths.map((w) => "-".repeat(w)).join("  "),
-    ...rows.slice(1).map(line),
-  ].join("\n");
 }
 
 // ---- main ----

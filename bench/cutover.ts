@@ -19,6 +19,7 @@ import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { FallbackStore } from "../lib/cache/fallback.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
+import { formatTable, verdict } from "./stats.ts";
 
 const settings = {
   /** Product ids 1..keys are warmed in old and read in each pass. */
@@ -102,7 +103,8 @@ async function pass(name: string, cache: CacheAside, origin: Origin): Promise<Pa
   return { name, originReads: (await originStats(origin)).reads - before, ms, statuses };
 }
 
-function formatTable(passes: readonly Pass[]): string {
+/** The passes as table rows, header first. */
+function passRows(passes: readonly Pass[]): string[][] {
   const header = ["pass", "origin reads", "HIT", "HIT-FALLBACK", "MISS", "BYPASS", "ms"];
   const rows = passes.map((p) => [
     p.name,
@@ -113,14 +115,7 @@ function formatTable(passes: readonly Pass[]): string {
     String(p.statuses.BYPASS),
     String(p.ms),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-function verdict(ok: boolean): string {
-  return ok ? "ok" : "MISSED";
+  return [header, ...rows];
 }
 
 async function main(): Promise<number> {
@@ -174,7 +169,7 @@ async function main(): Promise<number> {
       `memcached ${memcachedVersion}, node ${process.version}; ${settings.keys} products, ` +
         `origin delay ${settings.originDelayMs} ms, ${settings.concurrency} reads in flight\n`,
     );
-    console.log(formatTable([warm, fallbackFirst, fallbackSecond, naive]));
+    console.log(formatTable(passRows([warm, fallbackFirst, fallbackSecond, naive])));
     console.log("");
     for (const [name, value] of Object.entries(figures)) {
       const key = name as keyof typeof figures;

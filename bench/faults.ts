@@ -14,7 +14,6 @@ import { MemcacheClient } from "../lib/memcache/client.ts";
 import {
   type Fault,
   faultWindow,
-  percentile,
   runTraffic,
   type ServedSummary,
   startFaultProxy,
@@ -23,6 +22,7 @@ import {
 import { runParserFuzz } from "../test/helpers/fuzz.ts";
 import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
 import { runSoak } from "./soak.ts";
+import { percentile, round } from "./stats.ts";
 
 const settings = {
   /** Requests per run (one run per fault plus the baseline). */
@@ -109,8 +109,7 @@ async function soakHeapGrowthMb(): Promise<{ heapGrowthMb: number; source: strin
   return { heapGrowthMb: result.heapGrowthMb, source: "bench/soak.ts" };
 }
 
-const round1 = (n: number | null) =>
-  n === null || Number.isNaN(n) ? null : Math.round(n * 10) / 10;
+const round1 = (n: number | null) => (n === null || Number.isNaN(n) ? null : round(n, 1));
 
 async function main(): Promise<void> {
   const server = await startMemcached();

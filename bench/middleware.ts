@@ -28,6 +28,7 @@ import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
+import { formatTable, median, percentile, rotated, round, verdict } from "./stats.ts";
 
 const settings = {
   /** In-process: interleaved rounds; p50s are pooled over all of them. */
@@ -90,29 +91,6 @@ class WrongStatusError extends Error {
 /** A request over HTTP that the function never answered (see measureHttpRetrying). */
 class DroppedRequestError extends Error {
   override name = "DroppedRequestError";
-}
-
-// ---- statistics ----
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Nearest-rank percentile of samples (sorted here). */
-function percentile(samples: Float64Array | readonly number[], p: number): number {
-  const sorted = Float64Array.from(samples).sort();
-  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
-}
-
-const round1 = (n: number) => Math.round(n * 10) / 10;
-const round2 = (n: number) => Math.round(n * 100) / 100;
-const round3 = (n: number) => Math.round(n * 1000) / 1000;
-
-/** The items in round `round`'s order: rotated so each one runs first, second, ... in turn. */
-function rotated<T>(items: readonly T[], round: number): T[] {
-  return items.map((_, i) => items[(i + round) % items.length]!);
 }
 
 // ---- 1. in-process: Middy HIT vs bare client get ----
@@ -281,8 +259,8 @@ async function measureHitOverhead(): Promise<HitOverhead> {
 
     const pooled = { middy: [] as Float64Array[], bare: [] as Float64Array[] };
     const ratioByRound: number[] = [];
-    for (let round = 0; round < settings.rounds; round++) {
-      const order = rotated(subjects, round);
+    for (let r = 0; r < settings.rounds; r++) {
+      const order = rotated(subjects, r);
       for (const subject of order) {
         for (let i = 0; i < settings.warmupOps; i++) {
           if (!(await subject.call())) throw new WrongStatusError(subject.describeFailure());
@@ -307,9 +285,9 @@ async function measureHitOverhead(): Promise<HitOverhead> {
       }
       pooled.middy.push(samples.middy);
       pooled.bare.push(samples.bare);
-      ratioByRound.push(round3(percentile(samples.middy, 0.5) / percentile(samples.bare, 0.5)));
+      ratioByRound.push(round(percentile(samples.middy, 0.5) / percentile(samples.bare, 0.5), 3));
       if (process.stderr.isTTY)
-        process.stderr.write(`in-process round ${round + 1}/${settings.rounds}\r`);
+        process.stderr.write(`in-process round ${r + 1}/${settings.rounds}\r`);
     }
 
     const all = (series: Float64Array[]) => Float64Array.from(series.flatMap((s) => [...s]));
@@ -318,11 +296,11 @@ async function measureHitOverhead(): Promise<HitOverhead> {
     const middyP50 = percentile(middyAll, 0.5);
     const bareP50 = percentile(bareAll, 0.5);
     return {
-      hitOverheadRatio: round3(middyP50 / bareP50),
-      middyP50Us: round1(middyP50 / 1000),
-      middyP99Us: round1(percentile(middyAll, 0.99) / 1000),
-      bareP50Us: round1(bareP50 / 1000),
-      bareP99Us: round1(percentile(bareAll, 0.99) / 1000),
+      hitOverheadRatio: round(middyP50 / bareP50, 3),
+      middyP50Us: round(middyP50 / 1000, 1),
+      middyP99Us: round(percentile(middyAll, 0.99) / 1000, 1),
+      bareP50Us: round(bareP50 / 1000, 1),
+      bareP99Us: round(percentile(bareAll, 0.99) / 1000, 1),
       ratioByRound,
       key,
       productBytes: body.length,
@@ -443,11 +421,11 @@ async function measureHttp(): Promise<HttpHitVsMiss> {
     const hitP50 = percentile(hits, 0.5);
     const missP50 = percentile(misses, 0.5);
     return {
-      httpHitVsMiss: round3(hitP50 / missP50),
-      hitP50Ms: round2(hitP50),
-      hitP99Ms: round2(percentile(hits, 0.99)),
-      missP50Ms: round2(missP50),
-      missP99Ms: round2(percentile(misses, 0.99)),
+      httpHitVsMiss: round(hitP50 / missP50, 3),
+      hitP50Ms: round(hitP50, 2),
+      hitP99Ms: round(percentile(hits, 0.99), 2),
+      missP50Ms: round(missP50, 2),
+      missP99Ms: round(percentile(misses, 0.99), 2),
       mismatches,
       mismatchSamples,
       originReads: reads,
@@ -645,29 +623,16 @@ async function measureImport(bundleFile: string, outDir: string): Promise<Import
     bundle.push(await timeImport(bundleFile, env));
   }
   return {
-    importMs: round2(median(bundle.map(([ms]) => ms))),
-    importBaselineMs: round2(median(baseline.map(([ms]) => ms))),
-    processMs: round1(median(bundle.map(([, wall]) => wall))),
-    processBaselineMs: round1(median(baseline.map(([, wall]) => wall))),
-    importMsByRun: bundle.map(([ms]) => round2(ms)),
+    importMs: round(median(bundle.map(([ms]) => ms)), 2),
+    importBaselineMs: round(median(baseline.map(([ms]) => ms)), 2),
+    processMs: round(median(bundle.map(([, wall]) => wall)), 1),
+    processBaselineMs: round(median(baseline.map(([, wall]) => wall)), 1),
+    importMsByRun: bundle.map(([ms]) => round(ms, 2)),
     runs: settings.importRuns,
   };
 }
 
 // ---- report ----
-
-function verdict(ok: boolean | undefined): string {
-  if (ok === undefined) return "n/a";
-  return ok ? "ok" : "MISSED";
-}
-
-function formatTable(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-  const [header, ...body] = rows;
-  return [line(header!), widths.map((w) => "-".repeat(w)).join("  "), ...body.map(line)].join("\n");
-}
 
 function describeError(error: unknown): string {
   return error instanceof Error ? `${error.name}: ${error.message}` : String(error);

@@ -17,6 +17,7 @@ import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { type Fault, startFaultProxy } from "../test/helpers/fault-proxy.ts";
 import { startMemcached } from "../test/helpers/memcached.ts";
+import { round } from "./stats.ts";
 
 export interface SoakOptions {
   /** getOrLoad calls in total. Default 1,000,000. */
@@ -156,7 +157,7 @@ export async function runSoak(options: Partial<SoakOptions> = {}): Promise<SoakR
     collect();
     const sample = {
       calls: done,
-      heapMb: round(process.memoryUsage().heapUsed / 1024 / 1024),
+      heapMb: round(process.memoryUsage().heapUsed / 1024 / 1024, 2),
       openSockets: sampleSockets(),
     };
     heapSamples.push(sample);
@@ -186,7 +187,7 @@ export async function runSoak(options: Partial<SoakOptions> = {}): Promise<SoakR
       ms: Math.round(ms),
       callsPerSecond: Math.round((phaseCallsDone / ms) * 1000),
       statuses: phaseStatuses,
-      maxCallMs: round(phaseMaxMs),
+      maxCallMs: round(phaseMaxMs, 2),
     };
     phases.push(figures);
     log?.(
@@ -290,12 +291,12 @@ export async function runSoak(options: Partial<SoakOptions> = {}): Promise<SoakR
     loads,
     durationMs: Math.round(durationMs),
     callsPerSecond: Math.round((done / durationMs) * 1000),
-    p50CallMs: round(quantile(0.5)),
-    p99CallMs: round(quantile(0.99)),
-    maxCallMs: round(measured.at(-1) ?? 0),
+    p50CallMs: round(quantile(0.5), 2),
+    p99CallMs: round(quantile(0.99), 2),
+    maxCallMs: round(measured.at(-1) ?? 0, 2),
     heapStartMb: heapStart.heapMb,
     heapEndMb: heapEnd.heapMb,
-    heapGrowthMb: round(heapEnd.heapMb - heapStart.heapMb),
+    heapGrowthMb: round(heapEnd.heapMb - heapStart.heapMb, 2),
     heapSamples,
     maxOpenSockets,
     proxyConnections,
@@ -333,10 +334,6 @@ function openTcpSockets(): number {
 
 function describeFault(fault: Fault): string {
   return fault.kind === "delay" ? `delay-${fault.ms}ms` : fault.kind;
-}
-
-function round(value: number): number {
-  return Math.round(value * 100) / 100;
 }
 
 // ---- the fault proxy in a child process ----

@@ -19,6 +19,7 @@ import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { type LeaseMode, leasesFor } from "../lib/cache/leases.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
+import { median, percentile, rotated, round, verdict } from "./stats.ts";
 
 const settings = {
   /** Interleaved rounds; each subject runs once per round on a fresh key. */
@@ -65,29 +66,8 @@ class WrongValueError extends Error {
   override name = "WrongValueError";
 }
 
-// ---- statistics ----
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-/** Nearest-rank percentile; NaN for no samples. */
-function percentile(samples: readonly number[], p: number): number {
-  if (samples.length === 0) return Number.NaN;
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!;
-}
-
-const round1 = (n: number) => Math.round(n * 10) / 10;
 /** For the table: "-" where there were no samples (naive callers all read the origin). */
-const shown = (n: number) => (Number.isNaN(n) ? "-" : round1(n));
-
-/** The items in round `round`'s order: rotated so each one runs first, second, ... in turn. */
-function rotated<T>(items: readonly T[], round: number): T[] {
-  return items.map((_, i) => items[(i + round) % items.length]!);
-}
+const shown = (n: number) => (Number.isNaN(n) ? "-" : round(n, 1));
 
 // ---- one stampede ----
 
@@ -162,8 +142,8 @@ async function main(): Promise<void> {
     const originReadsProtected = Math.max(...reads("protected"));
     const originReadsLock = Math.max(...reads("lock"));
     const originReadsNaive = median(reads("naive"));
-    const waiterP99Ms = round1(percentile(waiters("protected"), 0.99));
-    const waiterP99MsLock = round1(percentile(waiters("lock"), 0.99));
+    const waiterP99Ms = round(percentile(waiters("protected"), 0.99), 1);
+    const waiterP99MsLock = round(percentile(waiters("lock"), 0.99), 1);
 
     const met = {
       originReadsProtected: originReadsProtected <= targets.originReadsProtected,
@@ -182,9 +162,9 @@ async function main(): Promise<void> {
       originReadsNaive,
       originReadsLock,
       waiterP99Ms,
-      waiterP50Ms: round1(percentile(waiters("protected"), 0.5)),
+      waiterP50Ms: round(percentile(waiters("protected"), 0.5), 1),
       waiterP99MsLock,
-      waiterP50MsLock: round1(percentile(waiters("lock"), 0.5)),
+      waiterP50MsLock: round(percentile(waiters("lock"), 0.5), 1),
       settings,
       targets,
       met,
@@ -194,8 +174,8 @@ async function main(): Promise<void> {
             id,
             {
               originReads: r[id].originReads,
-              waiterP50Ms: round1(percentile(r[id].waiterMs, 0.5)),
-              waiterP99Ms: round1(percentile(r[id].waiterMs, 0.99)),
+              waiterP50Ms: round(percentile(r[id].waiterMs, 0.5), 1),
+              waiterP99Ms: round(percentile(r[id].waiterMs, 0.99), 1),
               statuses: r[id].statuses,
             },
           ]),
@@ -205,7 +185,6 @@ async function main(): Promise<void> {
     await mkdir(new URL("./results/", import.meta.url), { recursive: true });
     await writeFile(resultsFile, `${JSON.stringify(result, null, 2)}\n`);
 
-    const mark = (ok: boolean) => (ok ? "ok" : "MISSED");
     console.log(
       `stampede: ${settings.callers} concurrent cold reads, ${settings.originDelayMs} ms origin, ` +
         `${settings.clients} clients, ${settings.rounds} rounds, memcached ${version} (auto = ${autoMode})`,
@@ -219,19 +198,19 @@ async function main(): Promise<void> {
       })),
     );
     console.log(
-      `originReadsProtected ${originReadsProtected} (max; target <= ${targets.originReadsProtected}) ${mark(met.originReadsProtected)}`,
+      `originReadsProtected ${originReadsProtected} (max; target <= ${targets.originReadsProtected}) ${verdict(met.originReadsProtected)}`,
     );
     console.log(
-      `originReadsLock      ${originReadsLock} (max; target <= ${targets.originReadsProtected}) ${mark(met.originReadsLock)}`,
+      `originReadsLock      ${originReadsLock} (max; target <= ${targets.originReadsProtected}) ${verdict(met.originReadsLock)}`,
     );
     console.log(
-      `originReadsNaive     ${originReadsNaive} (median; target >= ${targets.originReadsNaiveAtLeast}) ${mark(met.originReadsNaive)}`,
+      `originReadsNaive     ${originReadsNaive} (median; target >= ${targets.originReadsNaiveAtLeast}) ${verdict(met.originReadsNaive)}`,
     );
     console.log(
-      `waiterP99Ms          ${waiterP99Ms} (target <= ${targets.waiterP99Ms}) ${mark(met.waiterP99Ms)}`,
+      `waiterP99Ms          ${waiterP99Ms} (target <= ${targets.waiterP99Ms}) ${verdict(met.waiterP99Ms)}`,
     );
     console.log(
-      `waiterP99MsLock      ${waiterP99MsLock} (target <= ${targets.waiterP99Ms}) ${mark(met.waiterP99MsLock)}`,
+      `waiterP99MsLock      ${waiterP99MsLock} (target <= ${targets.waiterP99Ms}) ${verdict(met.waiterP99MsLock)}`,
     );
     console.log(`wrote ${resultsFile.pathname}`);
   } finally {

@@ -3,7 +3,7 @@
 //  - increment: memcached's atomic incr/decr, seeding a missing counter with add (one seeder wins).
 // Unlike cache-aside, counter errors do surface: a count that silently failed would be wrong.
 
-import type { MemcacheClient } from "../memcache/client.ts";
+import type { CasItem, MemcacheClient } from "../memcache/client.ts";
 import { ConnectionClosedError, MemcacheError, TimeoutError } from "../memcache/errors.ts";
 
 /** The client surface counters use (a MemcacheClient, or the cutover fallback's counter view). */
@@ -60,7 +60,7 @@ export async function casUpdate<T>(
     ...options,
   };
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-    const current = await readOnce(client, key);
+    const current = await readOnce<T>(client, key);
     if (current === undefined) {
       const next = update(undefined);
       if (await client.add(key, next, { ttlSeconds })) return next;
@@ -119,7 +119,7 @@ export async function readCounter(
  * gets, tried a second time after a timeout or a dropped connection: a read is safe to repeat.
  * (The cas that follows is not: if it times out, its outcome is unknown and the error surfaces.)
  */
-async function readOnce<T>(client: CounterClient, key: string) {
+async function readOnce<T>(client: CounterClient, key: string): Promise<CasItem<T> | undefined> {
   try {
     return await client.gets<T>(key);
   } catch (error) {

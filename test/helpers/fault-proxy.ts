@@ -11,6 +11,7 @@
 import net from "node:net";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
+import { percentile } from "../../bench/stats.ts";
 
 export type Fault =
   /** Forward everything as it comes. */
@@ -379,11 +380,4 @@ export function summarizeServed<V>(
     wrongExamples,
     rejectedExamples,
   };
-}
-
-/** The `q` quantile (0..1) of `values` by the nearest-rank method; NaN when empty. */
-export function percentile(values: readonly number[], q: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
