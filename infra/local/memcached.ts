@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { ensureMemcached } from "../../scripts/ensure-memcached.ts";
+import { settlesWithin } from "./timing.ts";
 
 export interface MemcachedProcess {
   host: "127.0.0.1";
@@ -272,19 +273,6 @@ async function stopChild(spawned: Spawned): Promise<void> {
 async function waitForExit(spawned: Spawned, timeoutMs: number, what: string): Promise<void> {
   if (!(await settlesWithin(spawned.exited, timeoutMs))) {
     throw new Error(`memcached pid ${spawned.child.pid} on port ${spawned.port} ${what}`);
-  }
-}
-
-/** Whether `promise` settles within `ms`; the timer is cleared either way. */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

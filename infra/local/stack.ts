@@ -19,6 +19,7 @@ import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { type MemcachedProcess, startMemcached } from "./memcached.ts";
 import { type Origin, startOrigin } from "./origin.ts";
+import { settlesWithin } from "./timing.ts";
 
 export interface StackPorts {
   /** serverless-offline HTTP API; default 3000. 0 = a free port. */
@@ -583,18 +584,6 @@ function answers(url: string): Promise<boolean> {
     req.once("timeout", () => req.destroy());
     req.once("error", () => resolve(false));
   });
-}
-
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** The table `npm run dev` prints once everything answers. */

@@ -5,6 +5,8 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
+import { forEachLine } from "./fake-server.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
 
 export interface DiscoveredNode {
   /** The node's DNS name as ElastiCache lists it (hashed onto the ring, checked against TLS). */
@@ -14,11 +16,7 @@ export interface DiscoveredNode {
   port: number;
 }
 
-export interface DiscoveryServer {
-  host: "127.0.0.1";
-  port: number;
-  /** "127.0.0.1:port" */
-  endpoint: string;
+export interface DiscoveryServer extends LoopbackAddress {
   /** `config get cluster` requests received so far. */
   readonly requests: number;
   /** What the next well-formed answers carry. */
@@ -52,7 +50,7 @@ export function clusterConfigReply(version: number, nodes: readonly DiscoveredNo
 }
 
 /** Starts the server on a free loopback port. */
-export function startDiscoveryServer(
+export async function startDiscoveryServer(
   options: DiscoveryServerOptions = {},
 ): Promise<DiscoveryServer> {
   let version = 0;
@@ -76,15 +74,8 @@ export function startDiscoveryServer(
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {}); // clients reset sockets after a bad reply, on purpose
-    let pending = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
-      pending += chunk;
-      for (let end = pending.indexOf("\r\n"); end !== -1; end = pending.indexOf("\r\n")) {
-        const line = pending.slice(0, end);
-        pending = pending.slice(end + 2);
-        if (!socket.destroyed) answer(socket, line);
-      }
+    forEachLine(socket, (line) => {
+      if (!socket.destroyed) answer(socket, line);
     });
   };
 
@@ -101,37 +92,25 @@ export function startDiscoveryServer(
     for (let i = 0; i < times; i++) scripted.push(bytes);
   };
 
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      resolve({
-        host: "127.0.0.1",
-        port,
-        endpoint: `127.0.0.1:${port}`,
-        get requests() {
-          return requests;
-        },
-        setNodes(nextVersion, nextNodes) {
-          version = nextVersion;
-          nodes = [...nextNodes];
-        },
-        answerRaw(bytes, times = 1) {
-          enqueue(typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes, times);
-        },
-        answerError(times = 1) {
-          enqueue(Buffer.from("ERROR\r\n"), times);
-        },
-        answerNormally() {
-          scripted.length = 0;
-        },
-        configReply: () => clusterConfigReply(version, nodes),
-        close: () =>
-          new Promise<void>((done) => {
-            for (const socket of sockets) socket.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+  return {
+    ...(await listenOnLoopback(server)),
+    get requests() {
+      return requests;
+    },
+    setNodes(nextVersion, nextNodes) {
+      version = nextVersion;
+      nodes = [...nextNodes];
+    },
+    answerRaw(bytes, times = 1) {
+      enqueue(typeof bytes === "string" ? Buffer.from(bytes, "latin1") : bytes, times);
+    },
+    answerError(times = 1) {
+      enqueue(Buffer.from("ERROR\r\n"), times);
+    },
+    answerNormally() {
+      scripted.length = 0;
+    },
+    configReply: () => clusterConfigReply(version, nodes),
+    close: () => closeServer(server, sockets),
+  };
 }

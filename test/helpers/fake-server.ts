@@ -3,12 +3,9 @@
 // byte counts). Each counts the connections it accepted, so tests can see reconnects.
 
 import net from "node:net";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
 
-export interface FakeServer {
-  host: "127.0.0.1";
-  port: number;
-  /** "127.0.0.1:port" */
-  endpoint: string;
+export interface FakeServer extends LoopbackAddress {
   /** Connections accepted so far. */
   readonly connections: number;
   /** Destroys every accepted socket and stops listening. */
@@ -19,7 +16,7 @@ export interface FakeServer {
 export type ConnectionBehaviour = (socket: net.Socket, index: number) => void;
 
 /** Starts a TCP server on a free loopback port that treats each connection as `behaviour` says. */
-export function startFakeServer(behaviour: ConnectionBehaviour): Promise<FakeServer> {
+export async function startFakeServer(behaviour: ConnectionBehaviour): Promise<FakeServer> {
   const sockets = new Set<net.Socket>();
   let connections = 0;
   const server = net.createServer((socket) => {
@@ -28,25 +25,13 @@ export function startFakeServer(behaviour: ConnectionBehaviour): Promise<FakeSer
     socket.on("error", () => {}); // the client resets sockets on purpose
     behaviour(socket, connections++);
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      resolve({
-        host: "127.0.0.1",
-        port,
-        endpoint: `127.0.0.1:${port}`,
-        get connections() {
-          return connections;
-        },
-        close: () =>
-          new Promise<void>((done) => {
-            for (const socket of sockets) socket.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+  return {
+    ...(await listenOnLoopback(server)),
+    get connections() {
+      return connections;
+    },
+    close: () => closeServer(server, sockets),
+  };
 }
 
 /** Accepts and closes at once, without a byte of reply. */
@@ -60,23 +45,30 @@ export const blackHole: ConnectionBehaviour = (socket) => {
 };
 
 /**
- * Answers every complete request line with `reply(line, connectionIndex)` (nothing when it
- * returns undefined). Only for line commands such as get: data blocks are not skipped.
+ * Answers every complete request line with `reply(line, connectionIndex)` (a string is sent as
+ * latin1; nothing when it returns undefined). Only for line commands such as get: data blocks
+ * are not skipped.
  */
 export function answerLines(
-  reply: (line: string, connectionIndex: number) => string | undefined,
+  reply: (line: string, connectionIndex: number) => string | Buffer | undefined,
 ): ConnectionBehaviour {
-  return (socket, index) => {
-    let buffered = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
-      buffered += chunk;
-      for (let end = buffered.indexOf("\r\n"); end !== -1; end = buffered.indexOf("\r\n")) {
-        const line = buffered.slice(0, end);
-        buffered = buffered.slice(end + 2);
-        const answer = reply(line, index);
-        if (answer !== undefined && !socket.destroyed) socket.write(answer, "latin1");
-      }
+  return (socket, index) =>
+    forEachLine(socket, (line) => {
+      const answer = reply(line, index);
+      if (answer !== undefined && !socket.destroyed) socket.write(answer, "latin1");
     });
-  };
+}
+
+/** Calls `onLine` with each complete line (without its \r\n) `socket` receives, read as latin1. */
+export function forEachLine(socket: net.Socket, onLine: (line: string) => void): void {
+  let buffered = "";
+  socket.setEncoding("latin1");
+  socket.on("data", (chunk: string) => {
+    buffered += chunk;
+    for (let end = buffered.indexOf("\r\n"); end !== -1; end = buffered.indexOf("\r\n")) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 2);
+      onLine(line);
+    }
+  });
 }

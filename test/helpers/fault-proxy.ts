@@ -12,6 +12,7 @@ import net from "node:net";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
 import { percentile } from "../../bench/stats.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
 
 export type Fault =
   /** Forward everything as it comes. */
@@ -34,11 +35,7 @@ export type Fault =
    */
   | { kind: "silent-drop" };
 
-export interface FaultProxy {
-  host: "127.0.0.1";
-  port: number;
-  /** "127.0.0.1:port", for MemcacheClient's servers. */
-  endpoint: string;
+export interface FaultProxy extends LoopbackAddress {
   /** The fault in force. */
   readonly fault: Fault;
   /** Switches the fault for open and new connections (see Fault for which each affects). */
@@ -64,7 +61,7 @@ interface Pair {
 }
 
 /** Starts a proxy on a free loopback port that forwards to `target` (fault: none). */
-export function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
+export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
   let fault: Fault = { kind: "none" };
   let connections = 0;
   const pairs = new Set<Pair>();
@@ -196,35 +193,24 @@ export function startFaultProxy(target: { host: string; port: number }): Promise
     pair.upstream?.destroy();
   }
 
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      resolve({
-        host: "127.0.0.1",
-        port,
-        endpoint: `127.0.0.1:${port}`,
-        get fault() {
-          return fault;
-        },
-        setFault,
-        get connections() {
-          return connections;
-        },
-        get openConnections() {
-          return pairs.size;
-        },
-        close: () =>
-          new Promise<void>((done) => {
-            for (const pair of pairs) {
-              pair.client.destroy();
-              pair.upstream?.destroy();
-            }
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+  return {
+    ...(await listenOnLoopback(server)),
+    get fault() {
+      return fault;
+    },
+    setFault,
+    get connections() {
+      return connections;
+    },
+    get openConnections() {
+      return pairs.size;
+    },
+    close: () =>
+      closeServer(
+        server,
+        [...pairs].flatMap(({ client, upstream }) => (upstream ? [client, upstream] : [client])),
+      ),
+  };
 }
 
 function corrupt(chunk: Buffer, probability: number): Buffer {

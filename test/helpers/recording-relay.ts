@@ -5,12 +5,9 @@
 // memcached's -vv log.
 
 import net from "node:net";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
 
-export interface RecordingRelay {
-  host: "127.0.0.1";
-  port: number;
-  /** "127.0.0.1:port", for MemcacheClient's servers. */
-  endpoint: string;
+export interface RecordingRelay extends LoopbackAddress {
   /** Client -> server bytes of each connection accepted so far, in order of acceptance. */
   streams(): Buffer[];
   /** Forgets what was recorded (open connections go on recording from here). */
@@ -20,7 +17,7 @@ export interface RecordingRelay {
 }
 
 /** Starts a relay on a free loopback port that forwards to `target` and records. */
-export function startRecordingRelay(target: {
+export async function startRecordingRelay(target: {
   host: string;
   port: number;
 }): Promise<RecordingRelay> {
@@ -54,26 +51,14 @@ export function startRecordingRelay(target: {
     upstream.on("data", (chunk: Buffer) => client.write(chunk));
   });
 
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      resolve({
-        host: "127.0.0.1",
-        port,
-        endpoint: `127.0.0.1:${port}`,
-        streams: () => recorded.map((chunks) => Buffer.concat(chunks)),
-        clear: () => {
-          recorded = [];
-        },
-        close: () =>
-          new Promise<void>((done) => {
-            for (const socket of sockets) socket.destroy();
-            server.close(() => done());
-          }),
-      });
-    });
-  });
+  return {
+    ...(await listenOnLoopback(server)),
+    streams: () => recorded.map((chunks) => Buffer.concat(chunks)),
+    clear: () => {
+      recorded = [];
+    },
+    close: () => closeServer(server, sockets),
+  };
 }
 
 // ---- the command grammar ----

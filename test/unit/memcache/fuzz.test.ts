@@ -4,11 +4,10 @@
 // garbage over a socket: a client that receives it rejects with ProtocolError, destroys the
 // connection, and the next call works on a fresh one.
 
-import type net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../../lib/memcache/client.ts";
 import { MemcacheError, ProtocolError } from "../../../lib/memcache/errors.ts";
-import { type FakeServer, startFakeServer } from "../../helpers/fake-server.ts";
+import { answerLines, type FakeServer, startFakeServer } from "../../helpers/fake-server.ts";
 import {
   fuzzDefaults,
   garbage,
@@ -73,22 +72,13 @@ describe("a client receiving fuzzed garbage replies", () => {
 
   beforeAll(async () => {
     // Every request line is answered with the next scripted garbage reply, if any, else well.
-    server = await startFakeServer((socket: net.Socket) => {
-      let buffered = "";
+    const answer = answerLines((line) => scripted.shift() ?? wellFormed(line));
+    server = await startFakeServer((socket, index) => {
       socket.on("close", () => {
         closedByClient++;
         closeSeen?.();
       });
-      socket.setEncoding("latin1");
-      socket.on("data", (chunk: string) => {
-        buffered += chunk;
-        for (let end = buffered.indexOf("\r\n"); end !== -1; end = buffered.indexOf("\r\n")) {
-          const line = buffered.slice(0, end);
-          buffered = buffered.slice(end + 2);
-          const reply = scripted.shift() ?? Buffer.from(wellFormed(line), "latin1");
-          if (!socket.destroyed) socket.write(reply);
-        }
-      });
+      answer(socket, index);
     });
   });
 
