@@ -287,7 +287,8 @@ describe("TTL", () => {
     expect(await client.get(k)).toBe("long-lived");
     const ttl = await serverTtl(k);
     expect(ttl).toBeGreaterThan(ttlSeconds - 5);
-    expect(ttl).toBeLessThanOrEqual(ttlSeconds + 1);
+    // memcached's clock ticks once a second and may trail the wall clock by a tick or two.
+    expect(ttl).toBeLessThanOrEqual(ttlSeconds + 2);
   });
 
   it("touches with a TTL over 30 days without expiring the value", async () => {
