@@ -11,7 +11,7 @@
 //   - a key's hash is the first four bytes of md5(key), little-endian;
 //   - the key goes to the first point >= its hash, wrapping around to the first point.
 
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 export interface RingNode<T> {
   /** Host as configured (hostname or IP): part of the hashed point names. */
@@ -40,7 +40,8 @@ export function pointGroups(weight: number, totalWeight: number, serverCount: nu
 
 /** md5(text), first four bytes as a little-endian unsigned 32-bit number. */
 export function ketamaHash(text: string): number {
-  return createHash("md5").update(text, "latin1").digest().readUInt32LE(0);
+  // One-shot hash (no Hash object): keys and node names are ASCII, so UTF-8 equals Latin-1 here.
+  return hash("md5", text, "buffer").readUInt32LE(0);
 }
 
 export class HashRing<T> {
@@ -56,7 +57,7 @@ export class HashRing<T> {
       const hashes = pointGroups(node.weight ?? 1, totalWeight, nodes.length);
       const name = node.port === DEFAULT_PORT ? node.host : `${node.host}:${node.port}`;
       for (let i = 0; i < hashes; i++) {
-        const digest = createHash("md5").update(`${name}-${i}`, "latin1").digest();
+        const digest = hash("md5", `${name}-${i}`, "buffer");
         for (let j = 0; j < 4; j++)
           entries.push({ point: digest.readUInt32LE(j * 4), owner: node.value });
       }
