@@ -103,10 +103,11 @@ async function run(server: MemcachedProcess, name: string, fault: Fault): Promis
   }
 }
 
-/** Heap growth over the soak benchmark (one million cache-aside calls with faults switching). */
-async function soakHeapGrowthMb(): Promise<{ heapGrowthMb: number; source: string }> {
-  const result = await runSoak();
-  return { heapGrowthMb: result.heapGrowthMb, source: "bench/soak.ts" };
+/** The soak benchmark (one million cache-aside calls with faults switching): its key figures. */
+async function soakFigures() {
+  const { calls, answered, wrong, rejected, heapGrowthMb, maxOpenSockets, durationMs } =
+    await runSoak();
+  return { calls, answered, wrong, rejected, heapGrowthMb, maxOpenSockets, durationMs };
 }
 
 const round1 = (n: number | null) => (n === null || Number.isNaN(n) ? null : round(n, 1));
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
       ]);
     }
     const fuzz = runParserFuzz(settings.fuzzCases, settings.fuzzSeed);
-    const soak = await soakHeapGrowthMb();
+    const soak = await soakFigures();
 
     const output = {
       date: new Date().toISOString(),
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
         durationMs: Math.round(fuzz.durationMs),
       },
       soakHeapGrowthMb: soak.heapGrowthMb,
-      soakSource: soak.source,
+      soak,
       targets,
     };
     await mkdir(new URL("./results/", import.meta.url), { recursive: true });
@@ -188,7 +189,7 @@ async function main(): Promise<void> {
       `\nbaseline p99 (same window, no fault): ${round1(baselineP99)} ms` +
         `\nansweredRatioMin ${answeredRatioMin.toFixed(3)} (target ${targets.answeredRatioMin}: ${verdict(answeredRatioMin >= targets.answeredRatioMin)})` +
         `\nfuzzCases ${fuzz.cases} (target >= ${targets.fuzzCasesMin}: ${verdict(fuzz.cases >= targets.fuzzCasesMin)}), crashes ${fuzz.crashes}, hangs ${fuzz.hangs}, maxBufferedBytes ${fuzz.maxBufferedBytes}` +
-        `\nsoakHeapGrowthMb ${soak.heapGrowthMb}` +
+        `\nsoak: ${soak.answered}/${soak.calls} answered, ${soak.wrong} wrong, heap growth ${soak.heapGrowthMb} MB, max open sockets ${soak.maxOpenSockets}, ${Math.round(soak.durationMs / 1000)} s` +
         `\nwrote ${resultsFile.pathname}`,
     );
   } finally {
