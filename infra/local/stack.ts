@@ -655,6 +655,14 @@ async function main(): Promise<void> {
     else void shutdown(0);
   };
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, onSignal);
+  // `npm run dev` does not pass a SIGTERM sent to npm on to this process: when the parent goes
+  // away (this process is re-parented), treat it as that signal.
+  const parent = process.ppid;
+  const orphanWatch = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(orphanWatch);
+    if (!signalled) onSignal("SIGTERM");
+  }, 250).unref();
 
   try {
     stack = await startStack({ ...opts, stdio: "inherit", signal: startup.signal });
