@@ -3,6 +3,9 @@
 
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import type { Product } from "../../infra/local/origin.ts";
+
+export type { Product };
 
 export interface AppResponse<T = unknown> {
   status: number;
@@ -12,14 +15,6 @@ export interface AppResponse<T = unknown> {
   body: T;
   /** Milliseconds from sending the request to having read the whole body. */
   ms: number;
-}
-
-export interface Product {
-  id: string;
-  name?: unknown;
-  price?: unknown;
-  version: number;
-  updatedAt: string;
 }
 
 export interface Counter {

@@ -49,3 +49,12 @@ export function rejection<T>(result: PromiseSettledResult<T>): unknown {
   }
   return result.reason;
 }
+
+/** The error and its causes, as one text: what a user would read in a log. */
+export function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error; e instanceof Error; e = e.cause) {
+    parts.push(`${e.message} ${(e as NodeJS.ErrnoException).code ?? ""}`);
+  }
+  return parts.join(" <- ");
+}

@@ -5,7 +5,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { ConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
-import { rejection, timed } from "../helpers/client.ts";
+import { describeError, rejection, timed } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
 
@@ -17,15 +17,6 @@ function newClient(options: Partial<ClientOptions>): MemcacheClient {
   const client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000, ...options });
   clients.push(client);
   return client;
-}
-
-/** The error and its causes, as one text: what a user would read in a log. */
-function describeError(error: unknown): string {
-  const parts: string[] = [];
-  for (let e = error; e instanceof Error; e = e.cause) {
-    parts.push(`${e.message} ${(e as NodeJS.ErrnoException).code ?? ""}`);
-  }
-  return parts.join(" <- ");
 }
 
 beforeAll(async () => {

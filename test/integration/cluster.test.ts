@@ -19,7 +19,7 @@ import {
   TimeoutError,
   UnknownCommandError,
 } from "../../lib/memcache/errors.ts";
-import { counters, rejection, timed } from "../helpers/client.ts";
+import { counters, describeError, rejection, timed } from "../helpers/client.ts";
 import {
   clusterConfigReply,
   type DiscoveryServer,
@@ -510,15 +510,6 @@ describe("TLS with discovered hostnames", () => {
     });
     clients.push(client);
     return client;
-  }
-
-  /** The error and its causes, as one text: what a user would read in a log. */
-  function describeError(error: unknown): string {
-    const parts: string[] = [];
-    for (let e = error; e instanceof Error; e = e.cause) {
-      parts.push(`${e.message} ${(e as NodeJS.ErrnoException).code ?? ""}`);
-    }
-    return parts.join(" <- ");
   }
 
   it("connects to the discovered IP and verifies the certificate against the discovered hostname", async () => {
