@@ -142,18 +142,21 @@ export class HttpCache {
       if (lookup.lease !== undefined) await this.cache.release(lookup.lease);
       return response;
     }
+    let lease = lookup.lease;
     // An origin failure while refreshing a stale entry: serve the stale entry instead.
-    if (response.statusCode >= 500) {
+    // recover() gives the lease up either way.
+    if (response.statusCode >= 500 && lease !== undefined) {
       const stale = await this.recover(
         lookup,
         new Error(`handler answered ${response.statusCode}`),
       );
       if (stale !== undefined) return stale;
+      lease = undefined;
     }
     const ttlSeconds = Math.min(this.options.ttlSeconds, maxAgeSeconds(response));
     const cacheable = ttlSeconds > 0 && this.options.isCacheableResponse(response);
-    if (lookup.status === "MISS" && !cacheable && lookup.lease !== undefined) {
-      await this.cache.release(lookup.lease);
+    if (lookup.status === "MISS" && !cacheable && lease !== undefined) {
+      await this.cache.release(lease);
     }
     if (lookup.status === "MISS" && cacheable) {
       const entry: CachedResponse = {
@@ -167,7 +170,7 @@ export class HttpCache {
       if (multi !== undefined) entry.multiValueHeaders = multi;
       delete entry.headers[this.options.headerName];
       delete entry.headers.age;
-      await this.cache.complete(lookup.key, lookup.lease, entry, ttlSeconds);
+      await this.cache.complete(lookup.key, lease, entry, ttlSeconds);
     }
     return withHeader(response, this.options.headerName, lookup.status);
   }
