@@ -32,8 +32,6 @@ import {
 } from "./leases.ts";
 import type { CacheStore, StoreHit } from "./store.ts";
 
-export { TOMBSTONE_FLAGS };
-
 const TOMBSTONE = Buffer.from("invalidated");
 
 export interface FallbackOptions {

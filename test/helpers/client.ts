@@ -58,3 +58,13 @@ export function describeError(error: unknown): string {
   }
   return parts.join(" <- ");
 }
+
+/** The error `fn` throws; fails the test when it does not throw. */
+export function thrownBy(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the call to throw");
+}

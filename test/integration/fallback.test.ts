@@ -13,8 +13,9 @@ import {
   type CacheAsideOptions,
   type CacheStatus,
 } from "../../lib/cache/cacheAside.ts";
-import { type FallbackOptions, FallbackStore, TOMBSTONE_FLAGS } from "../../lib/cache/fallback.ts";
+import { type FallbackOptions, FallbackStore } from "../../lib/cache/fallback.ts";
 import type { LeaseMode, LeaseOptions } from "../../lib/cache/leases.ts";
+import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { ConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
 import { counters, timed } from "../helpers/client.ts";

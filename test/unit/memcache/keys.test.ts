@@ -4,15 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { IllegalInputError } from "../../../lib/memcache/errors.ts";
 import { assertValidKey, MAX_KEY_BYTES, safeKey } from "../../../lib/memcache/keys.ts";
-
-function thrownBy(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected the call to throw");
-}
+import { thrownBy } from "../../helpers/client.ts";
 
 /** `length` printable ASCII characters (0x21..0x7e), cycling through all of them. */
 function printableAscii(length: number): string {

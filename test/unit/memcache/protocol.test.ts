@@ -15,6 +15,7 @@ import {
   ReplyParser,
   toWireExptime,
 } from "../../../lib/memcache/protocol.ts";
+import { thrownBy } from "../../helpers/client.ts";
 
 type ReplyEvent =
   | { value: [key: string, flags: number, data: string, cas: string | undefined] }
@@ -135,15 +136,6 @@ function* randomSplits(data: Buffer, cases: number, seed: number) {
     cuts.sort((a, b) => a - b); // repeated cuts make empty chunks, which must be harmless
     yield { label: `cuts ${cuts.join(",")}`, chunks: splitAt(data, cuts) };
   }
-}
-
-function thrownBy(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected the call to throw");
 }
 
 const configData = "1\nhost|10.0.0.1|11211\n";
