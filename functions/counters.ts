@@ -1,10 +1,20 @@
 // GET /counters/{name}: the current value (0 when never counted).
-// POST /counters/{name}: increments with a CAS loop; never loses an update.
-// Counters live only in the cache, so a cache failure is a 503 here, not a silent wrong count.
+// POST /counters/{name}: adds 1 with a CAS loop; never loses an update.
+// Both read a counter by the counter rule (lib/cache/counters.ts): decimal text under any flags,
+// so a counter another service keeps (pymemcache, pylibmc, incr) reads and counts on the same.
+// `value` is a JSON number while it is a safe integer and a decimal string beyond 2^53 - 1, so no
+// JavaScript caller ever gets a silently rounded count.
+// Counters live only in the cache, so a cache failure is a 503 here, not a silent wrong count;
+// a key that holds something other than a counter is a 409 and is left as it is.
 
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { casUpdate, readCounter } from "../lib/cache/counters.ts";
+import {
+  type CounterValue,
+  CounterValueError,
+  casIncrement,
+  readCounter,
+} from "../lib/cache/counters.ts";
 import { MemcacheError } from "../lib/memcache/errors.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { counterClient } from "./shared/cache.ts";
@@ -12,12 +22,22 @@ import { errorResponse, json, type Result } from "./shared/http.ts";
 
 const counterKey = (name: string) => safeKey(name, "counter:");
 
-async function withCounterStore(name: string, run: () => Promise<number>): Promise<Result> {
+/** The counter as the reply carries it: a number while safe, else its decimal text. */
+export function counterJson(value: CounterValue): number | string {
+  return typeof value === "number" ? value : value.toString();
+}
+
+async function withCounterStore(name: string, run: () => Promise<CounterValue>): Promise<Result> {
   try {
-    return json(200, { name, value: await run() });
+    return json(200, { name, value: counterJson(await run()) });
   } catch (error) {
+    if (error instanceof CounterValueError) {
+      return json(409, { error: "not a counter: the key holds a value that is not decimal text" });
+    }
     if (!(error instanceof MemcacheError)) throw error;
-    return json(503, { error: "counter store unavailable", detail: error.message });
+    const { name: errorName, message } = error;
+    console.log(JSON.stringify({ level: "ERROR", message, name: errorName, counter: name }));
+    return json(503, { error: "counter store unavailable" });
   }
 }
 
@@ -28,13 +48,7 @@ const readHandler = async (event: APIGatewayProxyEventV2): Promise<Result> => {
 
 const incrementHandler = async (event: APIGatewayProxyEventV2): Promise<Result> => {
   const name = event.pathParameters?.name ?? "";
-  return withCounterStore(name, () =>
-    casUpdate<number>(
-      counterClient,
-      counterKey(name),
-      (current) => (typeof current === "number" ? current : 0) + 1,
-    ),
-  );
+  return withCounterStore(name, () => casIncrement(counterClient, counterKey(name), 1));
 };
 
 export const get = middy(readHandler).use(errorResponse());

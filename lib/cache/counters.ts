@@ -1,13 +1,30 @@
 // Counters that never lose an update. Two tools:
-//  - casUpdate: any read-modify-write as a CAS loop (gets -> cas), retried with jitter, bounded.
+//  - casUpdate: any read-modify-write as a CAS loop (gets -> cas), retried with jitter, bounded;
+//    casIncrement is the counter built on it.
 //  - increment: memcached's atomic incr/decr, seeding a missing counter with add (one seeder wins).
 // Unlike cache-aside, counter errors do surface: a count that silently failed would be wrong.
+//
+// The counter rule: a counter is whatever memcached keeps as decimal text, whatever its flags —
+// that is what incr/decr work on, and how every client stores one (pymemcache's default client:
+// flags 0; its serde: 2; pylibmc: 4; ours: 2; PHP: 1). readCounter, casIncrement and increment
+// all read it so, exactly (a bigint past 2^53), and refuse (CounterValueError) a value that is
+// there but is not decimal text, rather than taking it for 0. A pickle is never decimal text
+// (every pickle ends with the STOP opcode "."), so reading one as a counter is not unpickling it.
 
 import type { CasItem, MemcacheClient } from "../memcache/client.ts";
-import { ConnectionClosedError, MemcacheError, TimeoutError } from "../memcache/errors.ts";
+import {
+  ConnectionClosedError,
+  MemcacheClientError,
+  MemcacheError,
+  TimeoutError,
+} from "../memcache/errors.ts";
+import { parseDecimal } from "../memcache/serde.ts";
 
 /** The client surface counters use (a MemcacheClient, or the cutover fallback's counter view). */
-export type CounterClient = Pick<MemcacheClient, "get" | "gets" | "cas" | "add" | "incr" | "decr">;
+export type CounterClient = Pick<MemcacheClient, "gets" | "cas" | "add" | "incr" | "decr">;
+
+/** A counter's value: a number while it is a safe integer, a bigint beyond (exact either way). */
+export type CounterValue = number | bigint;
 
 export interface CasUpdateOptions {
   /** Attempts before giving up with CasConflictError. Default 50. */
@@ -18,8 +35,9 @@ export interface CasUpdateOptions {
   ttlSeconds: number;
   /**
    * What to do when the key holds bytes that do not decode (corrupt, or another client's
-   * format): false (default) refuses with CounterValueError and leaves them; true treats them as
-   * absent and overwrites them (a deliberate repair).
+   * format; for casIncrement: anything but decimal text): false (default) refuses with
+   * CounterValueError and leaves them; true treats them as absent and overwrites them (a
+   * deliberate repair).
    */
   repairUndecodable: boolean;
 }
@@ -35,10 +53,15 @@ export const casUpdateDefaults: CasUpdateOptions = {
 export class CasConflictError extends MemcacheError {}
 
 /**
- * The stored value could not be decoded, so it was not updated: guessing (treating it as absent)
- * could drop a count that a damaged reply merely hid.
+ * The stored value could not be decoded (for a counter: is not decimal text), so it was not
+ * updated: guessing (treating it as absent) could drop a count that a damaged reply merely hid.
  */
 export class CounterValueError extends MemcacheError {}
+
+/** The counter in a stored item: its decimal text under any flags, else undefined. */
+export function counterValue(item: Pick<CasItem, "data">): CounterValue | undefined {
+  return parseDecimal(item.data);
+}
 
 /**
  * Applies `update` to the current value of `key` atomically and resolves with the stored value.
@@ -49,29 +72,58 @@ export class CounterValueError extends MemcacheError {}
  *   B waits a random moment, gets (v', cas 8), cas(8) -> stored. Both updates are in.
  * A key created concurrently: both add, one gets NOT_STORED and retries with gets/cas.
  */
-export async function casUpdate<T>(
+export function casUpdate<T>(
   client: CounterClient,
   key: string,
   update: (current: T | undefined) => T,
   options: Partial<CasUpdateOptions> = {},
+): Promise<T> {
+  return casLoop(client, key, (item) => item.value as T | undefined, update, options);
+}
+
+/**
+ * Adds `delta` (any integer, may be negative) to the counter at `key` with the CAS loop and
+ * resolves with the new value; a missing counter starts at 0. Reads the counter rule's decimal
+ * text under any flags and writes an integer (flags 2), exact past 2^53. Unlike incr, it can go
+ * below 0 and past 2^64 (but incr refuses such values afterwards).
+ */
+export function casIncrement(
+  client: CounterClient,
+  key: string,
+  delta: CounterValue = 1,
+  options: Partial<CasUpdateOptions> = {},
+): Promise<CounterValue> {
+  const step = toBigInt(delta, "casIncrement delta");
+  return casLoop(
+    client,
+    key,
+    counterValue,
+    (current) => toCounterValue(BigInt(current ?? 0) + step),
+    options,
+  );
+}
+
+async function casLoop<T>(
+  client: CounterClient,
+  key: string,
+  read: (item: CasItem) => T | undefined,
+  update: (current: T | undefined) => T,
+  options: Partial<CasUpdateOptions>,
 ): Promise<T> {
   const { maxAttempts, jitterMs, ttlSeconds, repairUndecodable } = {
     ...casUpdateDefaults,
     ...options,
   };
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
-    const current = await readOnce<T>(client, key);
-    if (current === undefined) {
+    const item = await readOnce(client, key);
+    if (item === undefined) {
       const next = update(undefined);
       if (await client.add(key, next, { ttlSeconds })) return next;
     } else {
-      if (current.value === undefined && !repairUndecodable) {
-        throw new CounterValueError(
-          `"${key}" holds a value that does not decode (flags ${current.flags}); not updated — pass repairUndecodable: true (or set it) to overwrite it`,
-        );
-      }
-      const next = update(current.value);
-      if ((await client.cas(key, next, current.cas, { ttlSeconds })) === "stored") return next;
+      const current = read(item);
+      if (current === undefined && !repairUndecodable) throw undecodable(key, item);
+      const next = update(current);
+      if ((await client.cas(key, next, item.cas, { ttlSeconds })) === "stored") return next;
     }
     await pause(jitterMs * 2 ** Math.min(attempt - 1, 5));
   }
@@ -83,18 +135,31 @@ export async function casUpdate<T>(
 /**
  * Adds `delta` (may be negative) with incr/decr; a missing counter is created with add, and if
  * another caller created it first, the incr is simply retried. Resolves with the new value.
- * memcached counters are unsigned: decr stops at 0.
+ * memcached counters are unsigned 64-bit: decr stops at 0, incr wraps at 2^64, and a value that
+ * is not unsigned decimal text (e.g. -5) is refused with CounterValueError.
  */
 export async function increment(
   client: CounterClient,
   key: string,
-  delta = 1,
+  delta: CounterValue = 1,
   options: { ttlSeconds?: number } = {},
-): Promise<number> {
+): Promise<CounterValue> {
+  const step = toBigInt(delta, "increment delta");
+  const amount = toCounterValue(step < 0n ? -step : step);
   for (let attempt = 0; attempt < 3; attempt++) {
-    const value = delta >= 0 ? await client.incr(key, delta) : await client.decr(key, -delta);
-    if (value !== undefined) return Number(value);
-    const seed = Math.max(0, delta);
+    let value: CounterValue | undefined;
+    try {
+      value = step >= 0n ? await client.incr(key, amount) : await client.decr(key, amount);
+    } catch (error) {
+      // memcached: "CLIENT_ERROR cannot increment or decrement non-numeric value".
+      if (!(error instanceof MemcacheClientError && /non-numeric/.test(error.message))) throw error;
+      throw new CounterValueError(
+        `"${key}" holds a value incr/decr cannot count (not unsigned decimal text); not updated — casIncrement counts negative values, repairUndecodable overwrites others`,
+        { cause: error },
+      );
+    }
+    if (value !== undefined) return value;
+    const seed = step > 0n ? amount : 0;
     if (await client.add(key, seed, { ttlSeconds: options.ttlSeconds ?? 0 })) return seed;
   }
   throw new CasConflictError(
@@ -102,29 +167,53 @@ export async function increment(
   );
 }
 
-/** The counter's value, 0 when it was never counted. */
+/**
+ * The counter's value, 0 when it was never counted (the key is absent). A key holding something
+ * other than decimal text is not a counter: CounterValueError, as casIncrement would refuse it.
+ */
 export async function readCounter(
-  client: Pick<CounterClient, "get">,
+  client: Pick<CounterClient, "gets">,
   key: string,
-): Promise<number> {
-  const value = await client.get(key);
-  if (typeof value === "number") return value;
-  if (typeof value === "bigint") return Number(value);
-  // Only plain decimal text counts (another client's counter); anything else was never a count.
-  if (typeof value === "string" && /^[0-9]{1,20}$/.test(value.trim())) return Number(value);
-  return 0;
+): Promise<CounterValue> {
+  const item = await client.gets(key);
+  if (item === undefined) return 0;
+  const value = counterValue(item);
+  if (value === undefined) throw undecodable(key, item);
+  return value;
+}
+
+function undecodable(key: string, item: CasItem): CounterValueError {
+  return new CounterValueError(
+    `"${key}" holds a value that is not a counter or does not decode (flags ${item.flags}, ${item.data.length} bytes); not updated — pass repairUndecodable: true (or set it) to overwrite it`,
+  );
+}
+
+function toBigInt(value: CounterValue, what: string): bigint {
+  if (typeof value === "bigint") return value;
+  if (!Number.isSafeInteger(value)) {
+    throw new TypeError(
+      `lambda-memcache: ${what} must be a safe integer or a bigint, got ${value}`,
+    );
+  }
+  return BigInt(value);
+}
+
+/** A number while safe, else the bigint: the same shape the serde and incr give. */
+function toCounterValue(value: bigint): CounterValue {
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : value;
 }
 
 /**
  * gets, tried a second time after a timeout or a dropped connection: a read is safe to repeat.
  * (The cas that follows is not: if it times out, its outcome is unknown and the error surfaces.)
  */
-async function readOnce<T>(client: CounterClient, key: string): Promise<CasItem<T> | undefined> {
+async function readOnce(client: CounterClient, key: string): Promise<CasItem | undefined> {
   try {
-    return await client.gets<T>(key);
+    return await client.gets(key);
   } catch (error) {
     if (!(error instanceof TimeoutError || error instanceof ConnectionClosedError)) throw error;
-    return client.gets<T>(key);
+    return client.gets(key);
   }
 }
 

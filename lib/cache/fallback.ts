@@ -20,7 +20,7 @@
 // old holds for that key is older than the invalidation). The next cache-aside write (set)
 // replaces the tombstone with the fresh value.
 
-import type { MemcacheClient } from "../memcache/client.ts";
+import type { CasItem, MemcacheClient } from "../memcache/client.ts";
 import type { CounterClient } from "./counters.ts";
 import {
   type LeaseMode,
@@ -175,7 +175,7 @@ export class FallbackStore implements CacheStore {
     try {
       if (await this.oldClient.hasMeta(key)) {
         const reply = await this.oldClient.metaGet(key, ["v", "f", "t"]);
-        const value = this.oldClient.decodeMeta(reply);
+        const value = this.oldClient.decodeMeta(reply, key);
         if (value === undefined) return undefined;
         const t = Number(reply.flags.t);
         // t is the remaining TTL in seconds, -1 for "no expiry".
@@ -211,41 +211,47 @@ export class FallbackStore implements CacheStore {
 }
 
 /**
- * The counter view during a cutover: reads and writes on new; a counter missing in new is
- * seeded once from old's value with add, so concurrent seeders cannot double count (one add
- * wins, the others find the seeded value and go on with CAS or incr).
+ * The counter view during a cutover: counts in new; a counter missing in new continues from
+ * old's value, which is read, never written.
+ *   - gets: new's item; when new has none, old's item with the CAS token "0" (memcached never
+ *     hands out 0), so a read (readCounter) writes nothing, and the cas that follows a
+ *     read-modify-write (casUpdate, casIncrement) becomes an add in new: of concurrent updaters
+ *     one add wins with old's value + its own step, the others find new's value and go on with
+ *     CAS. Old's value is counted once.
+ *   - incr/decr: new's; when new has none, old's stored bytes and flags are copied into new with
+ *     add (one seeder wins), and the incr is sent again.
+ * Counters follow the counter rule (counters.ts): decimal text under any flags, so a counter a
+ * Python service kept in old (pymemcache flags 0 or 2, pylibmc 4) continues in new exactly.
  */
 export function fallbackCounters(
   newClient: MemcacheClient,
   oldClient: MemcacheClient,
 ): CounterClient {
-  const seed = async (key: string): Promise<boolean> => {
-    let value: unknown;
+  const readOld = async <T>(key: string): Promise<CasItem<T> | undefined> => {
     try {
-      value = await oldClient.get(key);
+      return await oldClient.gets<T>(key);
     } catch {
-      return false; // old never surfaces errors
+      return undefined; // old never surfaces errors
     }
-    if (value === undefined) return false;
-    await newClient.add(key, value); // false when another seeder won: fine either way
+  };
+  const seed = async (key: string): Promise<boolean> => {
+    const old = await readOld(key);
+    if (old === undefined) return false;
+    // The bytes as old holds them (a copy: they may share the socket's read buffer).
+    await newClient.add(key, Buffer.from(old.data), { flags: old.flags }); // false: another seeder won
     return true;
   };
   return {
-    get: async <T>(key: string) => {
-      const value = await newClient.get<T>(key);
-      if (value !== undefined) return value;
-      try {
-        return await oldClient.get<T>(key);
-      } catch {
-        return undefined;
-      }
-    },
     gets: async <T>(key: string) => {
       const item = await newClient.gets<T>(key);
-      if (item !== undefined || !(await seed(key))) return item;
-      return newClient.gets<T>(key);
+      if (item !== undefined) return item;
+      const old = await readOld<T>(key);
+      return old === undefined ? undefined : { ...old, cas: NOT_IN_NEW };
     },
-    cas: (key, value, cas, options) => newClient.cas(key, value, cas, options),
+    cas: async (key, value, cas, options) => {
+      if (cas !== NOT_IN_NEW) return newClient.cas(key, value, cas, options);
+      return (await newClient.add(key, value, options)) ? "stored" : "exists";
+    },
     add: (key, value, options) => newClient.add(key, value, options),
     incr: async (key, delta) => {
       const value = await newClient.incr(key, delta);
@@ -259,3 +265,6 @@ export function fallbackCounters(
     },
   };
 }
+
+/** The CAS token of an item read from old: the counter is not in new yet (see fallbackCounters). */
+const NOT_IN_NEW = "0";

@@ -17,6 +17,7 @@ import { createHash } from "node:crypto";
 import type { MemcacheClient } from "../memcache/client.ts";
 import { MAX_KEY_BYTES } from "../memcache/keys.ts";
 import { toWireExptime } from "../memcache/protocol.ts";
+import { FLAG_INTERNAL } from "../memcache/serde.ts";
 
 export interface LeaseOptions {
   /** How long a winner may take before another reader may win (N token / lock TTL), in s. */
@@ -51,10 +52,11 @@ export interface Leases {
 
 /**
  * Flags word of a tombstone: the value an invalidation leaves during a cutover (fallback.ts).
- * Readers take it as a miss that must not fall back to the old cluster; never produced by the
- * default serde, so plain gets read it as a miss too.
+ * Readers take it as a miss that must not fall back to the old cluster; one of the serde's
+ * internal flags, so plain gets read it as a miss too, and Python readers as plain bytes (no
+ * pickle bit: pylibmc would raise on it).
  */
-export const TOMBSTONE_FLAGS = 0x7442_0001;
+export const TOMBSTONE_FLAGS = FLAG_INTERNAL;
 
 // Lease tokens say how to fill: "cas:<n>" ms with C<n> (a vivified placeholder or stale item),
 // "tomb:<n>" the same for a stale-marked tombstone (release re-arms it instead of deleting),
@@ -87,7 +89,7 @@ export function metaLeases(client: MemcacheClient): Leases {
         !stale &&
         (won || "Z" in reply.flags);
       if (placeholder) return won ? { status: "win", token } : { status: "wait" };
-      const value = client.decodeMeta<T>(reply);
+      const value = client.decodeMeta<T>(reply, key);
       if (value === undefined) {
         if (Number(reply.flags.f) !== TOMBSTONE_FLAGS) return { status: "miss" }; // foreign bytes
         // A tombstone marked stale (see fallback.ts): one reader wins it, the rest wait.

@@ -21,7 +21,7 @@ import {
   type StorageVerb,
   toWireExptime,
 } from "./protocol.ts";
-import { defaultSerde, type Serde, withChecksum } from "./serde.ts";
+import { defaultSerde, isInternalFlags, type Serde, withChecksum } from "./serde.ts";
 
 export interface ClientOptions extends Partial<ConnectionOptions>, Partial<DiscoveryOptions> {
   /**
@@ -44,6 +44,20 @@ export interface ClientOptions extends Partial<ConnectionOptions>, Partial<Disco
    * server may still refuse a value close to its limit (item header) with SERVER_ERROR.
    */
   maxValueBytes?: number;
+  /**
+   * Called for every stored value the serde cannot decode (read as a miss): a pickle (flags 1)
+   * from a Python service, unknown flags, bad UTF-8/JSON/zlib. Default: none. This library's own
+   * internal values (tombstones) are not reported. Must not throw; an error it throws is ignored.
+   */
+  onUndecodable?: (value: UndecodableValue) => void;
+}
+
+/** A stored value that read as a miss because the serde could not decode it. */
+export interface UndecodableValue {
+  key: string;
+  flags: number;
+  /** Length of the stored bytes. */
+  bytes: number;
 }
 
 export interface SetOptions {
@@ -62,6 +76,11 @@ export interface CasItem<T = unknown> {
   /** The item's CAS token (opaque, 64-bit, as decimal text). */
   cas: string;
   flags: number;
+  /**
+   * The stored bytes as received, whatever the serde made of them (counters read decimal text
+   * under any flags). May share memory with the socket's read buffer: copy it to keep it.
+   */
+  data: Buffer;
 }
 
 /** Outcome of a storage command, from the server's STORED / NOT_STORED / EXISTS / NOT_FOUND. */
@@ -133,6 +152,7 @@ export class MemcacheClient {
   readonly discovery: AutoDiscovery | undefined;
   private readonly serde: Serde;
   private readonly maxValueBytes: number;
+  private readonly onUndecodable: ((value: UndecodableValue) => void) | undefined;
 
   constructor(options: ClientOptions) {
     const {
@@ -141,6 +161,7 @@ export class MemcacheClient {
       serde,
       checksums,
       maxValueBytes,
+      onUndecodable,
       refreshIntervalMs,
       ...connectionOptions
     } = options;
@@ -170,6 +191,7 @@ export class MemcacheClient {
     }
     this.serde = checksums === true ? withChecksum(serde ?? defaultSerde) : (serde ?? defaultSerde);
     this.maxValueBytes = maxValueBytes ?? 1024 * 1024;
+    this.onUndecodable = onUndecodable;
   }
 
   /** The node connections (for health checks and tests). */
@@ -432,11 +454,14 @@ export class MemcacheClient {
     return (await this.route(key)).send<MetaReply>("mn\r\n", Reply.META, "mn");
   }
 
-  /** Decodes a meta reply's value (asked for with the v and f flags); undefined if absent or bad. */
-  decodeMeta<T = unknown>(reply: MetaReply): T | undefined {
+  /**
+   * Decodes a meta reply's value (asked for with the v and f flags); undefined if absent or bad.
+   * `key` names the value in an onUndecodable report.
+   */
+  decodeMeta<T = unknown>(reply: MetaReply, key = ""): T | undefined {
     if (reply.value === undefined) return undefined;
     const flags = Number(reply.flags.f ?? "0");
-    return this.serde.decode(reply.value, flags) as T | undefined;
+    return this.decodeValue(key, reply.value, flags) as T | undefined;
   }
 
   /**
@@ -592,17 +617,35 @@ export class MemcacheClient {
   }
 
   private decode(item: RetrievedValue): unknown {
-    return this.serde.decode(item.data, item.flags);
+    return this.decodeValue(item.key, item.data, item.flags);
   }
 
   private readonly decodeFirst = (items: RetrievedValue[]): unknown => {
     const item = items[0];
-    return item === undefined ? undefined : this.serde.decode(item.data, item.flags);
+    return item === undefined ? undefined : this.decodeValue(item.key, item.data, item.flags);
   };
+
+  /** The serde's decode; a value it cannot decode is a miss, reported to onUndecodable. */
+  private decodeValue(key: string, data: Buffer, flags: number): unknown {
+    const value = this.serde.decode(data, flags);
+    if (value === undefined && this.onUndecodable !== undefined && !isInternalFlags(flags)) {
+      try {
+        this.onUndecodable({ key, flags, bytes: data.length });
+      } catch {
+        // An observer must never turn a miss into a failure.
+      }
+    }
+    return value;
+  }
 
   private casItem<T>(item: RetrievedValue | undefined): CasItem<T> | undefined {
     if (item === undefined || item.cas === undefined) return undefined;
-    return { value: this.decode(item) as T | undefined, cas: item.cas, flags: item.flags };
+    return {
+      value: this.decode(item) as T | undefined,
+      cas: item.cas,
+      flags: item.flags,
+      data: item.data,
+    };
   }
 
   private async eachNode<T>(run: (node: Connection) => Promise<T>): Promise<Record<string, T>> {

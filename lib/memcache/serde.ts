@@ -1,16 +1,53 @@
-// Values <-> bytes plus memcached's 32-bit flags word. The flags say how to decode on read:
-//   0 raw bytes (Buffer)   1 UTF-8 string   2 integer (decimal ASCII, what incr/decr keep)   3 JSON
-// 0..2 match pymemcache's bytes/text/int, so those values read the same from Python.
-// A value that cannot be decoded (unknown flags, bad UTF-8, bad JSON) is reported as undefined,
-// which the client turns into a miss.
+// Values <-> bytes plus memcached's 32-bit flags word, in the format Python's memcached clients
+// share (pymemcache's serde, python-memcached, pylibmc), so a cache can be shared with them:
+//
+//   flags  we write                  we read                      pymemcache (serde) / pylibmc read
+//   0      Buffer                    Buffer                       bytes / bytes
+//   1      never                     a miss (pickle: never        unpickle / unpickle
+//                                    decoded)
+//   2      integer (number, bigint)  integer                      int / int
+//   4      never                     integer (pylibmc's int)      int / int
+//   8|t    never                     zlib-inflated, then as t     (compressed: python-memcached,
+//                                    (t = 0, 2, 4, 16)            pylibmc with min_compress_len)
+//   16     string (UTF-8)            string                       str / str
+//   32     JSON (anything else)      JSON                         bytes / bytes
+//   other  never                     a miss                       -
+//
+// JSON is 32 because it is the lowest bit both Python readers ignore: pymemcache tests the flags
+// with & (16 text, 2 int, 4 long, 1 pickle) and pylibmc masks them with 1|2|4|16 (and 8 for zlib),
+// so flags 32 read as plain bytes there, never as a number, a string or a pickle. No flags word we
+// write has bit 1 set, so no Python reader ever unpickles anything we stored.
+// The full table, with the default pymemcache client and PHP, is in the README ("Sharing a cache
+// with Python (and PHP) services"). A value that cannot be decoded (a pickle, unknown flags, bad
+// UTF-8, bad JSON, bad zlib) is reported as undefined, which the client turns into a miss.
 
-import { crc32 } from "node:zlib";
+import { crc32, inflateSync } from "node:zlib";
 import { IllegalInputError } from "./errors.ts";
 
 export const FLAG_BYTES = 0;
-export const FLAG_STRING = 1;
+/** pymemcache/pylibmc pickle. Never written, never decoded. */
+export const FLAG_PICKLE = 1;
 export const FLAG_INTEGER = 2;
-export const FLAG_JSON = 3;
+/** pylibmc's int (and Python 2's long): read as an integer, never written. */
+export const FLAG_LONG = 4;
+/** python-memcached/pylibmc compression bit, combined with a type: read, never written. */
+export const FLAG_ZLIB = 8;
+export const FLAG_STRING = 16;
+export const FLAG_JSON = 32;
+/**
+ * Flags of values this library stores for itself (e.g. the cutover's tombstones): the upper 16
+ * bits are 0x7442 ("tB"), the lower ones free. Every reader takes them as a miss; Python readers
+ * see plain bytes. The client does not report them as undecodable.
+ */
+export const FLAG_INTERNAL = 0x7442_0000;
+
+/** Whether `flags` marks one of this library's internal values (see FLAG_INTERNAL). */
+export function isInternalFlags(flags: number): boolean {
+  return (flags & 0xffff_0000) >>> 0 === FLAG_INTERNAL;
+}
+
+/** Inflated size above which a zlib value reads as a miss (a bomb must not exhaust memory). */
+export const MAX_INFLATED_BYTES = 16 * 1024 * 1024;
 
 export interface Encoded {
   data: Buffer;
@@ -25,10 +62,17 @@ export interface Serde {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-const INTEGER = /^-?[0-9]{1,20}$/;
+// Decimal text as Python's "%d" and memcached's incr write it; memcached pads a number that got
+// shorter in place with trailing spaces ("99 "), which the callers trim first.
+const DECIMAL = /^-?[0-9]+$/;
 
-function decodeInteger(text: string): number | bigint | undefined {
-  if (!INTEGER.test(text)) return undefined;
+/**
+ * Decimal text (optionally negative, surrounded by spaces) as a number, or a bigint outside the
+ * safe integer range; undefined for anything else.
+ */
+export function parseDecimal(data: Buffer): number | bigint | undefined {
+  const text = data.toString("latin1").trim();
+  if (!DECIMAL.test(text)) return undefined;
   const n = Number(text);
   return Number.isSafeInteger(n) ? n : BigInt(text);
 }
@@ -38,7 +82,10 @@ export const defaultSerde: Serde = {
   encode(value: unknown): Encoded {
     if (Buffer.isBuffer(value)) return { data: value, flags: FLAG_BYTES };
     if (value instanceof Uint8Array) {
-      return { data: Buffer.from(value.buffer, value.byteOffset, value.byteLength), flags: 0 };
+      return {
+        data: Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+        flags: FLAG_BYTES,
+      };
     }
     if (typeof value === "string") return { data: Buffer.from(value, "utf8"), flags: FLAG_STRING };
     if (typeof value === "bigint" || (typeof value === "number" && Number.isSafeInteger(value))) {
@@ -68,10 +115,20 @@ export const defaultSerde: Serde = {
         case FLAG_STRING:
           return utf8.decode(data);
         case FLAG_INTEGER:
-          return decodeInteger(data.toString("latin1").trim());
+        case FLAG_LONG:
+          return parseDecimal(data);
         case FLAG_JSON:
           return JSON.parse(utf8.decode(data));
+        case FLAG_ZLIB | FLAG_BYTES:
+        case FLAG_ZLIB | FLAG_STRING:
+        case FLAG_ZLIB | FLAG_INTEGER:
+        case FLAG_ZLIB | FLAG_LONG:
+          return this.decode(
+            inflateSync(data, { maxOutputLength: MAX_INFLATED_BYTES }),
+            flags & ~FLAG_ZLIB,
+          );
         default:
+          // FLAG_PICKLE (alone or with FLAG_ZLIB) lands here too: a pickle is never decoded.
           return undefined;
       }
     } catch {

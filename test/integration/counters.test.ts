@@ -7,6 +7,7 @@ import {
   CasConflictError,
   type CounterClient,
   CounterValueError,
+  casIncrement,
   casUpdate,
   increment,
   readCounter,
@@ -43,10 +44,6 @@ function recording(target: MemcacheClient): { calls: string[]; client: CounterCl
   return {
     calls,
     client: {
-      get: <T>(k: string) => {
-        calls.push("get");
-        return target.get<T>(k);
-      },
       gets: <T>(k: string) => {
         calls.push("gets");
         return target.gets<T>(k);
@@ -233,7 +230,7 @@ describe("increment", () => {
     );
 
     expect(await readCounter(client, k)).toBe(50);
-    expect([...results].sort((a, b) => a - b)).toEqual(oneTo(50));
+    expect([...results].sort((a, b) => Number(a) - Number(b))).toEqual(oneTo(50));
   });
 
   it("subtracts a negative delta with decr and stops at 0", async () => {
@@ -265,12 +262,23 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(43);
   });
 
-  it("surfaces the server's refusal to increment a value that is not a number", async () => {
+  it("turns the server's refusal to increment a value that is not a number into CounterValueError", async () => {
     const k = key("not-a-number");
     await client.set(k, "hello");
 
-    await expect(increment(client, k)).rejects.toBeInstanceOf(MemcacheClientError);
+    const error = await increment(client, k).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(CounterValueError);
+    expect((error as Error).cause).toBeInstanceOf(MemcacheClientError);
     expect(await client.get(k)).toBe("hello");
+  });
+
+  it("refuses a negative counter (incr is unsigned), which casIncrement counts on", async () => {
+    const k = key("negative");
+    await client.set(k, -5);
+
+    await expect(increment(client, k)).rejects.toBeInstanceOf(CounterValueError);
+    expect(await casIncrement(client, k, 2)).toBe(-3);
+    expect(await readCounter(client, k)).toBe(-3);
   });
 });
 
@@ -288,14 +296,49 @@ describe("readCounter", () => {
     expect(await readCounter(client, k)).toBe(99);
   });
 
-  it.each<[string, Buffer | string | object, number | undefined]>([
+  it.each<[string, unknown, number | undefined]>([
     ["integer-flagged bytes that are not digits", Buffer.from("12ab"), FLAG_INTEGER],
     ["JSON that does not parse", Buffer.from("{not json"), FLAG_JSON],
     ["a word stored as text", "lots", undefined],
     ["a JSON object", { count: 3 }, undefined],
-  ])("reads a counter holding %s as 0", async (_label, value, flags) => {
-    const k = key("garbage");
-    await client.set(k, value, flags === undefined ? {} : { flags });
-    expect(await readCounter(client, k)).toBe(0);
+    ["a fraction", 1.5, undefined],
+  ])(
+    "refuses a key holding %s (CounterValueError), as casIncrement does, and leaves it",
+    async (_label, value, flags) => {
+      const k = key("garbage");
+      await client.set(k, value, flags === undefined ? {} : { flags });
+      const before = await client.gets(k);
+      await expect(readCounter(client, k)).rejects.toBeInstanceOf(CounterValueError);
+      await expect(casIncrement(client, k)).rejects.toBeInstanceOf(CounterValueError);
+      expect((await client.gets(k))?.cas).toBe(before?.cas);
+    },
+  );
+
+  // The counter rule: decimal text is a counter whatever its flags (pymemcache's default
+  // client keeps flags 0, its serde 2, pylibmc 4, PHP 1; a str "100" has 16).
+  it.each([0, 1, 2, 4, 16, 32, 64, 3, 0x7442_0001])(
+    "reads decimal text under flags %d as the counter, and casIncrement and increment count on from it",
+    async (flags) => {
+      const k = key(`flags-${flags}`);
+      await client.set(k, Buffer.from("100"), { flags });
+      expect(await readCounter(client, k)).toBe(100);
+      expect(await casIncrement(client, k)).toBe(101);
+      expect(await increment(client, k)).toBe(102);
+      expect(await readCounter(client, k)).toBe(102);
+    },
+  );
+
+  it("keeps counters exact past 2^53 and up to 2^64 - 1 (bigint), through incr, CAS and reads", async () => {
+    const k = key("big");
+    await client.set(k, Buffer.from("9007199254740993")); // 2^53 + 1: not a double
+    expect(await readCounter(client, k)).toBe(9007199254740993n);
+    expect(await casIncrement(client, k)).toBe(9007199254740994n);
+    expect(await increment(client, k, 2n)).toBe(9007199254740996n);
+    expect(await casIncrement(client, k, -(2n ** 53n))).toBe(4);
+    await client.set(k, Buffer.from("18446744073709551614"));
+    expect(await increment(client, k)).toBe(2n ** 64n - 1n);
+    expect(await readCounter(client, k)).toBe(2n ** 64n - 1n);
+    // Past 2^64 only the CAS path counts (incr would wrap to 0).
+    expect(await casIncrement(client, k)).toBe(2n ** 64n);
   });
 });

@@ -4,7 +4,15 @@
 // old is only ever read.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CounterClient, casUpdate, increment, readCounter } from "../../lib/cache/counters.ts";
+import {
+  type CounterClient,
+  type CounterValue,
+  CounterValueError,
+  casIncrement,
+  casUpdate,
+  increment,
+  readCounter,
+} from "../../lib/cache/counters.ts";
 import { fallbackCounters } from "../../lib/cache/fallback.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { counters } from "../helpers/client.ts";
@@ -42,7 +50,7 @@ function range(from: number, to: number): number[] {
 }
 
 const plusOne = (n: number | undefined) => (n ?? 0) + 1;
-const ascending = (a: number, b: number) => a - b;
+const ascending = (a: CounterValue, b: CounterValue) => Number(a) - Number(b);
 
 beforeAll(async () => {
   [oldServer, newServer] = await Promise.all([startMemcached(), startMemcached()]);
@@ -105,6 +113,55 @@ describe("a counter that only old holds", () => {
     expect(await increment(views[1]!, k)).toBe(8);
     expect(await casUpdate(views[2]!, k, plusOne)).toBe(9);
     expect(await oldClient.get(k)).toBe(100);
+  });
+});
+
+describe("a counter another client keeps in old (the counter rule: decimal text, any flags)", () => {
+  // pymemcache's default client: flags 0; its serde: 2; pylibmc: 4; PHP: 1; a str: 16.
+  it.each([0, 1, 2, 4, 16])(
+    "reads it, then continues it with casIncrement and increment, under flags %d",
+    async (flags) => {
+      const k = key(`foreign-${flags}`);
+      await oldClient.set(k, Buffer.from("123"), { flags });
+
+      expect(await readCounter(views[0]!, k)).toBe(123);
+      expect(await newClient.get(k)).toBeUndefined(); // a read writes nothing
+      expect(await casIncrement(views[1]!, k)).toBe(124);
+      expect(await increment(views[2]!, k)).toBe(125);
+      expect(await readCounter(newClient, k)).toBe(125);
+      expect((await oldClient.gets(k))?.data.toString()).toBe("123");
+    },
+  );
+
+  it("copies old's bytes and flags verbatim when incr seeds new, exact past 2^53", async () => {
+    const k = key("verbatim");
+    await oldClient.set(k, Buffer.from("9007199254740993"), { flags: 4 });
+
+    expect(await increment(views[0]!, k, 2)).toBe(9007199254740995n);
+    const item = await newClient.gets(k);
+    expect(item?.flags).toBe(4);
+    expect(await readCounter(views[1]!, k)).toBe(9007199254740995n);
+  });
+
+  it("counts old's value once under 40 concurrent casIncrement and increment calls mixed", async () => {
+    const k = key("mixed");
+    await oldClient.set(k, Buffer.from("1000"));
+
+    await concurrently(40, (view) =>
+      Math.random() < 0.5 ? casIncrement(view, k) : increment(view, k),
+    );
+
+    expect(await readCounter(newClient, k)).toBe(1040);
+    expect(await readCounter(oldClient, k)).toBe(1000);
+  });
+
+  it("refuses a key old holds that is not a counter (CounterValueError), writing nothing", async () => {
+    const k = key("not-a-counter");
+    await oldClient.set(k, { not: "a counter" });
+
+    await expect(readCounter(views[0]!, k)).rejects.toBeInstanceOf(CounterValueError);
+    await expect(casIncrement(views[1]!, k)).rejects.toBeInstanceOf(CounterValueError);
+    expect(await newClient.get(k)).toBeUndefined();
   });
 });
 

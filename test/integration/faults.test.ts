@@ -111,7 +111,6 @@ function recordingCounters(client: MemcacheClient): {
   };
   return {
     counters: {
-      get: (key) => client.get(key),
       gets: (key) => client.gets(key),
       cas: (key, value, cas, options) => client.cas(key, value, cas, options).catch(noteFailure),
       add: (key, value, options) => client.add(key, value, options).catch(noteFailure),
