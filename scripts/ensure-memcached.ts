@@ -1,6 +1,8 @@
-// Finds the memcached and openssl binaries that tests and the local stack need, installing
-// them with apt-get where that is possible (root on Debian/Ubuntu), and otherwise failing
-// with a one-line instruction. Run directly to check the machine: `npm run ensure-memcached`.
+// Finds the memcached and openssl binaries that tests and the local stack need, and the Python
+// clients the interop tests run against (Debian's python3-pymemcache and python3-pylibmc under
+// /usr/bin/python3), installing them with apt-get where that is possible (root on
+// Debian/Ubuntu), and otherwise failing with a one-line instruction. Run directly to check the
+// machine: `npm run ensure-memcached`.
 
 import { execFile, spawn } from "node:child_process";
 import { constants } from "node:fs";
@@ -40,6 +42,44 @@ export function ensureMemcached(): Promise<string> {
 /** Returns the path of the openssl binary, installing it with apt-get when running as root. */
 export function ensureOpenssl(): Promise<string> {
   return ensureTool(opensslTool);
+}
+
+/** The Python the interop tests run: the system one, where apt-get puts the client modules. */
+export const PYTHON = "/usr/bin/python3";
+const pythonPackages = ["python3-pymemcache", "python3-pylibmc"];
+
+/**
+ * Makes sure `${PYTHON}` can import pymemcache and pylibmc, installing Debian's packages with
+ * apt-get when running as root. Resolves with the Python path.
+ */
+export function ensurePythonClients(): Promise<string> {
+  let result = found.get("python-clients");
+  if (!result) {
+    result = locateOrInstallPythonClients();
+    result.catch(() => found.delete("python-clients"));
+    found.set("python-clients", result);
+  }
+  return result;
+}
+
+async function locateOrInstallPythonClients(): Promise<string> {
+  const imports = () => execFileAsync(PYTHON, ["-c", "import pymemcache, pylibmc"]);
+  try {
+    await imports();
+    return PYTHON;
+  } catch {
+    // Not installed (or no Python at all): install below where we can.
+  }
+  const aptGet = await findExecutable("apt-get");
+  if (process.getuid?.() === 0 && aptGet) {
+    await run(aptGet, ["update", "-qq"]);
+    await run(aptGet, ["install", "-y", "-qq", ...pythonPackages]);
+    await imports();
+    return PYTHON;
+  }
+  throw new Error(
+    `the Python memcached clients are not installed: run \`sudo apt-get install -y ${pythonPackages.join(" ")}\` (Debian/Ubuntu)`,
+  );
 }
 
 function ensureTool(tool: Tool): Promise<string> {
@@ -103,10 +143,12 @@ if (import.meta.main) {
   try {
     const memcached = await ensureMemcached();
     const openssl = await ensureOpenssl();
+    const python = await ensurePythonClients();
     const { stdout } = await execFileAsync(memcached, ["-V"]);
     console.log(memcached);
     console.log(stdout.trim());
     console.log(openssl);
+    console.log(`${python} (pymemcache, pylibmc)`);
   } catch (error) {
     console.error(error instanceof Error ? error.message : String(error));
     process.exitCode = 1;
