@@ -2,10 +2,11 @@
 // /usr/bin/python3 with the real pymemcache and pylibmc, as one long-lived process answering JSON
 // requests line by line, or as racing processes released together.
 
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { ensurePythonClients, PYTHON } from "../../scripts/ensure-memcached.ts";
+import { type Racer, startRacer } from "./racers.ts";
 
 const AGENT = path.join(import.meta.dirname, "../fixtures/python/agent.py");
 
@@ -106,45 +107,13 @@ export async function startPythonAgent(): Promise<PythonAgent> {
   };
 }
 
-export interface PythonRacer {
-  child: ChildProcessWithoutNullStreams;
-  ready: Promise<void>;
-  result: Promise<{ ok: number; casLost: number }>;
-}
-
-/** Starts `agent.py race ...`: `ready` once connected; write a line to stdin to release it. */
+/** Starts `agent.py race ...` (see racers.ts): adds 1 to `key` `count` times, by CAS or incr. */
 export function startPythonRacer(
   client: PythonClient,
   server: string,
   key: string,
   count: number,
   mode: "cas" | "incr",
-): PythonRacer {
-  const child = spawn(PYTHON, [AGENT, "race", client, server, key, String(count), mode], {
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  let onReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    onReady = resolve;
-  });
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-    if (stdout.startsWith("ready\n")) onReady();
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const result = new Promise<{ ok: number; casLost: number }>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      const last = stdout.trim().split("\n").pop() ?? "";
-      if (code !== 0 || !last.startsWith("{")) {
-        reject(new Error(`python racer exited with ${code ?? signal}: ${stderr || stdout}`));
-      } else resolve(JSON.parse(last) as { ok: number; casLost: number });
-    });
-  });
-  result.catch(() => {});
-  return { child, ready: Promise.race([ready, result.then(() => {})]), result };
+): Racer<{ ok: number; casLost: number }> {
+  return startRacer(PYTHON, [AGENT, "race", client, server, key, String(count), mode]);
 }

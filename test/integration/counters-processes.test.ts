@@ -1,15 +1,15 @@
 // Counters under real parallelism: 8 OS processes (test/fixtures/counter-worker.ts), each with
-// its own MemcacheClient and socket, run 500 casUpdate(+1) each on one key, all starting at the
+// its own MemcacheClient and socket, run 500 casIncrement(+1) each on one key, all starting at the
 // same moment. No update may be lost or doubled: every call that resolved added exactly one,
 // and the counter ends at their sum (4,000, plus the seed during a cutover).
 
-import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { race, startRacer } from "../helpers/racers.ts";
 
 const PROCESSES = 8;
 const UPDATES = 500;
@@ -32,60 +32,13 @@ afterAll(async () => {
   await Promise.all([newMc?.stop(), oldMc?.stop()]);
 });
 
-interface Worker {
-  child: ChildProcessWithoutNullStreams;
-  ready: Promise<void>;
-  result: Promise<CounterWorkerResult>;
-}
-
-/** Starts one worker; `ready` once it is connected, `result` once it printed its tallies. */
-function startWorker(args: readonly string[]): Worker {
-  const child = spawn(process.execPath, [WORKER, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  let onReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    onReady = resolve;
-  });
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-    stdout += chunk;
-    if (stdout.startsWith("ready\n")) onReady();
-  });
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-    stderr += chunk;
-  });
-  const result = new Promise<CounterWorkerResult>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("exit", (code, signal) => {
-      const last = stdout.trim().split("\n").pop() ?? "";
-      if (code !== 0 || !last.startsWith("{")) {
-        reject(new Error(`worker exited with ${code ?? signal}: ${stderr || stdout}`));
-        return;
-      }
-      resolve(JSON.parse(last) as CounterWorkerResult);
-    });
-  });
-  // A worker that dies before "ready" must not leave the test waiting for it; a worker killed
-  // after another one failed must not add an unhandled rejection.
-  result.catch(() => {});
-  const failedEarly = result.then(() => {});
-  return { child, ready: Promise.race([ready, failedEarly]), result };
-}
-
 /** Runs PROCESSES workers with `args`, releases them together, and collects their tallies. */
-async function runWorkers(args: readonly string[]): Promise<CounterWorkerResult[]> {
-  const workers = Array.from({ length: PROCESSES }, () => startWorker(args));
-  try {
-    await Promise.all(workers.map((worker) => worker.ready));
-    for (const worker of workers) worker.child.stdin.write("go\n");
-    return await Promise.all(workers.map((worker) => worker.result));
-  } finally {
-    for (const worker of workers) {
-      if (worker.child.exitCode === null && worker.child.signalCode === null) {
-        worker.child.kill("SIGKILL");
-      }
-    }
-  }
+function runWorkers(args: readonly string[]): Promise<CounterWorkerResult[]> {
+  return race(
+    Array.from({ length: PROCESSES }, () =>
+      startRacer<CounterWorkerResult>(process.execPath, [WORKER, ...args]),
+    ),
+  );
 }
 
 function summary(results: readonly CounterWorkerResult[]) {
