@@ -134,7 +134,7 @@ describe("reference app over HTTP, one cluster", () => {
 
     const posts = await Promise.all(range(1, 100).map(() => app.postCounter("x")));
     expect(tally(posts.map(outcome))).toEqual({ "200": 100 });
-    const values = posts.map((post) => post.body.value).sort((a, b) => a - b);
+    const values = posts.map((post) => Number(post.body.value)).sort((a, b) => a - b);
     expect(values).toEqual(range(1, 100));
 
     const read = await app.getCounter("x");
@@ -221,6 +221,7 @@ describe("reference app over HTTP, one cluster", () => {
       // Counters live only in the cache: a clear 503, quickly, instead of a wrong count.
       const post = await app.postCounter("while-down");
       expect(post.status).toBe(503);
+      expect(post.body).toEqual({ error: "counter store unavailable" }); // no detail to callers
       expect(post.ms).toBeLessThan(bypassBoundMs);
     } finally {
       await memcached.restart();

@@ -151,7 +151,9 @@ describe("cutover from an old cluster to a new one, over HTTP", () => {
     await startWorkers(50, () => app.postCounter("warm-up"));
     const posts = await Promise.all(range(1, 50).map(() => app.postCounter(name)));
     expect(tally(posts.map(outcome))).toEqual({ "200": 50 });
-    expect(posts.map((post) => post.body.value).sort((a, b) => a - b)).toEqual(range(101, 150));
+    expect(posts.map((post) => Number(post.body.value)).sort((a, b) => a - b)).toEqual(
+      range(101, 150),
+    );
 
     expect((await app.getCounter(name)).body).toEqual({ name, value: 150 });
     expect(await newClient.get(key)).toBe(150);

@@ -19,7 +19,8 @@ export interface AppResponse<T = unknown> {
 
 export interface Counter {
   name: string;
-  value: number;
+  /** A JSON number while it is a safe integer, its decimal text beyond 2^53 - 1. */
+  value: number | string;
 }
 
 async function call<T>(url: string, init: RequestInit = {}): Promise<AppResponse<T>> {
