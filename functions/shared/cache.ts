@@ -7,13 +7,15 @@ import type { CounterClient } from "../../lib/cache/counters.ts";
 import { FallbackStore, fallbackCounters } from "../../lib/cache/fallback.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { recordCacheEvent } from "./metrics.ts";
+import { recordCacheEvent, recordUndecodable } from "./metrics.ts";
 
 export const cacheConfig = cacheConfigFromEnv();
 
 const timeouts = {
   timeoutMs: Number(process.env.CACHE_TIMEOUT_MS ?? 100),
   connectTimeoutMs: Number(process.env.CACHE_CONNECT_TIMEOUT_MS ?? 200),
+  // A value another service stored in a format we never decode (a pickle): a miss, and a metric.
+  onUndecodable: recordUndecodable,
 };
 
 /** The cluster reads and writes go to. */

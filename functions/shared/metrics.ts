@@ -38,3 +38,32 @@ export function recordCacheEvent(event: CacheEvent): void {
   }
   console.log(JSON.stringify(line));
 }
+
+/**
+ * onUndecodable hook for the clients: a stored value read as a miss because it cannot be decoded
+ * (a Python pickle, unknown flags, bad bytes). One EMF line with the `CacheUndecodable` count, the
+ * key and the flags, so a service writing a format this app cannot read shows in the metrics.
+ */
+export function recordUndecodable(value: { key: string; flags: number; bytes: number }): void {
+  if (!enabled) return;
+  console.log(
+    JSON.stringify({
+      _aws: {
+        Timestamp: Date.now(),
+        CloudWatchMetrics: [
+          {
+            Namespace: namespace,
+            Dimensions: [["Function"]],
+            Metrics: [{ Name: "CacheUndecodable", Unit: "Count" }],
+          },
+        ],
+      },
+      level: "WARN",
+      Function: functionName,
+      CacheUndecodable: 1,
+      key: value.key,
+      flags: value.flags,
+      bytes: value.bytes,
+    }),
+  );
+}
