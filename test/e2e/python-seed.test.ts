@@ -129,7 +129,10 @@ describe("a cutover from a cluster a Python service filled, over HTTP", () => {
     expect(response.body).toMatchObject({ id: "61", name: "Product 61", version: 1 });
     expect(await originStats(stack.originUrl)).toEqual({ reads: 1, writes: 0 });
     // Reported: the app's clients log one CacheUndecodable metric line per pickle they met.
-    const lines = stack.output().split("\n").filter((line) => line.includes("CacheUndecodable"));
+    const lines = stack
+      .output()
+      .split("\n")
+      .filter((line) => line.includes("CacheUndecodable"));
     expect(lines.some((line) => line.includes(`"key":"${productKey("61")}","flags":1`))).toBe(true);
   });
 

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { casIncrement, increment, readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient, type UndecodableValue } from "../../lib/memcache/client.ts";
+import { FLAG_INTERNAL } from "../../lib/memcache/serde.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import {
   type PyResult,
@@ -113,7 +114,8 @@ describe("values Node writes, read by Python", () => {
       const k = key("flags");
       await client.set(k, value);
       const item = await client.gets(k);
-      expect(item?.flags! & 1).toBe(0);
+      expect(item).toBeDefined();
+      expect(item!.flags & 1).toBe(0);
     }
   });
 });
@@ -206,6 +208,34 @@ describe("values Python writes, read by Node", () => {
     await python.set("pymemcache", servers, k, py.bytes("S'a string'\np0\n."), { flags: 1 });
     expect(await python.get("pymemcache-serde", servers, k)).toEqual(py.str("a string"));
     expect(await client.get(k)).toBeUndefined();
+  });
+});
+
+describe("the onUndecodable report", () => {
+  it("leaves out this library's own internal values (tombstones), which read as misses", async () => {
+    const k = key("internal");
+    await client.set(k, Buffer.from("invalidated"), { flags: FLAG_INTERNAL });
+    reported.length = 0;
+    expect(await client.get(k)).toBeUndefined();
+    expect(reported).toEqual([]);
+    expect(await python.get("pylibmc", servers, k)).toEqual(py.bytes("invalidated"));
+  });
+
+  it("never turns a miss into a failure when the observer throws", async () => {
+    const k = key("throwing-observer");
+    await client.set(k, Buffer.from("x"), { flags: 1 });
+    const throwing = new MemcacheClient({
+      servers: mc.endpoint,
+      onUndecodable: () => {
+        throw new Error("observer bug");
+      },
+    });
+    try {
+      expect(await throwing.get(k)).toBeUndefined();
+      expect(await throwing.getMany([k])).toEqual(new Map());
+    } finally {
+      throwing.close();
+    }
   });
 });
 
