@@ -235,7 +235,7 @@ describe("bad options", () => {
 
 describe("corrupt entries", () => {
   it("gets an undecodable value as undefined with a CAS token that lets cas() repair it", async () => {
-    await observer.set("corrupt", Buffer.from("{not json"), { flags: 3 });
+    await observer.set("corrupt", Buffer.from("{not json"), { flags: 32 });
     const client = newClient();
     expect(await client.get("corrupt")).toBeUndefined();
     const item = await client.gets("corrupt");

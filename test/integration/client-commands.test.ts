@@ -261,7 +261,7 @@ describe("touch, gat and gats", () => {
     const k = key("gats");
     await client.set(k, "x", { ttlSeconds: 100 });
     const item = await client.gats(k, 2000);
-    expect(item).toMatchObject({ value: "x", flags: 1 });
+    expect(item).toMatchObject({ value: "x", flags: 16 });
     expect(await serverTtl(k)).toBeGreaterThan(1990);
     expect(await client.cas(k, "y", item!.cas)).toBe("stored");
   });
@@ -343,7 +343,7 @@ describe("values", () => {
 describe("values that cannot be decoded", () => {
   it("returns a miss for JSON flags over bytes that are not JSON", async () => {
     const k = key("bad-json");
-    expect(await client.set(k, Buffer.from("{not json"), { flags: 3 })).toBe(true);
+    expect(await client.set(k, Buffer.from("{not json"), { flags: 32 })).toBe(true);
     expect(await client.get(k)).toBeUndefined();
   });
 
@@ -355,13 +355,13 @@ describe("values that cannot be decoded", () => {
 
   it("returns a miss for string flags over invalid UTF-8", async () => {
     const k = key("bad-utf8");
-    await client.set(k, Buffer.from([0x61, 0xc3, 0x28, 0xff]), { flags: 1 });
+    await client.set(k, Buffer.from([0x61, 0xc3, 0x28, 0xff]), { flags: 16 });
     expect(await client.get(k)).toBeUndefined();
   });
 
   it("leaves an undecodable value out of getMany and keeps the good ones", async () => {
     const [bad, good] = [key("bad-many"), key("good-many")];
-    await client.set(bad, Buffer.from("{"), { flags: 3 });
+    await client.set(bad, Buffer.from("{"), { flags: 32 });
     await client.set(good, "fine");
     expect(await client.getMany([bad, good])).toEqual(new Map([[good, "fine"]]));
   });
@@ -405,7 +405,7 @@ describe("meta protocol", () => {
     expect((await client.metaSet(k, value, ["T60"])).code).toBe("HD");
     const reply = await client.metaGet(k, ["v", "f", "t", "c"]);
     expect(reply.code).toBe("VA");
-    expect(reply.flags.f).toBe("3");
+    expect(reply.flags.f).toBe("32");
     expect(Number(reply.flags.t)).toBeGreaterThan(55);
     expect(Number(reply.flags.t)).toBeLessThanOrEqual(60);
     expect(reply.flags.c).toMatch(/^[0-9]+$/);

@@ -420,18 +420,28 @@ describe("cache poisoning", () => {
 
 describe("corrupt bytes under the middleware's key", () => {
   const corrupt: ReadonlyArray<readonly [string, Buffer, number]> = [
-    ["bad JSON (flags 3)", Buffer.from('{"statusCode":200,"body":'), 3],
-    ["invalid UTF-8 (flags 1)", Buffer.from([0xc3, 0x28, 0xff, 0xfe]), 1],
-    ["invalid UTF-8 in JSON (flags 3)", Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), 3],
+    ["bad JSON (flags 32)", Buffer.from('{"statusCode":200,"body":'), 32],
+    ["invalid UTF-8 (flags 16)", Buffer.from([0xc3, 0x28, 0xff, 0xfe]), 16],
+    ["invalid UTF-8 in JSON (flags 32)", Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]), 32],
     ["unknown flags 99 holding a response", Buffer.from('{"statusCode":200,"body":"poison"}'), 99],
-    ["valid JSON that is not a response", Buffer.from('{"hello":"world"}'), 3],
-    ["a response with a string statusCode", Buffer.from('{"statusCode":"200","body":"x"}'), 3],
-    ["JSON null", Buffer.from("null"), 3],
-    ["a JSON array", Buffer.from("[1,2,3]"), 3],
+    [
+      "a response as JSON under flags 3 (pymemcache's int|pickle)",
+      Buffer.from('{"statusCode":200,"body":"poison"}'),
+      3,
+    ],
+    [
+      "a response as JSON under the pickle flags (1)",
+      Buffer.from('{"statusCode":200,"body":"poison"}'),
+      1,
+    ],
+    ["valid JSON that is not a response", Buffer.from('{"hello":"world"}'), 32],
+    ["a response with a string statusCode", Buffer.from('{"statusCode":"200","body":"x"}'), 32],
+    ["JSON null", Buffer.from("null"), 32],
+    ["a JSON array", Buffer.from("[1,2,3]"), 32],
     ["an integer (flags 2)", Buffer.from("12345"), 2],
     ["not an integer (flags 2)", Buffer.from("12a45"), 2],
     ["raw bytes (flags 0)", Buffer.from([0, 1, 2, 3]), 0],
-    ["a string (flags 1)", Buffer.from("<html>poison</html>"), 1],
+    ["a string (flags 16)", Buffer.from("<html>poison</html>"), 16],
   ];
 
   it.each(corrupt)("treats %s as a MISS and repairs the entry", async (_name, bytes, flags) => {
@@ -453,7 +463,7 @@ describe("corrupt bytes under the middleware's key", () => {
     expect(cacheEvents.filter((e) => e.type.endsWith("error"))).toEqual([]);
     // The entry now holds the response, with the JSON flags.
     const stored = await direct.gets<{ statusCode: number; body: string }>(key);
-    expect(stored?.flags).toBe(3);
+    expect(stored?.flags).toBe(32);
     expect(stored?.value?.body).toBe(miss.body);
   });
 

@@ -62,7 +62,7 @@ describe("a client receiving fuzzed garbage replies", () => {
   /** The well-formed reply to a request line, by its verb. */
   const wellFormed = (line: string): string => {
     const verb = line.split(" ", 1)[0];
-    if (verb === "get" || verb === "gets") return "VALUE k 1 2 77\r\nok\r\nEND\r\n";
+    if (verb === "get" || verb === "gets") return "VALUE k 16 2 77\r\nok\r\nEND\r\n";
     if (verb === "stats") return "STAT pid 1\r\nEND\r\n";
     if (verb === "mg") return "EN\r\n";
     if (verb === "mn") return "MN\r\n";
