@@ -9,13 +9,8 @@
 
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import {
-  type CounterValue,
-  CounterValueError,
-  casIncrement,
-  readCounter,
-} from "../lib/cache/counters.ts";
-import { MemcacheError } from "../lib/memcache/errors.ts";
+import { type CounterValue, casIncrement, readCounter } from "../lib/cache/counters.ts";
+import { MemcacheCounterValueError, MemcacheError } from "../lib/memcache/errors.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { counterClient } from "./shared/cache.ts";
 import { errorResponse, json, type Result } from "./shared/http.ts";
@@ -31,7 +26,7 @@ async function withCounterStore(name: string, run: () => Promise<CounterValue>):
   try {
     return json(200, { name, value: counterJson(await run()) });
   } catch (error) {
-    if (error instanceof CounterValueError) {
+    if (error instanceof MemcacheCounterValueError) {
       return json(409, { error: "not a counter: the key holds a value that is not decimal text" });
     }
     if (!(error instanceof MemcacheError)) throw error;

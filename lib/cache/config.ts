@@ -5,7 +5,7 @@
 // An ElastiCache configuration endpoint (`*.cfg.*`) is one host:port.
 
 import { parseServer } from "../memcache/client.ts";
-import { IllegalInputError } from "../memcache/errors.ts";
+import { MemcacheIllegalInputError } from "../memcache/errors.ts";
 
 export interface CacheConfig {
   /** "single" with one cluster, "cutover" while the old cluster is still read. */
@@ -14,13 +14,13 @@ export interface CacheConfig {
   oldServers: string[];
 }
 
-/** Parses and validates the cache endpoints; throws IllegalInputError naming the variable. */
+/** Parses and validates the cache endpoints; throws MemcacheIllegalInputError naming the variable. */
 export function cacheConfigFromEnv(
   env: Record<string, string | undefined> = process.env,
 ): CacheConfig {
   const newServers = parseEndpoint("CACHE_NEW_ENDPOINT", env.CACHE_NEW_ENDPOINT);
   if (newServers.length === 0) {
-    throw new IllegalInputError(
+    throw new MemcacheIllegalInputError(
       'CACHE_NEW_ENDPOINT is not set: give the cache as "host:port[,host:port...]"',
     );
   }
@@ -28,7 +28,7 @@ export function cacheConfigFromEnv(
   const lowerNew = newServers.map((server) => server.toLowerCase());
   const overlap = oldServers.filter((server) => lowerNew.includes(server.toLowerCase()));
   if (overlap.length > 0) {
-    throw new IllegalInputError(
+    throw new MemcacheIllegalInputError(
       `CACHE_OLD_ENDPOINT and CACHE_NEW_ENDPOINT share ${overlap.join(", ")}: the old cluster must be a different one`,
     );
   }
@@ -43,7 +43,7 @@ function parseEndpoint(name: string, value: string | undefined): string[] {
       const { host, port } = parseServer(part);
       return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     } catch {
-      throw new IllegalInputError(
+      throw new MemcacheIllegalInputError(
         `${name} has "${part.trim()}", which is not host:port (example: "cache.abc123.cfg.use1.cache.amazonaws.com:11211")`,
       );
     }

@@ -7,16 +7,17 @@
 // The counter rule: a counter is whatever memcached keeps as decimal text, whatever its flags —
 // that is what incr/decr work on, and how every client stores one (pymemcache's default client:
 // flags 0; its serde: 2; pylibmc: 4; ours: 2; PHP: 1). readCounter, casIncrement and increment
-// all read it so, exactly (a bigint past 2^53), and refuse (CounterValueError) a value that is
+// all read it so, exactly (a bigint past 2^53), and refuse (MemcacheCounterValueError) a value that is
 // there but is not decimal text, rather than taking it for 0. A pickle is never decimal text
 // (every pickle ends with the STOP opcode "."), so reading one as a counter is not unpickling it.
 
 import type { CasItem, MemcacheClient } from "../memcache/client.ts";
 import {
-  ConnectionClosedError,
+  MemcacheCasConflictError,
   MemcacheClientError,
-  MemcacheError,
-  TimeoutError,
+  MemcacheConnectionClosedError,
+  MemcacheCounterValueError,
+  MemcacheTimeoutError,
 } from "../memcache/errors.ts";
 import { parseDecimal } from "../memcache/serde.ts";
 
@@ -27,7 +28,7 @@ export type CounterClient = Pick<MemcacheClient, "gets" | "cas" | "add" | "incr"
 export type CounterValue = number | bigint;
 
 export interface CasUpdateOptions {
-  /** Attempts before giving up with CasConflictError. Default 50. */
+  /** Attempts before giving up with MemcacheCasConflictError. Default 50. */
   maxAttempts: number;
   /** Upper bound of the random pause between attempts, in ms (doubles each retry, capped). Default 2. */
   jitterMs: number;
@@ -36,7 +37,7 @@ export interface CasUpdateOptions {
   /**
    * What to do when the key holds bytes that do not decode (corrupt, or another client's
    * format; for casIncrement: anything but decimal text): false (default) refuses with
-   * CounterValueError and leaves them; true treats them as absent and overwrites them (a
+   * MemcacheCounterValueError and leaves them; true treats them as absent and overwrites them (a
    * deliberate repair).
    */
   repairUndecodable: boolean;
@@ -48,15 +49,6 @@ export const casUpdateDefaults: CasUpdateOptions = {
   ttlSeconds: 0,
   repairUndecodable: false,
 };
-
-/** The CAS loop gave up: too many concurrent writers for maxAttempts. Nothing was lost. */
-export class CasConflictError extends MemcacheError {}
-
-/**
- * The stored value could not be decoded (for a counter: is not decimal text), so it was not
- * updated: guessing (treating it as absent) could drop a count that a damaged reply merely hid.
- */
-export class CounterValueError extends MemcacheError {}
 
 /** The counter in a stored item: its decimal text under any flags, else undefined. */
 export function counterValue(item: Pick<CasItem, "data">): CounterValue | undefined {
@@ -127,7 +119,7 @@ async function casLoop<T>(
     }
     await pause(jitterMs * 2 ** Math.min(attempt - 1, 5));
   }
-  throw new CasConflictError(
+  throw new MemcacheCasConflictError(
     `cas update of "${key}" gave up after ${maxAttempts} attempts (maxAttempts) under contention`,
   );
 }
@@ -136,7 +128,7 @@ async function casLoop<T>(
  * Adds `delta` (may be negative) with incr/decr; a missing counter is created with add, and if
  * another caller created it first, the incr is simply retried. Resolves with the new value.
  * memcached counters are unsigned 64-bit: decr stops at 0, incr wraps at 2^64, and a value that
- * is not unsigned decimal text (e.g. -5) is refused with CounterValueError.
+ * is not unsigned decimal text (e.g. -5) is refused with MemcacheCounterValueError.
  */
 export async function increment(
   client: CounterClient,
@@ -153,7 +145,7 @@ export async function increment(
     } catch (error) {
       // memcached: "CLIENT_ERROR cannot increment or decrement non-numeric value".
       if (!(error instanceof MemcacheClientError && /non-numeric/.test(error.message))) throw error;
-      throw new CounterValueError(
+      throw new MemcacheCounterValueError(
         `"${key}" holds a value incr/decr cannot count (not unsigned decimal text); not updated — casIncrement counts negative values, repairUndecodable overwrites others`,
         { cause: error },
       );
@@ -162,14 +154,14 @@ export async function increment(
     const seed = step > 0n ? amount : 0;
     if (await client.add(key, seed, { ttlSeconds: options.ttlSeconds ?? 0 })) return seed;
   }
-  throw new CasConflictError(
+  throw new MemcacheCasConflictError(
     `increment of "${key}" failed: the counter kept disappearing (evicted?)`,
   );
 }
 
 /**
  * The counter's value, 0 when it was never counted (the key is absent). A key holding something
- * other than decimal text is not a counter: CounterValueError, as casIncrement would refuse it.
+ * other than decimal text is not a counter: MemcacheCounterValueError, as casIncrement would refuse it.
  */
 export async function readCounter(
   client: Pick<CounterClient, "gets">,
@@ -182,8 +174,8 @@ export async function readCounter(
   return value;
 }
 
-function undecodable(key: string, item: CasItem): CounterValueError {
-  return new CounterValueError(
+function undecodable(key: string, item: CasItem): MemcacheCounterValueError {
+  return new MemcacheCounterValueError(
     `"${key}" holds a value that is not a counter or does not decode (flags ${item.flags}, ${item.data.length} bytes); not updated — pass repairUndecodable: true (or set it) to overwrite it`,
   );
 }
@@ -212,7 +204,8 @@ async function readOnce(client: CounterClient, key: string): Promise<CasItem | u
   try {
     return await client.gets(key);
   } catch (error) {
-    if (!(error instanceof TimeoutError || error instanceof ConnectionClosedError)) throw error;
+    if (!(error instanceof MemcacheTimeoutError || error instanceof MemcacheConnectionClosedError))
+      throw error;
     return client.gets(key);
   }
 }

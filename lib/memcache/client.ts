@@ -11,7 +11,7 @@ import {
   type SendOptions,
 } from "./connection.ts";
 import { AutoDiscovery, type DiscoveryOptions } from "./discovery.ts";
-import { IllegalInputError, UnknownCommandError } from "./errors.ts";
+import { MemcacheIllegalInputError, MemcacheUnknownCommandError } from "./errors.ts";
 import { assertValidKey } from "./keys.ts";
 import {
   encodeLine,
@@ -103,7 +103,7 @@ export function parseServer(server: string): { host: string; port: number } {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(server.trim());
   const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
   if (match === null || port < 1 || port > 65535) {
-    throw new IllegalInputError(
+    throw new MemcacheIllegalInputError(
       `server "${server}" is not host:port (examples: "127.0.0.1:11211", "[::1]:11211", "cache.local")`,
     );
   }
@@ -182,7 +182,7 @@ export class MemcacheClient {
       );
     } else {
       if (list.length === 0) {
-        throw new IllegalInputError(
+        throw new MemcacheIllegalInputError(
           'no servers given: pass servers ("host:port,...") or configEndpoint',
         );
       }
@@ -296,7 +296,7 @@ export class MemcacheClient {
   cas(key: string, value: unknown, cas: string, options?: SetOptions): Promise<CasResult> {
     if (!/^[0-9]{1,20}$/.test(cas) || BigInt(cas) > MAX_CAS) {
       return Promise.reject(
-        new IllegalInputError(`cas token must be a 64-bit unsigned decimal, got "${cas}"`),
+        new MemcacheIllegalInputError(`cas token must be a 64-bit unsigned decimal, got "${cas}"`),
       );
     }
     return this.store("cas", key, value, options, cas) as Promise<CasResult>;
@@ -332,7 +332,7 @@ export class MemcacheClient {
   /** Invalidates every item on every node, optionally after `delaySeconds`. */
   async flushAll(delaySeconds = 0): Promise<void> {
     if (!Number.isSafeInteger(delaySeconds) || delaySeconds < 0) {
-      throw new IllegalInputError(
+      throw new MemcacheIllegalInputError(
         `flushAll delaySeconds must be a whole number >= 0, got ${delaySeconds}`,
       );
     }
@@ -387,7 +387,7 @@ export class MemcacheClient {
   stats(group?: string): Promise<Record<string, Record<string, string>>> {
     if (group !== undefined && !STATS_GROUPS.has(group)) {
       return Promise.reject(
-        new IllegalInputError(
+        new MemcacheIllegalInputError(
           `stats group must be one of ${[...STATS_GROUPS].join(", ")}; got "${group}"`,
         ),
       );
@@ -409,7 +409,7 @@ export class MemcacheClient {
     const noop = node.send<MetaReply>("mn\r\n", Reply.META, "mn");
     const [version, probe] = await Promise.allSettled([versionLine, noop]);
     if (version.status === "rejected") throw version.reason;
-    if (probe.status === "rejected" && !(probe.reason instanceof UnknownCommandError)) {
+    if (probe.status === "rejected" && !(probe.reason instanceof MemcacheUnknownCommandError)) {
       throw probe.reason;
     }
     const supported =
@@ -466,11 +466,11 @@ export class MemcacheClient {
 
   /**
    * ElastiCache Auto Discovery: `config get <name>`; the CONFIG block, or undefined if the
-   * server answered END alone. Plain memcached answers ERROR (UnknownCommandError).
+   * server answered END alone. Plain memcached answers ERROR (MemcacheUnknownCommandError).
    */
   async configGet(name = "cluster", key = ""): Promise<Buffer | undefined> {
     if (!/^[a-z_]{1,32}$/.test(name)) {
-      throw new IllegalInputError(`config name must be a lowercase word, got "${name}"`);
+      throw new MemcacheIllegalInputError(`config name must be a lowercase word, got "${name}"`);
     }
     const node = await this.route(key);
     return node.send<Buffer | undefined>(encodeLine("config", "get", name), Reply.CONFIG, "config");
@@ -553,7 +553,7 @@ export class MemcacheClient {
     const encoded = this.encode(value);
     const flags = options?.flags ?? encoded.flags;
     if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
-      throw new IllegalInputError(`flags must be a 32-bit unsigned integer, got ${flags}`);
+      throw new MemcacheIllegalInputError(`flags must be a 32-bit unsigned integer, got ${flags}`);
     }
     const exptime = toWireExptime(options?.ttlSeconds ?? 0);
     const payload = encodeStorage(verb, key, flags, exptime, encoded.data, cas);
@@ -581,7 +581,9 @@ export class MemcacheClient {
       (typeof delta === "number" && !(Number.isSafeInteger(delta) && delta >= 0)) ||
       (typeof delta === "bigint" && (delta < 0n || delta >= 2n ** 64n))
     ) {
-      throw new IllegalInputError(`${verb} delta must be an integer in 0..2^64-1, got ${delta}`);
+      throw new MemcacheIllegalInputError(
+        `${verb} delta must be an integer in 0..2^64-1, got ${delta}`,
+      );
     }
     const line = await this.simple(
       key,
@@ -609,7 +611,7 @@ export class MemcacheClient {
   private encode(value: unknown) {
     const encoded = this.serde.encode(value);
     if (encoded.data.length > this.maxValueBytes) {
-      throw new IllegalInputError(
+      throw new MemcacheIllegalInputError(
         `value is ${encoded.data.length} bytes, over maxValueBytes (${this.maxValueBytes}); raise it only if the server runs with a larger -I`,
       );
     }
@@ -663,7 +665,7 @@ export class MemcacheClient {
 function assertMetaFlags(flags: readonly string[]): void {
   for (const flag of flags) {
     if (!META_FLAG.test(flag) || REFUSED_META_FLAGS.has(flag[0]!)) {
-      throw new IllegalInputError(
+      throw new MemcacheIllegalInputError(
         `meta flag "${flag}" refused: flags are a letter plus printable ASCII; q and b are not supported`,
       );
     }

@@ -3,7 +3,7 @@
 // adds new ones (they connect lazily) and closes removed ones.
 
 import { Connection, type ConnectionOptions } from "./connection.ts";
-import { MemcacheError } from "./errors.ts";
+import { MemcacheNoNodesError } from "./errors.ts";
 import { HashRing } from "./hashring.ts";
 
 export interface NodeAddress {
@@ -13,9 +13,6 @@ export interface NodeAddress {
   /** Where to connect when it differs from host (a discovered IP address). */
   address?: string;
 }
-
-/** The cluster has no nodes yet (discovery has not answered). */
-export class NoNodesError extends MemcacheError {}
 
 export class NodeSet {
   private byId = new Map<string, Connection>();
@@ -38,7 +35,7 @@ export class NodeSet {
 
   /**
    * The node that owns `key`. Keys of a dead node are NOT moved to another node: the caller gets
-   * the dead node, which refuses at once (NodeDeadError), so the cache reads as a miss and the
+   * the dead node, which refuses at once (MemcacheNodeDeadError), so the cache reads as a miss and the
    * origin answers. Remapping would put a second copy of the key on another node, and after the
    * dead node returns its stale copy would be read again, missing every invalidation since.
    */
@@ -46,7 +43,7 @@ export class NodeSet {
     if (this.single !== undefined) return this.single;
     const node = this.ring.get(key);
     if (node === undefined)
-      throw new NoNodesError("the cluster has no nodes (discovery pending or empty)");
+      throw new MemcacheNoNodesError("the cluster has no nodes (discovery pending or empty)");
     return node;
   }
 

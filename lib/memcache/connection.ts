@@ -6,14 +6,14 @@
 import net from "node:net";
 import tls from "node:tls";
 import {
-  ConnectionClosedError,
   MemcacheClientError,
+  MemcacheConnectionClosedError,
   type MemcacheError,
+  MemcacheNodeDeadError,
+  MemcacheProtocolError,
   MemcacheServerError,
-  NodeDeadError,
-  ProtocolError,
-  TimeoutError,
-  UnknownCommandError,
+  MemcacheTimeoutError,
+  MemcacheUnknownCommandError,
 } from "./errors.ts";
 import { type MetaReply, parseMetaFlags, type ReplyHandler, ReplyParser } from "./protocol.ts";
 
@@ -183,7 +183,10 @@ export class Connection implements ReplyHandler {
       Date.now() - this.lastSendAt >= this.options.staleSocketMs
     ) {
       return this.enqueue<T>(payload, kind, verb, options).catch((error: unknown) => {
-        if (error instanceof TimeoutError || error instanceof ConnectionClosedError) {
+        if (
+          error instanceof MemcacheTimeoutError ||
+          error instanceof MemcacheConnectionClosedError
+        ) {
           this.staleRetries++;
           return this.enqueue<T>(payload, kind, verb, options);
         }
@@ -205,7 +208,7 @@ export class Connection implements ReplyHandler {
       if (this.deadUntil !== 0) {
         if (now < this.deadUntil) {
           reject(
-            new NodeDeadError(
+            new MemcacheNodeDeadError(
               `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; retrying in ${this.deadUntil - now} ms (deadRetryMs)`,
             ),
           );
@@ -260,10 +263,10 @@ export class Connection implements ReplyHandler {
     else this.retiring = true;
   }
 
-  /** Closes the socket; pending requests reject with ConnectionClosedError. Not a failure. */
+  /** Closes the socket; pending requests reject with MemcacheConnectionClosedError. Not a failure. */
   close(): void {
     this.destroy(
-      new ConnectionClosedError(`connection to ${this.endpoint} closed by the client`),
+      new MemcacheConnectionClosedError(`connection to ${this.endpoint} closed by the client`),
       false,
     );
   }
@@ -299,16 +302,18 @@ export class Connection implements ReplyHandler {
         parser.feed(chunk);
       } catch (error) {
         this.destroy(
-          error instanceof ProtocolError
-            ? new ProtocolError(`memcached ${this.endpoint}: ${error.message}`)
-            : new ProtocolError(`memcached ${this.endpoint}: ${String(error)}`, { cause: error }),
+          error instanceof MemcacheProtocolError
+            ? new MemcacheProtocolError(`memcached ${this.endpoint}: ${error.message}`)
+            : new MemcacheProtocolError(`memcached ${this.endpoint}: ${String(error)}`, {
+                cause: error,
+              }),
         );
       }
     });
     socket.on("error", (error: Error) => {
       if (this.socket !== socket) return;
       this.destroy(
-        new ConnectionClosedError(
+        new MemcacheConnectionClosedError(
           `connection to memcached ${this.endpoint} failed: ${error.message}`,
           {
             cause: error,
@@ -318,12 +323,16 @@ export class Connection implements ReplyHandler {
     });
     socket.on("end", () => {
       if (this.socket === socket) {
-        this.destroy(new ConnectionClosedError(`memcached ${this.endpoint} closed the connection`));
+        this.destroy(
+          new MemcacheConnectionClosedError(`memcached ${this.endpoint} closed the connection`),
+        );
       }
     });
     socket.on("close", () => {
       if (this.socket === socket) {
-        this.destroy(new ConnectionClosedError(`connection to memcached ${this.endpoint} closed`));
+        this.destroy(
+          new MemcacheConnectionClosedError(`connection to memcached ${this.endpoint} closed`),
+        );
       }
     });
     this.socket = socket;
@@ -379,7 +388,7 @@ export class Connection implements ReplyHandler {
     const now = Date.now();
     if (!this.connected && now >= this.connectDeadline) {
       this.destroy(
-        new TimeoutError(
+        new MemcacheTimeoutError(
           `could not connect to memcached ${this.endpoint} within ${this.options.connectTimeoutMs} ms (connectTimeoutMs)`,
         ),
       );
@@ -388,7 +397,7 @@ export class Connection implements ReplyHandler {
     const head = this.queue[this.head];
     if (head !== undefined && head === checked && now >= head.deadline) {
       this.destroy(
-        new TimeoutError(
+        new MemcacheTimeoutError(
           `memcached ${this.endpoint} did not answer "${head.verb}" within ${this.options.timeoutMs} ms (timeoutMs); the connection was closed and reopens on the next call`,
         ),
       );
@@ -430,7 +439,8 @@ export class Connection implements ReplyHandler {
 
   private current(what: string): Pending {
     const head = this.queue[this.head];
-    if (head === undefined) throw new ProtocolError(`unexpected ${what} with no request waiting`);
+    if (head === undefined)
+      throw new MemcacheProtocolError(`unexpected ${what} with no request waiting`);
     return head;
   }
 
@@ -463,7 +473,8 @@ export class Connection implements ReplyHandler {
 
   onValue(key: string, flags: number, data: Buffer, cas: string | undefined): void {
     const head = this.current("VALUE");
-    if (head.kind !== Reply.VALUES) throw new ProtocolError(`unexpected VALUE for "${head.verb}"`);
+    if (head.kind !== Reply.VALUES)
+      throw new MemcacheProtocolError(`unexpected VALUE for "${head.verb}"`);
     const item: RetrievedValue = { key, flags, data, cas };
     if (head.values === undefined) head.values = [item];
     else head.values.push(item);
@@ -471,14 +482,16 @@ export class Connection implements ReplyHandler {
 
   onMetaValue(flags: string, data: Buffer): void {
     const head = this.current("VA");
-    if (head.kind !== Reply.META) throw new ProtocolError(`unexpected VA for "${head.verb}"`);
+    if (head.kind !== Reply.META)
+      throw new MemcacheProtocolError(`unexpected VA for "${head.verb}"`);
     const reply: MetaReply = { code: "VA", flags: parseMetaFlags(flags), value: data };
     this.complete(reply);
   }
 
   onConfig(_name: string, data: Buffer): void {
     const head = this.current("CONFIG");
-    if (head.kind !== Reply.CONFIG) throw new ProtocolError(`unexpected CONFIG for "${head.verb}"`);
+    if (head.kind !== Reply.CONFIG)
+      throw new MemcacheProtocolError(`unexpected CONFIG for "${head.verb}"`);
     head.config = data;
   }
 
@@ -513,7 +526,7 @@ export class Connection implements ReplyHandler {
         break;
     }
     if (isErrorLine(line)) return this.onErrorLine(head, line);
-    throw new ProtocolError(
+    throw new MemcacheProtocolError(
       `unexpected reply ${JSON.stringify(line.slice(0, 80))} to "${head.verb}"`,
     );
   }
@@ -523,7 +536,7 @@ export class Connection implements ReplyHandler {
     if (line === "ERROR") {
       // After an unknown command that carried data, the server reads that data as commands.
       return this.rejectHead(
-        new UnknownCommandError(`${where} ERROR: the server does not support this command`),
+        new MemcacheUnknownCommandError(`${where} ERROR: the server does not support this command`),
         !head.hasData,
       );
     }
@@ -541,7 +554,7 @@ export class Connection implements ReplyHandler {
     const head = this.dequeue();
     if (!keepConnection) {
       this.destroy(
-        new ConnectionClosedError(
+        new MemcacheConnectionClosedError(
           `connection to memcached ${this.endpoint} reset after a "${head.verb}" error: ${error.message}`,
         ),
       );

@@ -9,10 +9,7 @@
 import { isIP } from "node:net";
 import type { NodeAddress, NodeSet } from "./cluster.ts";
 import { type Connection, Reply } from "./connection.ts";
-import { MemcacheError, UnknownCommandError } from "./errors.ts";
-
-/** A discovery reply was malformed or older than the configuration in use; nothing changed. */
-export class DiscoveryError extends MemcacheError {}
+import { MemcacheDiscoveryError, MemcacheUnknownCommandError } from "./errors.ts";
 
 export interface ClusterConfig {
   version: number;
@@ -22,24 +19,24 @@ export interface ClusterConfig {
 const HOSTNAME =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
-/** Parses the data block of `config get cluster`; throws DiscoveryError saying what is wrong. */
+/** Parses the data block of `config get cluster`; throws MemcacheDiscoveryError saying what is wrong. */
 export function parseClusterConfig(data: Buffer): ClusterConfig {
   const text = data.toString("latin1");
   const lines = text.split("\n");
   // "<version>\n<nodes>\n" splits into [version, nodes, ""]
   if (lines.length !== 3 || lines[2] !== "") {
-    throw new DiscoveryError(
+    throw new MemcacheDiscoveryError(
       `malformed Auto Discovery reply: expected "<version>\\n<nodes>\\n", got ${JSON.stringify(text.slice(0, 120))}`,
     );
   }
   const [versionText, nodesText] = lines as [string, string, string];
   if (!/^[0-9]{1,15}$/.test(versionText)) {
-    throw new DiscoveryError(
+    throw new MemcacheDiscoveryError(
       `malformed Auto Discovery reply: bad config version ${JSON.stringify(versionText)}`,
     );
   }
   const entries = nodesText.split(" ").filter((entry) => entry.length > 0);
-  if (entries.length === 0) throw new DiscoveryError("Auto Discovery reply lists no nodes");
+  if (entries.length === 0) throw new MemcacheDiscoveryError("Auto Discovery reply lists no nodes");
   const nodes = entries.map((entry) => {
     const parts = entry.split("|");
     const [host, ip, portText] = parts as [string, string, string];
@@ -52,7 +49,7 @@ export function parseClusterConfig(data: Buffer): ClusterConfig {
       port < 1 ||
       port > 65535
     ) {
-      throw new DiscoveryError(
+      throw new MemcacheDiscoveryError(
         `malformed Auto Discovery node entry ${JSON.stringify(entry.slice(0, 120))}`,
       );
     }
@@ -119,10 +116,10 @@ export class AutoDiscovery {
         "config",
       );
       if (data === undefined)
-        throw new DiscoveryError("config get cluster answered END without a CONFIG block");
+        throw new MemcacheDiscoveryError("config get cluster answered END without a CONFIG block");
       const config = parseClusterConfig(data);
       if (config.version < this.version) {
-        throw new DiscoveryError(
+        throw new MemcacheDiscoveryError(
           `Auto Discovery reply has config version ${config.version}, older than ${this.version} in use; ignored`,
         );
       }
@@ -132,7 +129,7 @@ export class AutoDiscovery {
       }
       this.lastError = undefined;
     } catch (error) {
-      if (error instanceof UnknownCommandError && this.nodes.size === 0) {
+      if (error instanceof MemcacheUnknownCommandError && this.nodes.size === 0) {
         this.mode = "static";
         this.endpoint.close();
         this.nodes.update([

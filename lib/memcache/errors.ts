@@ -1,34 +1,82 @@
-// Typed errors of the memcached client. One base class; each subclass names a failure the
-// caller may want to tell apart (a cache layer treats all of them as "cache unavailable").
+// Every error class of lambda-memcache, in one place. One base class; each subclass names a
+// failure the caller may want to tell apart (the cache layer treats the client's as "cache
+// unavailable"). Naming rule: `Memcache<Something>Error`, and `name` equals the class name, set
+// as a literal so a minifying bundler (esbuild renames classes) cannot change it. So a cache
+// timeout (`MemcacheTimeoutError`) is never mistaken for the DOMException `TimeoutError` that
+// `AbortSignal.timeout()` raises (e.g. in a fetch to the origin).
+//
+// Bad options are not among them: they throw TypeError (see options.ts), as Middy does.
 
-/** Base class of every error the memcached client raises. */
+/** Base class of every error lambda-memcache raises at run time. */
 export class MemcacheError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+  override readonly name: string = "MemcacheError";
 }
 
+// ---- the wire client ----
+
 /** The server answered `CLIENT_ERROR <message>`: it rejected the command as malformed. */
-export class MemcacheClientError extends MemcacheError {}
+export class MemcacheClientError extends MemcacheError {
+  override readonly name = "MemcacheClientError";
+}
 
 /** The server answered `SERVER_ERROR <message>` (e.g. "object too large for cache", out of memory). */
-export class MemcacheServerError extends MemcacheError {}
+export class MemcacheServerError extends MemcacheError {
+  override readonly name = "MemcacheServerError";
+}
 
 /** The server answered `ERROR`: it does not know the command (old memcached, ElastiCache Serverless). */
-export class UnknownCommandError extends MemcacheError {}
+export class MemcacheUnknownCommandError extends MemcacheError {
+  override readonly name = "MemcacheUnknownCommandError";
+}
 
 /** The connection closed, reset or failed to open before the reply arrived. */
-export class ConnectionClosedError extends MemcacheError {}
+export class MemcacheConnectionClosedError extends MemcacheError {
+  override readonly name = "MemcacheConnectionClosedError";
+}
 
-/** No reply (or no connection) within the configured time. */
-export class TimeoutError extends MemcacheError {}
+/** No reply (or no connection) within the configured time (timeoutMs / connectTimeoutMs). */
+export class MemcacheTimeoutError extends MemcacheError {
+  override readonly name = "MemcacheTimeoutError";
+}
 
 /** The node failed repeatedly and is skipped until its retry time; nothing was sent. */
-export class NodeDeadError extends MemcacheError {}
+export class MemcacheNodeDeadError extends MemcacheError {
+  override readonly name = "MemcacheNodeDeadError";
+}
 
 /** The server sent bytes that are not valid memcached protocol; the connection was destroyed. */
-export class ProtocolError extends MemcacheError {}
+export class MemcacheProtocolError extends MemcacheError {
+  override readonly name = "MemcacheProtocolError";
+}
 
-/** The caller passed a key, value or option the client refuses to send; nothing was sent. */
-export class IllegalInputError extends MemcacheError {}
+/** The caller passed a key, value or argument the client refuses to send; nothing was sent. */
+export class MemcacheIllegalInputError extends MemcacheError {
+  override readonly name = "MemcacheIllegalInputError";
+}
+
+// ---- clusters and Auto Discovery ----
+
+/** The cluster has no nodes yet (Auto Discovery has not answered). */
+export class MemcacheNoNodesError extends MemcacheError {
+  override readonly name = "MemcacheNoNodesError";
+}
+
+/** An Auto Discovery reply was malformed or older than the configuration in use; nothing changed. */
+export class MemcacheDiscoveryError extends MemcacheError {
+  override readonly name = "MemcacheDiscoveryError";
+}
+
+// ---- counters (lib/cache/counters.ts) ----
+
+/** The CAS loop gave up: too many concurrent writers for maxAttempts. Nothing was lost. */
+export class MemcacheCasConflictError extends MemcacheError {
+  override readonly name = "MemcacheCasConflictError";
+}
+
+/**
+ * The stored counter value could not be decoded, so it was not updated: guessing (treating it as
+ * absent) could drop a count that a damaged reply merely hid.
+ */
+export class MemcacheCounterValueError extends MemcacheError {
+  override readonly name = "MemcacheCounterValueError";
+}

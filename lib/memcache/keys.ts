@@ -2,29 +2,29 @@
 // written; safeKey() turns arbitrary (user-supplied) text into a key that always passes.
 
 import { createHash } from "node:crypto";
-import { IllegalInputError } from "./errors.ts";
+import { MemcacheIllegalInputError } from "./errors.ts";
 
 /** memcached's limit on key length, in bytes. */
 export const MAX_KEY_BYTES = 250;
 
 /**
- * Throws IllegalInputError unless `key` is 1..250 characters of printable ASCII (0x21..0x7e):
+ * Throws MemcacheIllegalInputError unless `key` is 1..250 characters of printable ASCII (0x21..0x7e):
  * no space, no control character (so no `\r\n` command injection), no non-ASCII byte.
  */
 export function assertValidKey(key: unknown): asserts key is string {
   if (typeof key !== "string") {
-    throw new IllegalInputError(`key must be a string, got ${typeof key}`);
+    throw new MemcacheIllegalInputError(`key must be a string, got ${typeof key}`);
   }
   const length = key.length;
   if (length === 0 || length > MAX_KEY_BYTES) {
-    throw new IllegalInputError(
+    throw new MemcacheIllegalInputError(
       `key must be 1..${MAX_KEY_BYTES} bytes, got ${length} characters; use safeKey() for long or user-supplied keys`,
     );
   }
   for (let i = 0; i < length; i++) {
     const c = key.charCodeAt(i);
     if (c <= 0x20 || c >= 0x7f) {
-      throw new IllegalInputError(
+      throw new MemcacheIllegalInputError(
         `key contains ${describeChar(c)} at index ${i}; keys are printable ASCII without spaces — use safeKey() for user-supplied text`,
       );
     }
@@ -49,7 +49,9 @@ const PASS_THROUGH = /^[A-Za-z0-9_.:~/@+=,-]*$/;
 export function safeKey(input: string, prefix = ""): string {
   if (prefix.length > 0) assertValidKey(prefix);
   if (prefix.length + 44 > MAX_KEY_BYTES) {
-    throw new IllegalInputError(`key prefix too long (${prefix.length} > ${MAX_KEY_BYTES - 44})`);
+    throw new MemcacheIllegalInputError(
+      `key prefix too long (${prefix.length} > ${MAX_KEY_BYTES - 44})`,
+    );
   }
   if (
     input.length > 0 &&

@@ -2,7 +2,7 @@
 // reply parser (bytes -> reply events). No sockets here, so every byte boundary is unit-testable.
 // Reference: memcached's doc/protocol.txt.
 
-import { IllegalInputError, ProtocolError } from "./errors.ts";
+import { MemcacheIllegalInputError, MemcacheProtocolError } from "./errors.ts";
 
 const CR = 13;
 const LF = 10;
@@ -15,7 +15,7 @@ const THIRTY_DAYS_SECONDS = 60 * 60 * 24 * 30;
  */
 export function toWireExptime(ttlSeconds: number, nowMs: number = Date.now()): number {
   if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 0) {
-    throw new IllegalInputError(
+    throw new MemcacheIllegalInputError(
       `ttlSeconds must be a whole number of seconds >= 0 (0 = no expiry), got ${ttlSeconds}`,
     );
   }
@@ -94,7 +94,7 @@ const BLOCK_CONFIG = 3;
 /**
  * Incremental reply parser. Feed it socket chunks of any size; it calls the handler once per
  * complete reply element. A data block is read by its declared byte count, so value bytes that
- * look like `\r\nEND\r\n` are data, not protocol. Violations throw ProtocolError; after that (or
+ * look like `\r\nEND\r\n` are data, not protocol. Violations throw MemcacheProtocolError; after that (or
  * after stop()) the parser must not be fed again.
  */
 export class ReplyParser {
@@ -153,7 +153,7 @@ export class ReplyParser {
       if (lf === -1) break;
       if (lf - offset > maxLineBytes) throw tooLong(maxLineBytes);
       if (lf === offset || data[lf - 1] !== CR) {
-        throw new ProtocolError("reply line not terminated by \\r\\n");
+        throw new MemcacheProtocolError("reply line not terminated by \\r\\n");
       }
       const first = data[offset];
       if (
@@ -259,7 +259,7 @@ export class ReplyParser {
 
   private checkSize(size: number): number {
     if (size > this.limits.maxValueBytes) {
-      throw new ProtocolError(
+      throw new MemcacheProtocolError(
         `reply announces a ${size}-byte value, over maxValueBytes (${this.limits.maxValueBytes})`,
       );
     }
@@ -331,20 +331,20 @@ function isValuePrefix(data: Buffer, offset: number): boolean {
   );
 }
 
-function malformedBytes(data: Buffer, start: number, end: number): ProtocolError {
+function malformedBytes(data: Buffer, start: number, end: number): MemcacheProtocolError {
   return malformed(`VALUE ${data.toString("latin1", start, end)}`);
 }
 
-function malformed(line: string): ProtocolError {
-  return new ProtocolError(`malformed reply header: ${JSON.stringify(line.slice(0, 120))}`);
+function malformed(line: string): MemcacheProtocolError {
+  return new MemcacheProtocolError(`malformed reply header: ${JSON.stringify(line.slice(0, 120))}`);
 }
 
-function badBlockEnd(): ProtocolError {
-  return new ProtocolError("data block not followed by \\r\\n (byte count does not match)");
+function badBlockEnd(): MemcacheProtocolError {
+  return new MemcacheProtocolError("data block not followed by \\r\\n (byte count does not match)");
 }
 
-function tooLong(max: number): ProtocolError {
-  return new ProtocolError(`reply line longer than maxLineBytes (${max}) without \\r\\n`);
+function tooLong(max: number): MemcacheProtocolError {
+  return new MemcacheProtocolError(`reply line longer than maxLineBytes (${max}) without \\r\\n`);
 }
 
 /** Meta reply: a two-letter code (HD, VA, EN, NF, NS, EX, MN) and its return flags. */

@@ -22,7 +22,7 @@
 // UTF-8, bad JSON, bad zlib) is reported as undefined, which the client turns into a miss.
 
 import { crc32, inflateSync } from "node:zlib";
-import { IllegalInputError } from "./errors.ts";
+import { MemcacheIllegalInputError } from "./errors.ts";
 
 export const FLAG_BYTES = 0;
 /** pymemcache/pylibmc pickle. Never written, never decoded. */
@@ -92,17 +92,20 @@ export const defaultSerde: Serde = {
       return { data: Buffer.from(String(value), "latin1"), flags: FLAG_INTEGER };
     }
     if (value === undefined || typeof value === "function" || typeof value === "symbol") {
-      throw new IllegalInputError(`cannot store a value of type ${typeof value}`);
+      throw new MemcacheIllegalInputError(`cannot store a value of type ${typeof value}`);
     }
     let json: string | undefined;
     try {
       json = JSON.stringify(value);
     } catch (error) {
-      throw new IllegalInputError(`value cannot be stored as JSON: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new MemcacheIllegalInputError(
+        `value cannot be stored as JSON: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
-    if (json === undefined) throw new IllegalInputError("value has no JSON form");
+    if (json === undefined) throw new MemcacheIllegalInputError("value has no JSON form");
     return { data: Buffer.from(json, "utf8"), flags: FLAG_JSON };
   },
 

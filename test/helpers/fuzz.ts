@@ -3,7 +3,7 @@
 // same transcripts mutated (byte flips, insertions, deletions, truncations, duplicated spans,
 // huge or wrong declared sizes, a missing \r) and plain garbage, each fed to a fresh parser whole
 // and in random chunks. The properties checked for every case:
-//   - the only exception the parser may throw is ProtocolError (anything else is a crash);
+//   - the only exception the parser may throw is MemcacheProtocolError (anything else is a crash);
 //   - no single feed() takes longer than hangMs (a hang);
 //   - bufferedBytes never exceeds maxLineBytes + maxValueBytes + 2 (bounded memory);
 //   - the events and the outcome do not depend on how the bytes were chunked;
@@ -11,7 +11,7 @@
 // Used by test/unit/memcache/fuzz.test.ts (CI-sized) and scripts/fuzz.ts (`npm run fuzz`).
 
 import { isDeepStrictEqual } from "node:util";
-import { ProtocolError } from "../../lib/memcache/errors.ts";
+import { MemcacheProtocolError } from "../../lib/memcache/errors.ts";
 import { type ParserLimits, type ReplyHandler, ReplyParser } from "../../lib/memcache/protocol.ts";
 
 // ---- seeded randomness ----
@@ -444,7 +444,7 @@ export function chunk(rng: Rng, input: Buffer): Buffer[] {
 
 export interface FeedOutcome {
   events: ReplyEvent[];
-  /** The ProtocolError's message, when the parser rejected the input. */
+  /** The MemcacheProtocolError's message, when the parser rejected the input. */
   protocolError: string | undefined;
   /** Any other exception: a crash. */
   crash: unknown;
@@ -471,7 +471,7 @@ export function feedParser(chunks: readonly Buffer[], limits: ParserLimits): Fee
       parser.feed(piece);
     } catch (error) {
       outcome.slowestFeedMs = Math.max(outcome.slowestFeedMs, performance.now() - started);
-      if (error instanceof ProtocolError) outcome.protocolError = error.message;
+      if (error instanceof MemcacheProtocolError) outcome.protocolError = error.message;
       else outcome.crash = error;
       return outcome;
     }
@@ -516,11 +516,11 @@ export interface FuzzResult {
   cases: number;
   /** Cases that were valid transcripts (no mutation). */
   validCases: number;
-  /** Exceptions other than ProtocolError. */
+  /** Exceptions other than MemcacheProtocolError. */
   crashes: number;
   /** Cases with a feed() over hangMs (twice in a row). */
   hangs: number;
-  /** Cases the parser rejected with ProtocolError (whole feed). */
+  /** Cases the parser rejected with MemcacheProtocolError (whole feed). */
   protocolErrors: number;
   /** Largest bufferedBytes seen; must be <= bufferLimit. */
   maxBufferedBytes: number;
@@ -664,7 +664,7 @@ function describeError(error: unknown): string {
 }
 
 /**
- * Seeded inputs the parser rejects with ProtocolError before reporting any event: a garbage
+ * Seeded inputs the parser rejects with MemcacheProtocolError before reporting any event: a garbage
  * reply that must close a client's connection (for tests over a socket).
  */
 export function rejectedReplies(count: number, seed: number, limits: ParserLimits): Buffer[] {

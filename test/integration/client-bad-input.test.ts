@@ -1,11 +1,11 @@
 // Hostile keys, oversized values and bad options against a real memcached: each is refused
-// with IllegalInputError before a byte is written (the server's counters do not move and the
+// with MemcacheIllegalInputError before a byte is written (the server's counters do not move and the
 // key an injection targets survives), safeKey() makes the same text usable, and a value the
 // server refuses leaves the connection in step.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { IllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
 import { counters } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
@@ -97,7 +97,7 @@ describe("hostile keys", () => {
         const attempt = call(client, hostile);
         expect(client.nodes[0]!.inFlight, `${callName} with ${keyName}`).toBe(0);
         await expect(attempt, `${callName} with ${keyName}`).rejects.toBeInstanceOf(
-          IllegalInputError,
+          MemcacheIllegalInputError,
         );
       }
     }
@@ -145,10 +145,10 @@ describe("oversized values", () => {
     const client = newClient();
     const before = await counters(observer, ["cmd_set"]);
     await expect(client.set("too-big", Buffer.alloc(2 * 1024 * 1024))).rejects.toThrow(
-      IllegalInputError,
+      MemcacheIllegalInputError,
     );
     await expect(client.metaSet("too-big", Buffer.alloc(2 * 1024 * 1024))).rejects.toThrow(
-      IllegalInputError,
+      MemcacheIllegalInputError,
     );
     expect(client.nodes[0]!.isOpen).toBe(false);
     expect((await counters(observer, ["cmd_set"])).cmd_set).toBe(before.cmd_set);
@@ -207,9 +207,9 @@ describe("bad options", () => {
     ['stats group "reset" (not a STAT listing)', (c: MemcacheClient) => c.stats("reset")],
     ['stats group "detail"', (c: MemcacheClient) => c.stats("detail")],
     ["a cas token over 2^64-1", (c: MemcacheClient) => c.cas("opt", "x", "18446744073709551616")],
-  ])("refuses %s with IllegalInputError without sending", async (_name, call) => {
+  ])("refuses %s with MemcacheIllegalInputError without sending", async (_name, call) => {
     const client = newClient();
-    await expect(call(client)).rejects.toBeInstanceOf(IllegalInputError);
+    await expect(call(client)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
     expect(client.nodes[0]!.isOpen).toBe(false);
   });
 
@@ -220,15 +220,15 @@ describe("bad options", () => {
   ])("refuses flushAll with delaySeconds %s and flushes nothing", async (_name, delaySeconds) => {
     await observer.set("survivor", "kept");
     const client = newClient();
-    await expect(client.flushAll(delaySeconds)).rejects.toBeInstanceOf(IllegalInputError);
+    await expect(client.flushAll(delaySeconds)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
     expect(client.nodes[0]!.isOpen).toBe(false);
     expect(await observer.get("survivor")).toBe("kept");
   });
 
   it.each(["not a host:port:x", "127.0.0.1:0", "127.0.0.1:65536", ""])(
-    "refuses the server address %j with IllegalInputError",
+    "refuses the server address %j with MemcacheIllegalInputError",
     (servers) => {
-      expect(() => new MemcacheClient({ servers })).toThrow(IllegalInputError);
+      expect(() => new MemcacheClient({ servers })).toThrow(MemcacheIllegalInputError);
     },
   );
 });

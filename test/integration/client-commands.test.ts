@@ -6,9 +6,9 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import {
-  IllegalInputError,
   MemcacheClientError,
-  UnknownCommandError,
+  MemcacheIllegalInputError,
+  MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
 import { counters, nodeStats } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
@@ -440,14 +440,14 @@ describe("meta protocol", () => {
     expect((await client.metaNoop()).code).toBe("MN");
   });
 
-  it("refuses the q flag with IllegalInputError and sends nothing", async () => {
+  it("refuses the q flag with MemcacheIllegalInputError and sends nothing", async () => {
     const fresh = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000 });
     try {
       await expect(fresh.metaGet(key("meta-q"), ["v", "q"])).rejects.toBeInstanceOf(
-        IllegalInputError,
+        MemcacheIllegalInputError,
       );
       await expect(fresh.metaDelete(key("meta-q"), ["q"])).rejects.toBeInstanceOf(
-        IllegalInputError,
+        MemcacheIllegalInputError,
       );
       expect(fresh.nodes[0]!.isOpen).toBe(false);
     } finally {
@@ -457,11 +457,11 @@ describe("meta protocol", () => {
 });
 
 describe("configGet on plain memcached", () => {
-  it("rejects with UnknownCommandError and keeps the connection usable", async () => {
+  it("rejects with MemcacheUnknownCommandError and keeps the connection usable", async () => {
     const k = key("after-config");
     await client.set(k, "still here");
     const before = await counters(client, ["total_connections"]);
-    await expect(client.configGet()).rejects.toBeInstanceOf(UnknownCommandError);
+    await expect(client.configGet()).rejects.toBeInstanceOf(MemcacheUnknownCommandError);
     expect(await client.get(k)).toBe("still here");
     expect(client.nodes[0]!.isOpen).toBe(true);
     expect((await counters(client, ["total_connections"])).total_connections).toBe(

@@ -10,11 +10,11 @@ import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import {
-  ConnectionClosedError,
+  MemcacheConnectionClosedError,
   MemcacheError,
-  NodeDeadError,
-  ProtocolError,
-  TimeoutError,
+  MemcacheNodeDeadError,
+  MemcacheProtocolError,
+  MemcacheTimeoutError,
 } from "../../lib/memcache/errors.ts";
 import { rejection, timed } from "../helpers/client.ts";
 import {
@@ -106,43 +106,43 @@ describe("a memcached killed with requests in flight", () => {
       for (const outcome of outcomes) {
         // A reply the kernel had already delivered may complete; a cut-off one must not.
         if (outcome.status === "fulfilled") expect(outcome.value?.equals(value)).toBe(true);
-        else expect(outcome.reason).toBeInstanceOf(ConnectionClosedError);
+        else expect(outcome.reason).toBeInstanceOf(MemcacheConnectionClosedError);
       }
     },
   );
 });
 
 describe("a server that closes every connection at once", () => {
-  it("rejects a get with ConnectionClosedError well before timeoutMs", async () => {
+  it("rejects a get with MemcacheConnectionClosedError well before timeoutMs", async () => {
     const peer = await fake(closeImmediately);
     const client = newClient(peer.endpoint, { timeoutMs: 1000 });
     const { ms, result } = await timed(() => client.get("k"));
-    expect(rejection(result)).toBeInstanceOf(ConnectionClosedError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheConnectionClosedError);
     expect(ms).toBeLessThan(200);
     expect(peer.connections).toBe(1);
   });
 });
 
 describe("a server that never answers", () => {
-  it("rejects a get with TimeoutError once timeoutMs has passed", async () => {
+  it("rejects a get with MemcacheTimeoutError once timeoutMs has passed", async () => {
     const peer = await fake(blackHole);
     const client = newClient(peer.endpoint, { timeoutMs: 150 });
     const { ms, result } = await timed(() => client.get("k"));
     const error = rejection(result);
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(MemcacheTimeoutError);
     expect((error as Error).message).toMatch(/timeoutMs/);
     expect(ms).toBeGreaterThanOrEqual(140);
     expect(ms).toBeLessThan(150 + 250);
   });
 
-  it("rejects 20 concurrent gets with TimeoutError in the same window", async () => {
+  it("rejects 20 concurrent gets with MemcacheTimeoutError in the same window", async () => {
     const peer = await fake(blackHole);
     const client = newClient(peer.endpoint, { timeoutMs: 150 });
     const runs = await Promise.all(
       Array.from({ length: 20 }, (_, i) => timed(() => client.get(`k${i}`))),
     );
     for (const { ms, result } of runs) {
-      expect(rejection(result)).toBeInstanceOf(TimeoutError);
+      expect(rejection(result)).toBeInstanceOf(MemcacheTimeoutError);
       expect(ms).toBeGreaterThanOrEqual(140);
       expect(ms).toBeLessThan(150 + 250);
     }
@@ -152,7 +152,7 @@ describe("a server that never answers", () => {
     const peer = await fake(answerLines(() => "VALUE k 0 10\r\nabc"));
     const client = newClient(peer.endpoint, { timeoutMs: 150, connectTimeoutMs: 100 });
     const { ms, result } = await timed(() => client.get("k"));
-    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheTimeoutError);
     expect(ms).toBeGreaterThanOrEqual(140);
     expect(ms).toBeLessThan(150 + 250);
   });
@@ -161,16 +161,16 @@ describe("a server that never answers", () => {
     const peer = await fake(blackHole); // the TCP connect succeeds at once
     const client = newClient(peer.endpoint, { timeoutMs: 150, connectTimeoutMs: 1000 });
     const { ms, result } = await timed(() => client.get("k"));
-    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheTimeoutError);
     expect(ms).toBeLessThan(150 + 250);
   });
 
-  it("fails a TLS connect whose handshake never completes with TimeoutError after connectTimeoutMs", async () => {
+  it("fails a TLS connect whose handshake never completes with MemcacheTimeoutError after connectTimeoutMs", async () => {
     const peer = await fake(blackHole);
     const client = newClient(peer.endpoint, { tls: true, connectTimeoutMs: 150, timeoutMs: 1000 });
     const { ms, result } = await timed(() => client.get("k"));
     const error = rejection(result);
-    expect(error).toBeInstanceOf(TimeoutError);
+    expect(error).toBeInstanceOf(MemcacheTimeoutError);
     expect((error as Error).message).toMatch(/connectTimeoutMs/);
     expect(ms).toBeGreaterThanOrEqual(140);
     expect(ms).toBeLessThan(150 + 250);
@@ -245,11 +245,11 @@ describe("a paused memcached (SIGSTOP)", () => {
     await server.pause();
     for (let attempt = 1; attempt <= 2; attempt++) {
       const { ms, result } = await timed(() => client.get("paused"));
-      expect(rejection(result), `attempt ${attempt}`).toBeInstanceOf(TimeoutError);
+      expect(rejection(result), `attempt ${attempt}`).toBeInstanceOf(MemcacheTimeoutError);
       expect(ms, `attempt ${attempt}`).toBeLessThan(150 + 250);
     }
     expect(node.isDead).toBe(true);
-    await expect(client.get("paused")).rejects.toBeInstanceOf(NodeDeadError);
+    await expect(client.get("paused")).rejects.toBeInstanceOf(MemcacheNodeDeadError);
 
     server.resume();
     await vi.waitFor(() => expect(node.isDead).toBe(false), { timeout: 1_000, interval: 20 });
@@ -277,7 +277,7 @@ describe("a memcached that restarts or stops", () => {
 
     const first = await timed(() => client.get("restart"));
     if (first.result.status === "rejected") {
-      expect(first.result.reason).toBeInstanceOf(ConnectionClosedError);
+      expect(first.result.reason).toBeInstanceOf(MemcacheConnectionClosedError);
     } else {
       expect(first.result.value).toBeUndefined(); // a new process starts empty
     }
@@ -294,14 +294,14 @@ describe("a memcached that restarts or stops", () => {
     for (let attempt = 1; attempt <= 2; attempt++) {
       const { ms, result } = await timed(() => client.get("stop"));
       const error = rejection(result);
-      expect(error, `attempt ${attempt}`).toBeInstanceOf(ConnectionClosedError);
+      expect(error, `attempt ${attempt}`).toBeInstanceOf(MemcacheConnectionClosedError);
       expect((error as Error).message, `attempt ${attempt}`).toMatch(/ECONNREFUSED/);
       expect(ms, `attempt ${attempt}`).toBeLessThan(100);
     }
 
     expect(node.isDead).toBe(true);
     const dead = await timed(() => client.get("stop"));
-    expect(rejection(dead.result)).toBeInstanceOf(NodeDeadError);
+    expect(rejection(dead.result)).toBeInstanceOf(MemcacheNodeDeadError);
     expect(dead.ms).toBeLessThan(5);
     expect(node.isOpen).toBe(false); // refused without connecting
 
@@ -327,7 +327,7 @@ describe("a server that breaks the protocol", () => {
       client.get("k2"),
       client.get("k3"),
     ]);
-    expect(rejection(first!)).toBeInstanceOf(ProtocolError);
+    expect(rejection(first!)).toBeInstanceOf(MemcacheProtocolError);
     for (const outcome of queued) expect(rejection(outcome)).toBeInstanceOf(MemcacheError);
     expect(client.nodes[0]!.isOpen).toBe(false);
 
@@ -337,7 +337,7 @@ describe("a server that breaks the protocol", () => {
 });
 
 describe("close()", () => {
-  it("rejects pending requests with ConnectionClosedError at once, and the next call reconnects", async () => {
+  it("rejects pending requests with MemcacheConnectionClosedError at once, and the next call reconnects", async () => {
     const peer = await fake(blackHole);
     const client = newClient(peer.endpoint, { timeoutMs: 5_000 });
     const pending = Promise.allSettled([client.get("k")]);
@@ -346,13 +346,13 @@ describe("close()", () => {
     const settled = await orDeadline(pending, 50);
     expect(settled, "the pending get did not settle within 50 ms of close()").not.toBe("deadline");
     if (settled === "deadline") return;
-    expect(rejection(settled[0])).toBeInstanceOf(ConnectionClosedError);
+    expect(rejection(settled[0])).toBeInstanceOf(MemcacheConnectionClosedError);
     expect(client.nodes[0]!.isDead).toBe(false); // closing is not a failure
 
     const again = Promise.allSettled([client.get("k")]);
     await vi.waitFor(() => expect(peer.connections).toBe(2), { timeout: 1_000, interval: 10 });
     client.close();
-    expect(rejection((await again)[0])).toBeInstanceOf(ConnectionClosedError);
+    expect(rejection((await again)[0])).toBeInstanceOf(MemcacheConnectionClosedError);
   });
 });
 

@@ -4,7 +4,7 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
-import { ConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
 import { describeError, rejection, timed } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
@@ -57,21 +57,21 @@ describe("with the test CA and the certificate's server name", () => {
 });
 
 describe("refused TLS connections", () => {
-  it("rejects with ConnectionClosedError naming the altnames when the server name is wrong", async () => {
+  it("rejects with MemcacheConnectionClosedError naming the altnames when the server name is wrong", async () => {
     const client = newClient({ tls: { ca: certs.caPem, servername: "wrong.test" } });
     const { ms, result } = await timed(() => client.get("tls:a"));
     const error = rejection(result);
-    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect(error).toBeInstanceOf(MemcacheConnectionClosedError);
     expect(describeError(error)).toMatch(/altnames|ERR_TLS_CERT_ALTNAME_INVALID/);
     expect(describeError(error)).toMatch(/wrong\.test/);
     expect(ms).toBeLessThan(1000);
   });
 
-  it("rejects with ConnectionClosedError when the certificate's CA is not trusted", async () => {
+  it("rejects with MemcacheConnectionClosedError when the certificate's CA is not trusted", async () => {
     const client = newClient({ tls: true });
     const { ms, result } = await timed(() => client.get("tls:a"));
     const error = rejection(result);
-    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect(error).toBeInstanceOf(MemcacheConnectionClosedError);
     expect(describeError(error)).toMatch(/certificate|issuer|CERT/i);
     expect(ms).toBeLessThan(1000);
   });

@@ -10,14 +10,14 @@ import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import type { Connection } from "../../lib/memcache/connection.ts";
-import { DiscoveryError } from "../../lib/memcache/discovery.ts";
 import {
-  ConnectionClosedError,
+  MemcacheConnectionClosedError,
+  MemcacheDiscoveryError,
   type MemcacheError,
-  NodeDeadError,
-  ProtocolError,
-  TimeoutError,
-  UnknownCommandError,
+  MemcacheNodeDeadError,
+  MemcacheProtocolError,
+  MemcacheTimeoutError,
+  MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
 import { counters, describeError, rejection, timed } from "../helpers/client.ts";
 import {
@@ -282,7 +282,7 @@ describe("a discovery reply that cannot be applied", () => {
           good.replace(/^CONFIG cluster 0 (\d+)/, (_, n) => `CONFIG cluster 0 ${Number(n) + 20}`),
         );
       },
-      TimeoutError,
+      MemcacheTimeoutError,
       /did not answer "config" within \d+ ms/,
     ],
     [
@@ -293,19 +293,19 @@ describe("a discovery reply that cannot be applied", () => {
           good.replace(/^CONFIG cluster 0 (\d+)/, (_, n) => `CONFIG cluster 0 ${Number(n) - 5}`),
         );
       },
-      ProtocolError,
+      MemcacheProtocolError,
       /memcached 127\.0\.0\.1:\d+: /,
     ],
     [
       "a block without END",
       (server) => server.answerRaw(server.configReply().subarray(0, -"END\r\n".length)),
-      TimeoutError,
+      MemcacheTimeoutError,
       /did not answer "config" within \d+ ms/,
     ],
     [
       "garbage",
       (server) => server.answerRaw("HELLO THERE\r\n"),
-      ProtocolError,
+      MemcacheProtocolError,
       /unexpected reply "HELLO THERE" to "config"/,
     ],
     [
@@ -314,7 +314,7 @@ describe("a discovery reply that cannot be applied", () => {
         server.answerRaw(
           clusterConfigReply(version + 1, [{ host: "bad_host", ip: "127.0.0.1", port: 1 }]),
         ),
-      DiscoveryError,
+      MemcacheDiscoveryError,
       /malformed Auto Discovery node entry "bad_host\|127\.0\.0\.1\|1"/,
     ],
     [
@@ -323,13 +323,13 @@ describe("a discovery reply that cannot be applied", () => {
         server.setNodes(version - 1, [
           { host: "127.0.0.1", ip: "127.0.0.1", port: nodes[0]!.port },
         ]),
-      DiscoveryError,
+      MemcacheDiscoveryError,
       /config version \d+, older than \d+ in use; ignored/,
     ],
     [
       "ERROR after the nodes are known",
       (server) => server.answerError(),
-      UnknownCommandError,
+      MemcacheUnknownCommandError,
       /answered "config" with ERROR/,
     ],
   ];
@@ -427,7 +427,7 @@ describe("getMany over three nodes", () => {
 });
 
 describe("a dead node", () => {
-  it("fails its keys fast with NodeDeadError and does not remap them (documented), while other nodes keep working", async () => {
+  it("fails its keys fast with MemcacheNodeDeadError and does not remap them (documented), while other nodes keep working", async () => {
     const victim = await startExtra();
     const [live1, live2] = nodes as [MemcachedProcess, MemcachedProcess];
     advertise([live1, live2, victim]);
@@ -447,7 +447,7 @@ describe("a dead node", () => {
     await victim.kill("SIGKILL");
     for (let i = 0; i < failuresBeforeDead; i++) {
       const error = rejection((await timed(() => client.get(victimKeys[0]!))).result);
-      expect(error).toBeInstanceOf(ConnectionClosedError);
+      expect(error).toBeInstanceOf(MemcacheConnectionClosedError);
     }
     const victimConnection = client.cluster.nodeFor(victimKeys[0]!);
     expect(victimConnection.port).toBe(victim.port);
@@ -455,14 +455,14 @@ describe("a dead node", () => {
 
     for (const key of victimKeys.slice(0, 5)) {
       const { ms, result } = await timed(() => client.get(key));
-      expect(rejection(result)).toBeInstanceOf(NodeDeadError);
+      expect(rejection(result)).toBeInstanceOf(MemcacheNodeDeadError);
       expect(ms).toBeLessThan(5);
     }
 
     // Not remapped: a set of the dead node's key fails, and no live node receives it.
     const liveBefore = await Promise.all([live1, live2].map((n) => nodeCounters(n, ["cmd_set"])));
     const { result } = await timed(() => client.set(victimKeys[0]!, "moved?"));
-    expect(rejection(result)).toBeInstanceOf(NodeDeadError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheNodeDeadError);
     const liveAfter = await Promise.all([live1, live2].map((n) => nodeCounters(n, ["cmd_set"])));
     expect(liveAfter).toEqual(liveBefore);
     for (const live of [live1, live2]) {
@@ -533,7 +533,7 @@ describe("TLS with discovered hostnames", () => {
     const checked: string[] = [];
     const client = tlsClient(checked);
     const error = rejection((await timed(() => client.set("tls:wrong", "x"))).result);
-    expect(error).toBeInstanceOf(ConnectionClosedError);
+    expect(error).toBeInstanceOf(MemcacheConnectionClosedError);
     expect(describeError(error)).toMatch(/altnames/);
     expect(describeError(error)).toMatch(/wrong\.test/);
     expect(checked).toContain("wrong.test");

@@ -4,16 +4,18 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  CasConflictError,
   type CounterClient,
-  CounterValueError,
   casIncrement,
   casUpdate,
   increment,
   readCounter,
 } from "../../lib/cache/counters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { MemcacheClientError } from "../../lib/memcache/errors.ts";
+import {
+  MemcacheCasConflictError,
+  MemcacheClientError,
+  MemcacheCounterValueError,
+} from "../../lib/memcache/errors.ts";
 import { FLAG_INTEGER, FLAG_JSON } from "../../lib/memcache/serde.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
@@ -145,7 +147,7 @@ describe("casUpdate", () => {
     expect([...results].sort((a, b) => a - b)).toEqual(oneTo(800));
   });
 
-  it("gives up with CasConflictError when maxAttempts is 1 under contention, keeping every success", async () => {
+  it("gives up with MemcacheCasConflictError when maxAttempts is 1 under contention, keeping every success", async () => {
     const k = key("give-up");
     await client.set(k, 0);
     const clients = moreClients(4);
@@ -160,7 +162,7 @@ describe("casUpdate", () => {
     const failed = settled.flatMap((s) => (s.status === "rejected" ? [s.reason] : []));
     expect(failed.length).toBeGreaterThan(0);
     for (const error of failed) {
-      expect(error).toBeInstanceOf(CasConflictError);
+      expect(error).toBeInstanceOf(MemcacheCasConflictError);
       expect((error as Error).message).toContain("maxAttempts");
     }
     expect(stored.length).toBeGreaterThan(0);
@@ -170,14 +172,14 @@ describe("casUpdate", () => {
 
   // An undecodable value reads as absent (update gets undefined) but is overwritten with cas using
   // its token: add() would never succeed on the existing key and the loop would end in a
-  // CasConflictError blaming contention that does not exist.
+  // MemcacheCasConflictError blaming contention that does not exist.
   it("refuses to update a value that cannot be decoded and leaves the stored bytes alone", async () => {
     const k = key("undecodable");
     await client.set(k, Buffer.from("{not json"), { flags: FLAG_JSON });
     const { calls, client: recorded } = recording(client);
 
     await expect(casUpdate(recorded, k, plusOne, { maxAttempts: 5 })).rejects.toBeInstanceOf(
-      CounterValueError,
+      MemcacheCounterValueError,
     );
     expect(calls).toEqual(["gets"]);
     const raw = await client.gets(k);
@@ -262,12 +264,12 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(43);
   });
 
-  it("turns the server's refusal to increment a value that is not a number into CounterValueError", async () => {
+  it("turns the server's refusal to increment a value that is not a number into MemcacheCounterValueError", async () => {
     const k = key("not-a-number");
     await client.set(k, "hello");
 
     const error = await increment(client, k).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(CounterValueError);
+    expect(error).toBeInstanceOf(MemcacheCounterValueError);
     expect((error as Error).cause).toBeInstanceOf(MemcacheClientError);
     expect(await client.get(k)).toBe("hello");
   });
@@ -276,7 +278,7 @@ describe("increment", () => {
     const k = key("negative");
     await client.set(k, -5);
 
-    await expect(increment(client, k)).rejects.toBeInstanceOf(CounterValueError);
+    await expect(increment(client, k)).rejects.toBeInstanceOf(MemcacheCounterValueError);
     expect(await casIncrement(client, k, 2)).toBe(-3);
     expect(await readCounter(client, k)).toBe(-3);
   });
@@ -303,13 +305,13 @@ describe("readCounter", () => {
     ["a JSON object", { count: 3 }, undefined],
     ["a fraction", 1.5, undefined],
   ])(
-    "refuses a key holding %s (CounterValueError), as casIncrement does, and leaves it",
+    "refuses a key holding %s (MemcacheCounterValueError), as casIncrement does, and leaves it",
     async (_label, value, flags) => {
       const k = key("garbage");
       await client.set(k, value, flags === undefined ? {} : { flags });
       const before = await client.gets(k);
-      await expect(readCounter(client, k)).rejects.toBeInstanceOf(CounterValueError);
-      await expect(casIncrement(client, k)).rejects.toBeInstanceOf(CounterValueError);
+      await expect(readCounter(client, k)).rejects.toBeInstanceOf(MemcacheCounterValueError);
+      await expect(casIncrement(client, k)).rejects.toBeInstanceOf(MemcacheCounterValueError);
       expect((await client.gets(k))?.cas).toBe(before?.cas);
     },
   );

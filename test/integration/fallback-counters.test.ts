@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type CounterClient,
   type CounterValue,
-  CounterValueError,
   casIncrement,
   casUpdate,
   increment,
@@ -15,6 +14,7 @@ import {
 } from "../../lib/cache/counters.ts";
 import { fallbackCounters } from "../../lib/cache/fallback.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { MemcacheCounterValueError } from "../../lib/memcache/errors.ts";
 import { counters } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
@@ -155,12 +155,12 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
     expect(await readCounter(oldClient, k)).toBe(1000);
   });
 
-  it("refuses a key old holds that is not a counter (CounterValueError), writing nothing", async () => {
+  it("refuses a key old holds that is not a counter (MemcacheCounterValueError), writing nothing", async () => {
     const k = key("not-a-counter");
     await oldClient.set(k, { not: "a counter" });
 
-    await expect(readCounter(views[0]!, k)).rejects.toBeInstanceOf(CounterValueError);
-    await expect(casIncrement(views[1]!, k)).rejects.toBeInstanceOf(CounterValueError);
+    await expect(readCounter(views[0]!, k)).rejects.toBeInstanceOf(MemcacheCounterValueError);
+    await expect(casIncrement(views[1]!, k)).rejects.toBeInstanceOf(MemcacheCounterValueError);
     expect(await newClient.get(k)).toBeUndefined();
   });
 });

@@ -17,7 +17,7 @@ import { type FallbackOptions, FallbackStore } from "../../lib/cache/fallback.ts
 import type { LeaseMode, LeaseOptions } from "../../lib/cache/leases.ts";
 import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
-import { ConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
 import { counters, timed } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
@@ -300,7 +300,7 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     await oldClient.set(k, "v1");
     const failingOld = client(oldServer.endpoint);
     failingOld.delete = () =>
-      Promise.reject(new ConnectionClosedError("test: old cluster dropped the delete"));
+      Promise.reject(new MemcacheConnectionClosedError("test: old cluster dropped the delete"));
     const { store, cache, oldErrors } = cutover(newClient, failingOld, { leases: mode });
 
     expect(await cache.invalidate(k)).toBe(true); // an old failure never surfaces
@@ -437,7 +437,7 @@ describe("when the old cluster fails", () => {
   // timeline (black hole: the port accepts, nothing answers):
   //   read 1: mg old ... timeoutMs -> failure 1 (socket destroyed)
   //   read 2: mg old on a new socket ... timeoutMs -> failure 2 -> old marked dead for 1 s
-  //   read 3..50: old refused at once (NodeDeadError) -> MISS without waiting
+  //   read 3..50: old refused at once (MemcacheNodeDeadError) -> MISS without waiting
   it("reads keys as MISS while old is a black hole, only the first failuresBeforeDead reads waiting timeoutMs", async () => {
     const { server, keys, cache, oldErrors } = await brokenOldSetup("paused", 50);
     try {

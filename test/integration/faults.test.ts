@@ -13,7 +13,11 @@ import { type CounterClient, casUpdate } from "../../lib/cache/counters.ts";
 import { FallbackStore } from "../../lib/cache/fallback.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
-import { IllegalInputError, NodeDeadError, TimeoutError } from "../../lib/memcache/errors.ts";
+import {
+  MemcacheIllegalInputError,
+  MemcacheNodeDeadError,
+  MemcacheTimeoutError,
+} from "../../lib/memcache/errors.ts";
 import { rejection, timed } from "../helpers/client.ts";
 import {
   type Fault,
@@ -106,7 +110,8 @@ function recordingCounters(client: MemcacheClient): {
   let unknown = 0;
   const noteFailure = (error: unknown): never => {
     // Refused before sending: certainly not applied.
-    if (!(error instanceof NodeDeadError || error instanceof IllegalInputError)) unknown++;
+    if (!(error instanceof MemcacheNodeDeadError || error instanceof MemcacheIllegalInputError))
+      unknown++;
     throw error;
   };
   return {
@@ -358,7 +363,7 @@ describe("a socket that sat idle while its peer went away without a FIN (thawed 
     expect(proxy.connections).toBe(connectionsBefore + 1);
   });
 
-  it("does not retry an incr: it rejects with TimeoutError and the server counted it at most once", async () => {
+  it("does not retry an incr: it rejects with MemcacheTimeoutError and the server counted it at most once", async () => {
     // incr works on plain decimal values; a checksummed value carries a CRC trailer.
     const plain = newClient(newServer.endpoint, { timeoutMs: 2_000, checksums: false });
     await plain.set("thawed:incr", 10);
@@ -368,7 +373,7 @@ describe("a socket that sat idle while its peer went away without a FIN (thawed 
 
     const { ms, result } = await timed(() => client.incr("thawed:incr", 1));
 
-    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheTimeoutError);
     expect(ms).toBeLessThan(timeoutMs + 100);
     expect(client.nodes[0]!.staleRetries).toBe(0);
     expect(proxy.connections).toBe(connectionsBefore); // nothing was sent again
@@ -379,14 +384,14 @@ describe("a socket that sat idle while its peer went away without a FIN (thawed 
     expect(await client.incr("thawed:incr", 1)).toBe(onServer! + 1);
   });
 
-  it("does not retry a set: it rejects with TimeoutError and the server kept its value", async () => {
+  it("does not retry a set: it rejects with MemcacheTimeoutError and the server kept its value", async () => {
     await direct.set("thawed:set", "v1");
     await frozenAndThawed("thawed:set");
     const connectionsBefore = proxy.connections;
 
     const { result } = await timed(() => client.set("thawed:set", "v2"));
 
-    expect(rejection(result)).toBeInstanceOf(TimeoutError);
+    expect(rejection(result)).toBeInstanceOf(MemcacheTimeoutError);
     expect(client.nodes[0]!.staleRetries).toBe(0);
     expect(proxy.connections).toBe(connectionsBefore);
     expect(await direct.get("thawed:set")).toBe("v1");

@@ -29,7 +29,7 @@ import {
 } from "../../lib/cache/httpCache.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { IllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
 import { counters } from "../helpers/client.ts";
 import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
@@ -511,7 +511,7 @@ describe("oversized responses", () => {
     expect(first.body).toHaveLength(twoMiB.length);
     const writeErrors = cacheEvents.filter((e) => e.type === "write-error");
     expect(writeErrors).toHaveLength(1);
-    expect(writeErrors[0]!.error).toBeInstanceOf(IllegalInputError);
+    expect(writeErrors[0]!.error).toBeInstanceOf(MemcacheIllegalInputError);
 
     const second = await invoke(event);
     expect(xCache(second)).toBe("MISS");

@@ -5,7 +5,7 @@
 import { describe, expect, it, vi } from "vitest";
 import { CacheAside, type CacheEvent } from "../../../lib/cache/cacheAside.ts";
 import type { CacheStore, StoreHit } from "../../../lib/cache/store.ts";
-import { TimeoutError } from "../../../lib/memcache/errors.ts";
+import { MemcacheTimeoutError } from "../../../lib/memcache/errors.ts";
 
 interface WriteCall {
   key: string;
@@ -27,20 +27,20 @@ class FakeStore implements CacheStore {
 
   async read<T>(key: string): Promise<StoreHit<T> | undefined> {
     this.reads.push(key);
-    if (this.failReads) throw new TimeoutError("fake store: read timed out");
+    if (this.failReads) throw new MemcacheTimeoutError("fake store: read timed out");
     if (!this.entries.has(key)) return undefined;
     return { value: this.entries.get(key) as T, fallback: this.fallbackKeys.has(key) };
   }
 
   async write(key: string, value: unknown, ttlSeconds: number): Promise<void> {
     this.writes.push({ key, value, ttlSeconds });
-    if (this.failWrites) throw new TimeoutError("fake store: write timed out");
+    if (this.failWrites) throw new MemcacheTimeoutError("fake store: write timed out");
     this.entries.set(key, value);
   }
 
   async invalidate(key: string): Promise<void> {
     this.invalidations.push(key);
-    if (this.failInvalidations) throw new TimeoutError("fake store: delete timed out");
+    if (this.failInvalidations) throw new MemcacheTimeoutError("fake store: delete timed out");
     this.entries.delete(key);
   }
 }
@@ -119,7 +119,7 @@ describe("getOrLoad", () => {
     expect(store.writes).toHaveLength(1); // the write was attempted
     const writeError = events.find((event) => event.type === "write-error");
     expect(writeError).toMatchObject({ key: "k" });
-    expect(writeError?.error).toBeInstanceOf(TimeoutError);
+    expect(writeError?.error).toBeInstanceOf(MemcacheTimeoutError);
   });
 
   it("does not write a value that shouldCache refuses", async () => {
@@ -223,7 +223,7 @@ describe("onEvent", () => {
 
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ type: "bypass", key: "k" });
-    expect(events[0]?.error).toBeInstanceOf(TimeoutError);
+    expect(events[0]?.error).toBeInstanceOf(MemcacheTimeoutError);
     expect(events[0]?.durationMs).toBeGreaterThanOrEqual(0);
   });
 
@@ -296,7 +296,7 @@ describe("read, write and invalidate", () => {
     expect(store.invalidations).toEqual(["k"]);
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ type: "invalidate-error", key: "k" });
-    expect(events[0]?.error).toBeInstanceOf(TimeoutError);
+    expect(events[0]?.error).toBeInstanceOf(MemcacheTimeoutError);
     expect(events[0]?.durationMs).toBeGreaterThanOrEqual(0);
   });
 });

@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from "vitest";
 import { cacheConfigFromEnv } from "../../../lib/cache/config.ts";
-import { IllegalInputError } from "../../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
 
 /** The error cacheConfigFromEnv throws for `env`; fails the test when it does not throw. */
 function configError(env: Record<string, string | undefined>): Error {
@@ -100,11 +100,17 @@ describe("cacheConfigFromEnv", () => {
     ["unset", undefined],
     ["empty", ""],
     ["none", "none"],
-  ])("throws IllegalInputError naming CACHE_NEW_ENDPOINT when it is %s", (_label, value) => {
-    const error = configError({ CACHE_NEW_ENDPOINT: value, CACHE_OLD_ENDPOINT: "10.0.0.9:11211" });
-    expect(error).toBeInstanceOf(IllegalInputError);
-    expect(error.message).toContain("CACHE_NEW_ENDPOINT");
-  });
+  ])(
+    "throws MemcacheIllegalInputError naming CACHE_NEW_ENDPOINT when it is %s",
+    (_label, value) => {
+      const error = configError({
+        CACHE_NEW_ENDPOINT: value,
+        CACHE_OLD_ENDPOINT: "10.0.0.9:11211",
+      });
+      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
+      expect(error.message).toContain("CACHE_NEW_ENDPOINT");
+    },
+  );
 
   describe.each(["CACHE_NEW_ENDPOINT", "CACHE_OLD_ENDPOINT"])("a malformed %s", (variable) => {
     it.each([
@@ -115,13 +121,13 @@ describe("cacheConfigFromEnv", () => {
       ["an unbracketed IPv6 address", "::1:11211"],
       ["a non-numeric port", "cache.local:abc"],
       ["an empty entry in a list", "10.0.0.1:11211,,10.0.0.2:11211"],
-    ])("throws IllegalInputError naming the variable for %s", (_label, value) => {
+    ])("throws MemcacheIllegalInputError naming the variable for %s", (_label, value) => {
       const env =
         variable === "CACHE_NEW_ENDPOINT"
           ? { CACHE_NEW_ENDPOINT: value }
           : { CACHE_NEW_ENDPOINT: "10.0.0.1:11211", CACHE_OLD_ENDPOINT: value };
       const error = configError(env);
-      expect(error).toBeInstanceOf(IllegalInputError);
+      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
       expect(error.message).toContain(variable);
     });
   });
@@ -135,17 +141,20 @@ describe("cacheConfigFromEnv", () => {
     ["written the same way", "10.0.0.1:11211", "10.0.0.1:11211"],
     ["with and without the default port", "10.0.0.1:11211,10.0.0.2:11211", "10.0.0.2"],
     ["IPv6 with and without the default port", "[::1]:11211", "[::1]"],
-  ])("throws IllegalInputError when both clusters share a server %s", (_label, next, old) => {
-    const error = configError({ CACHE_NEW_ENDPOINT: next, CACHE_OLD_ENDPOINT: old });
-    expect(error).toBeInstanceOf(IllegalInputError);
-    expect(error.message).toMatch(/CACHE_OLD_ENDPOINT and CACHE_NEW_ENDPOINT share/);
-  });
+  ])(
+    "throws MemcacheIllegalInputError when both clusters share a server %s",
+    (_label, next, old) => {
+      const error = configError({ CACHE_NEW_ENDPOINT: next, CACHE_OLD_ENDPOINT: old });
+      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
+      expect(error.message).toMatch(/CACHE_OLD_ENDPOINT and CACHE_NEW_ENDPOINT share/);
+    },
+  );
 
   it("throws when both clusters share a host name written in different letter case", () => {
     const error = configError({
       CACHE_NEW_ENDPOINT: "Cache.Local:11211",
       CACHE_OLD_ENDPOINT: "cache.local:11211",
     });
-    expect(error).toBeInstanceOf(IllegalInputError);
+    expect(error).toBeInstanceOf(MemcacheIllegalInputError);
   });
 });

@@ -1,8 +1,9 @@
 // parseClusterConfig: the data block of an ElastiCache `config get cluster` reply, as documented
-// by AWS, and the malformed blocks it must refuse (with DiscoveryError) instead of applying.
+// by AWS, and the malformed blocks it must refuse (with MemcacheDiscoveryError) instead of applying.
 
 import { describe, expect, it } from "vitest";
-import { DiscoveryError, parseClusterConfig } from "../../../lib/memcache/discovery.ts";
+import { parseClusterConfig } from "../../../lib/memcache/discovery.ts";
+import { MemcacheDiscoveryError } from "../../../lib/memcache/errors.ts";
 
 function parse(text: string) {
   return parseClusterConfig(Buffer.from(text, "latin1"));
@@ -67,7 +68,7 @@ describe("parseClusterConfig on valid blocks", () => {
   });
 });
 
-describe("parseClusterConfig refuses malformed blocks with DiscoveryError", () => {
+describe("parseClusterConfig refuses malformed blocks with MemcacheDiscoveryError", () => {
   const malformed: Array<[what: string, text: string, message: RegExp]> = [
     ["a missing trailing newline", "12\na.example.com|10.0.0.1|11211", /malformed/],
     [
@@ -94,7 +95,7 @@ describe("parseClusterConfig refuses malformed blocks with DiscoveryError", () =
   ];
 
   it.each(malformed)("refuses %s", (_what, text, message) => {
-    expect(() => parse(text)).toThrow(DiscoveryError);
+    expect(() => parse(text)).toThrow(MemcacheDiscoveryError);
     expect(() => parse(text)).toThrow(message);
   });
 

@@ -1,12 +1,12 @@
 // The reply parser under fuzzing, CI-sized (`npm run fuzz` runs the same at 200,000 cases):
 // seeded random and mutated real transcripts never crash it, never hang it and never make it
 // buffer more than its limits; valid transcripts parse the same in any chunking. Then the same
-// garbage over a socket: a client that receives it rejects with ProtocolError, destroys the
+// garbage over a socket: a client that receives it rejects with MemcacheProtocolError, destroys the
 // connection, and the next call works on a fresh one.
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../../lib/memcache/client.ts";
-import { MemcacheError, ProtocolError } from "../../../lib/memcache/errors.ts";
+import { MemcacheError, MemcacheProtocolError } from "../../../lib/memcache/errors.ts";
 import { answerLines, type FakeServer, startFakeServer } from "../../helpers/fake-server.ts";
 import {
   fuzzDefaults,
@@ -96,7 +96,7 @@ describe("a client receiving fuzzed garbage replies", () => {
       maxReplyBytes: limits.maxValueBytes,
     });
 
-  it("rejects get with ProtocolError, closes the socket, and the next call works", async () => {
+  it("rejects get with MemcacheProtocolError, closes the socket, and the next call works", async () => {
     const garbageReplies = rejectedReplies(20, SEED, limits);
     expect(garbageReplies).toHaveLength(20);
     const client = newClient();
@@ -111,7 +111,7 @@ describe("a client receiving fuzzed garbage replies", () => {
         expect(
           settled.error,
           `garbage #${i}: ${reply.toString("hex").slice(0, 200)}`,
-        ).toBeInstanceOf(ProtocolError);
+        ).toBeInstanceOf(MemcacheProtocolError);
         await closed; // the server saw the client close the connection
         expect(closedByClient).toBe(closedBefore + 1);
         expect(client.nodes[0]!.isOpen).toBe(false);
@@ -156,7 +156,7 @@ describe("a client receiving fuzzed garbage replies", () => {
         if (settled.error !== undefined) {
           expect(settled.error, label).toBeInstanceOf(MemcacheError);
         }
-        if (checkedWhole && settled.error instanceof ProtocolError) {
+        if (checkedWhole && settled.error instanceof MemcacheProtocolError) {
           expect(client.nodes[0]!.isOpen, label).toBe(false);
         }
         // Start the next case on a fresh connection: leftover garbage must not answer it.
@@ -184,7 +184,7 @@ describe("a client receiving fuzzed garbage replies", () => {
       ]) {
         scripted = [Buffer.from("HELLO\r\n")];
         const settled = await settle(call());
-        expect(settled.error).toBeInstanceOf(ProtocolError);
+        expect(settled.error).toBeInstanceOf(MemcacheProtocolError);
         expect(client.nodes[0]!.isOpen).toBe(false);
       }
     } finally {

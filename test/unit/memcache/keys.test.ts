@@ -2,7 +2,7 @@
 // protocol, and safeKey turns arbitrary text into a key that always passes.
 
 import { describe, expect, it } from "vitest";
-import { IllegalInputError } from "../../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
 import { assertValidKey, MAX_KEY_BYTES, safeKey } from "../../../lib/memcache/keys.ts";
 import { thrownBy } from "../../helpers/client.ts";
 
@@ -34,9 +34,9 @@ describe("assertValidKey", () => {
     ["unicode é", "café", /non-ASCII character U\+00E9 at index 3.*safeKey/],
     ["a number", 42, /key must be a string, got number/],
     ["undefined", undefined, /key must be a string, got undefined/],
-  ])("rejects %s with a helpful IllegalInputError", (_name, key, message) => {
+  ])("rejects %s with a helpful MemcacheIllegalInputError", (_name, key, message) => {
     const error = thrownBy(() => assertValidKey(key));
-    expect(error).toBeInstanceOf(IllegalInputError);
+    expect(error).toBeInstanceOf(MemcacheIllegalInputError);
     expect((error as Error).message).toMatch(message);
   });
 });
@@ -109,13 +109,13 @@ describe("safeKey", () => {
     expect(() => assertValidKey(key)).not.toThrow();
   });
 
-  it("throws IllegalInputError for a prefix too long to leave room for the hash", () => {
+  it("throws MemcacheIllegalInputError for a prefix too long to leave room for the hash", () => {
     const error = thrownBy(() => safeKey("product-42", "p".repeat(MAX_KEY_BYTES - 43)));
-    expect(error).toBeInstanceOf(IllegalInputError);
+    expect(error).toBeInstanceOf(MemcacheIllegalInputError);
     expect((error as Error).message).toMatch(/prefix too long/);
   });
 
-  it("throws IllegalInputError for a prefix that is not a valid key", () => {
-    expect(() => safeKey("product-42", "bad prefix:")).toThrow(IllegalInputError);
+  it("throws MemcacheIllegalInputError for a prefix that is not a valid key", () => {
+    expect(() => safeKey("product-42", "bad prefix:")).toThrow(MemcacheIllegalInputError);
   });
 });

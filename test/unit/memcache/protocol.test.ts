@@ -4,7 +4,7 @@
 
 import { isDeepStrictEqual } from "node:util";
 import { describe, expect, it } from "vitest";
-import { IllegalInputError, ProtocolError } from "../../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError, MemcacheProtocolError } from "../../../lib/memcache/errors.ts";
 import {
   encodeLine,
   encodeMetaSet,
@@ -323,9 +323,9 @@ describe("ReplyParser", () => {
       ["a bare \\n after a good line", "STORED\r\nEND\n"],
       ["an empty line ending in a bare \\n", "\n"],
       ["a VALUE header ending in a bare \\n", "VALUE k 0 1\na\r\n"],
-    ])("throws ProtocolError for %s", (_name, wire) => {
-      expect(() => feedAll([bytes(wire)])).toThrow(ProtocolError);
-      expect(() => feedAll(oneByteChunks(bytes(wire)))).toThrow(ProtocolError);
+    ])("throws MemcacheProtocolError for %s", (_name, wire) => {
+      expect(() => feedAll([bytes(wire)])).toThrow(MemcacheProtocolError);
+      expect(() => feedAll(oneByteChunks(bytes(wire)))).toThrow(MemcacheProtocolError);
     });
 
     it.each([
@@ -334,9 +334,9 @@ describe("ReplyParser", () => {
       ["a zero-byte block followed by data", "VALUE k 0 0\r\nx\r\nEND\r\n"],
       ["a meta VA block of the wrong size", "VA 1\r\nhi\r\n"],
       ["a CONFIG block of the wrong size", "CONFIG cluster 0 1\r\nhi\r\nEND\r\n"],
-    ])("throws ProtocolError at every split for a data block %s", (_name, text) => {
+    ])("throws MemcacheProtocolError at every split for a data block %s", (_name, text) => {
       const wire = bytes(text);
-      expect(() => feedAll([wire])).toThrow(ProtocolError);
+      expect(() => feedAll([wire])).toThrow(MemcacheProtocolError);
       const notThrown: number[] = [];
       for (let cut = 0; cut <= wire.length; cut++) {
         const error = (() => {
@@ -347,7 +347,7 @@ describe("ReplyParser", () => {
           }
           return undefined;
         })();
-        if (!(error instanceof ProtocolError)) notThrown.push(cut);
+        if (!(error instanceof MemcacheProtocolError)) notThrown.push(cut);
       }
       expect(notThrown).toEqual([]);
     });
@@ -363,15 +363,15 @@ describe("ReplyParser", () => {
       ["a meta VA without a numeric size", "VA x f1\r\n"],
       ["a CONFIG header with too few fields", "CONFIG cluster 3\r\nabc\r\n"],
       ["a CONFIG header with non-numeric flags", "CONFIG cluster x 3\r\nabc\r\n"],
-    ])("throws ProtocolError for a block header with %s", (_name, wire) => {
+    ])("throws MemcacheProtocolError for a block header with %s", (_name, wire) => {
       const error = thrownBy(() => feedAll([bytes(wire)]));
-      expect(error).toBeInstanceOf(ProtocolError);
+      expect(error).toBeInstanceOf(MemcacheProtocolError);
       expect((error as Error).message).toMatch(/malformed reply header/);
     });
 
-    it("throws ProtocolError once a line without \\n outgrows maxLineBytes", () => {
+    it("throws MemcacheProtocolError once a line without \\n outgrows maxLineBytes", () => {
       const error = thrownBy(() => feedAll([bytes("A".repeat(100))], { maxLineBytes: 64 }));
-      expect(error).toBeInstanceOf(ProtocolError);
+      expect(error).toBeInstanceOf(MemcacheProtocolError);
       expect((error as Error).message).toMatch(/maxLineBytes \(64\)/);
     });
 
@@ -386,14 +386,14 @@ describe("ReplyParser", () => {
           largestBuffer = Math.max(largestBuffer, parser.bufferedBytes);
         }
       });
-      expect(error).toBeInstanceOf(ProtocolError);
+      expect(error).toBeInstanceOf(MemcacheProtocolError);
       expect(fed).toBeLessThan(100);
       expect(largestBuffer).toBeLessThanOrEqual(64);
     });
 
-    it("throws ProtocolError for a complete line longer than maxLineBytes", () => {
+    it("throws MemcacheProtocolError for a complete line longer than maxLineBytes", () => {
       expect(() => feedAll([bytes(`${"A".repeat(100)}\r\n`)], { maxLineBytes: 64 })).toThrow(
-        ProtocolError,
+        MemcacheProtocolError,
       );
     });
 
@@ -406,12 +406,15 @@ describe("ReplyParser", () => {
       ["VALUE", "VALUE k 0 17\r\n"],
       ["meta VA", "VA 17 f1\r\n"],
       ["CONFIG", "CONFIG cluster 0 17\r\n"],
-    ])("throws ProtocolError on a %s header announcing more than maxValueBytes", (_, wire) => {
-      // Thrown on the header alone: nothing of the announced size is allocated or awaited.
-      const error = thrownBy(() => feedAll([bytes(wire)], { maxValueBytes: 16 }));
-      expect(error).toBeInstanceOf(ProtocolError);
-      expect((error as Error).message).toMatch(/17-byte value, over maxValueBytes \(16\)/);
-    });
+    ])(
+      "throws MemcacheProtocolError on a %s header announcing more than maxValueBytes",
+      (_, wire) => {
+        // Thrown on the header alone: nothing of the announced size is allocated or awaited.
+        const error = thrownBy(() => feedAll([bytes(wire)], { maxValueBytes: 16 }));
+        expect(error).toBeInstanceOf(MemcacheProtocolError);
+        expect((error as Error).message).toMatch(/17-byte value, over maxValueBytes \(16\)/);
+      },
+    );
 
     it("accepts a value of exactly maxValueBytes", () => {
       const data = "x".repeat(16);
@@ -560,9 +563,9 @@ describe("toWireExptime", () => {
   });
 
   it.each([-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53])(
-    "throws IllegalInputError for ttlSeconds %s",
+    "throws MemcacheIllegalInputError for ttlSeconds %s",
     (ttl) => {
-      expect(() => toWireExptime(ttl, nowMs)).toThrow(IllegalInputError);
+      expect(() => toWireExptime(ttl, nowMs)).toThrow(MemcacheIllegalInputError);
     },
   );
 });

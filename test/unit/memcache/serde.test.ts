@@ -4,7 +4,7 @@
 
 import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { IllegalInputError } from "../../../lib/memcache/errors.ts";
+import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
 import {
   defaultSerde,
   FLAG_BYTES,
@@ -213,8 +213,8 @@ describe("defaultSerde", () => {
           return o;
         })(),
       ],
-    ])("throws IllegalInputError for %s", (_name, value) => {
-      expect(() => defaultSerde.encode(value)).toThrow(IllegalInputError);
+    ])("throws MemcacheIllegalInputError for %s", (_name, value) => {
+      expect(() => defaultSerde.encode(value)).toThrow(MemcacheIllegalInputError);
     });
 
     it("encodes a Uint8Array as its bytes with flags 0", () => {
