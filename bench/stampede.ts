@@ -2,9 +2,9 @@
 // concurrent callers miss one cold key, with and without leases, against one local memcached.
 // Each round uses fresh keys and runs three subjects, interleaved (order rotated per round):
 //
-//   protected  CacheAside(clientStore(client, { leases: "auto" }))  (meta protocol on 1.6.18)
-//   lock       CacheAside(clientStore(client, { leases: "lock" }))  (the forced add-lock path)
-//   naive      CacheAside(clientStore(client), { leases: false })
+//   protected  CacheAside(clientStore(client, { leaseMode: "auto" }))  (meta protocol on 1.6.18)
+//   lock       CacheAside(clientStore(client, { leaseMode: "lock" }))  (the forced add-lock path)
+//   naive      CacheAside(clientStore(client, { leaseMode: "off" }))
 //
 // Callers are spread round-robin over several clients (own sockets), as separate Lambdas would.
 // Reported: origin reads per subject (protected / lock: max over rounds; naive: median), and the
@@ -116,13 +116,13 @@ async function main(): Promise<void> {
   );
   try {
     const version = Object.values(await clients[0]!.version())[0] ?? "unknown";
-    const autoMode = (await leasesFor(clients[0]!, "auto"))?.mode ?? "off";
-    const over = (leases: LeaseMode, enabled = true) =>
-      clients.map((c) => new CacheAside(clientStore(c, { leases }), { leases: enabled }));
+    const autoMode = (await leasesFor(clients[0]!, "auto")).mode;
+    const over = (leaseMode: LeaseMode) =>
+      clients.map((c) => new CacheAside(clientStore(c, { leaseMode })));
     const subjects: Subject[] = [
       { id: "protected", caches: over("auto") },
       { id: "lock", caches: over("lock") },
-      { id: "naive", caches: over("off", false) },
+      { id: "naive", caches: over("off") },
     ];
 
     // Untimed warm-up: connections, JIT, the meta probe.

@@ -6,10 +6,11 @@ import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
 import { cache } from "./shared/cache.ts";
+import { appConfig } from "./shared/config.ts";
 import { errorResponse, type Result } from "./shared/http.ts";
 import * as origin from "./shared/origin.ts";
 
-const ttlSeconds = Number(process.env.PRODUCT_TTL_SECONDS ?? 300);
+const ttlSeconds = appConfig.productTtlSeconds;
 const keyPrefix = "products:";
 
 // GET and PUT must agree on the key: both derive it from the id alone (query strings do not

@@ -9,23 +9,24 @@ import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { recordCacheEvent, recordUndecodable } from "./metrics.ts";
 
+/** The cache variables, parsed strictly: a bad one stops the function here, at init. */
 export const cacheConfig = cacheConfigFromEnv();
 
 const timeouts = {
-  timeoutMs: Number(process.env.CACHE_TIMEOUT_MS ?? 100),
-  connectTimeoutMs: Number(process.env.CACHE_CONNECT_TIMEOUT_MS ?? 200),
+  timeoutMs: cacheConfig.timeoutMs,
+  connectTimeoutMs: cacheConfig.connectTimeoutMs,
   // A value another service stored in a format we never decode (a pickle): a miss, and a metric.
   onUndecodable: recordUndecodable,
 };
 
 /** The cluster reads and writes go to. */
-export const newClient = new MemcacheClient({ servers: cacheConfig.newServers, ...timeouts });
+export const newClient = new MemcacheClient({ ...cacheConfig.newCluster, ...timeouts });
 
 /** The cluster being moved away from (cutover phase only). */
 export const oldClient =
-  cacheConfig.oldServers.length > 0
-    ? new MemcacheClient({ servers: cacheConfig.oldServers, ...timeouts })
-    : undefined;
+  cacheConfig.oldCluster === undefined
+    ? undefined
+    : new MemcacheClient({ ...cacheConfig.oldCluster, ...timeouts });
 
 // With an old cluster configured (the cutover phase), reads fall back to it and invalidations
 // reach both; see lib/cache/fallback.ts.

@@ -3,9 +3,10 @@
 // Set CACHE_METRICS=off to silence it (tests that count log lines, local noise).
 
 import type { CacheEvent } from "../../lib/cache/cacheAside.ts";
+import { appConfig } from "./config.ts";
 
-const namespace = process.env.METRICS_NAMESPACE ?? "LambdaMemcache";
-const enabled = process.env.CACHE_METRICS !== "off";
+const namespace = appConfig.metricsNamespace;
+const enabled = appConfig.metrics;
 const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME ?? "local";
 
 /** onEvent hook for CacheAside: emits `CacheOutcome` (count) and `CacheLatency` (ms). */

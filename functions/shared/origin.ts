@@ -1,7 +1,8 @@
 // The origin the cache stands in front of (the demo origin locally, the user's API in AWS).
 
-const originUrl = (process.env.ORIGIN_URL ?? "http://127.0.0.1:4000").replace(/\/+$/, "");
-const timeoutMs = Number(process.env.ORIGIN_TIMEOUT_MS ?? 5000);
+import { appConfig } from "./config.ts";
+
+const { originUrl, originTimeoutMs: timeoutMs } = appConfig;
 
 export interface OriginResponse {
   status: number;

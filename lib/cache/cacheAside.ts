@@ -2,14 +2,27 @@
 // Cache errors never fail the caller: a read error is a BYPASS (served from the origin), a
 // write or invalidation error is reported through onEvent and otherwise ignored.
 //
-// Stampede protection (when the store offers leases, see leases.ts): of many callers that miss
-// the same key at once, one wins and loads; the others wait for its value, polling with a short
-// backoff, at most maxWaitMs and never past the caller's deadline (a Lambda's remaining time),
-// then load themselves. An item marked stale, or close to expiry with recacheSeconds set, is
-// served to everyone while the one winner refreshes it; if that refresh fails, the winner is
-// served the stale value too (serveStaleOnError).
+// Stampede protection (the store's leases, see leases.ts): of many callers that miss the same
+// key at once, one wins and loads; the others wait for its value, polling with a short backoff,
+// at most maxWaitMs and never past the caller's deadline (e.g. the Lambda's end), then load
+// themselves. An item marked stale, or close to expiry with recacheSeconds set, is served to
+// everyone while the one winner refreshes it; if that refresh fails, the winner is served the
+// stale value too (serveStaleOnError).
+//
+// A miss hands the caller a PendingLoad: the one object that owns the lease won (if any) until
+// it ends, exactly once — fill(value), abandon(), or fail(error) (Powertools' idempotency
+// handler owns its in-progress record the same way, from before to after/onError).
 
-import type { LeaseOptions } from "./leases.ts";
+import {
+  booleanRule,
+  checkOptions,
+  functionRule,
+  msRule,
+  numberRule,
+  type OptionRules,
+  secondsRule,
+} from "../memcache/options.ts";
+import type { Lease, LeaseOptions, LeaseRead } from "./leases.ts";
 import type { CacheStore } from "./store.ts";
 
 /** How a request was served, as the x-cache header reports it. */
@@ -40,8 +53,6 @@ export interface CacheAsideOptions {
   ttlSeconds: number;
   /** Observability hook: called for every cache outcome. Must not throw. Default: none. */
   onEvent: ((event: CacheEvent) => void) | undefined;
-  /** Use the store's leases against stampedes when it has them. Default true. */
-  leases: boolean;
   /** How long a winner may take to fill before another caller may win, in seconds. Default 3. */
   leaseTtlSeconds: number;
   /** Early refresh when an item has fewer seconds left than this (meta protocol). 0 = off. Default 0. */
@@ -57,12 +68,21 @@ export interface CacheAsideOptions {
 export const cacheAsideDefaults: CacheAsideOptions = {
   ttlSeconds: 300,
   onEvent: undefined,
-  leases: true,
   leaseTtlSeconds: 3,
   recacheSeconds: 0,
   maxWaitMs: 2_000,
   serveStaleOnError: true,
   staleSeconds: 30,
+};
+
+const cacheAsideRules: OptionRules<CacheAsideOptions> = {
+  ttlSeconds: secondsRule(0),
+  onEvent: functionRule,
+  leaseTtlSeconds: secondsRule(1),
+  recacheSeconds: secondsRule(0),
+  maxWaitMs: msRule(0),
+  serveStaleOnError: booleanRule,
+  staleSeconds: secondsRule(1),
 };
 
 export interface CacheRead<T> {
@@ -71,29 +91,47 @@ export interface CacheRead<T> {
   value?: T;
 }
 
-/** The right to fill a key, won by acquire(); hand it back through complete() or abandon(). */
-export interface Lease<T = unknown> {
-  key: string;
-  token: string;
-  /** The stale value this caller may serve if its load fails. */
-  stale?: T;
-}
-
-/** What acquire() found: a value to serve, or the go-ahead to load (with a lease, if won). */
-export interface Acquired<T> extends CacheRead<T> {
-  lease?: Lease<T>;
-}
+/** What acquire() found: a value to serve, or a load to do (and end: see PendingLoad). */
+export type Acquired<T> =
+  | { status: "HIT" | "HIT-FALLBACK"; value: T }
+  | { status: "MISS" | "BYPASS"; load: PendingLoad<T> };
 
 export interface AcquireOptions {
-  /** Wait no longer than this many ms from now (e.g. the Lambda's remaining time minus a margin). */
-  deadlineMs?: number;
+  /**
+   * Stop waiting for another caller's load at this time (ms since the epoch, as Date.now()),
+   * e.g. the Lambda's end minus a margin. Default: only maxWaitMs bounds the wait.
+   */
+  deadline?: number;
+  /**
+   * Whether a cached value is usable (e.g. has the shape the caller stores). One that is not
+   * counts as a miss, and the load's fill overwrites it. Default: every value is.
+   */
+  accept?: (value: unknown) => boolean;
 }
 
 export interface LoadOptions<T> extends AcquireOptions {
+  /** TTL of the loaded value, in seconds. Default: the cache's ttlSeconds. */
   ttlSeconds?: number;
   /** Whether a loaded value may be cached (e.g. only 2xx responses). Default: always. */
   shouldCache?: (value: T) => boolean;
 }
+
+const deadlineRule = numberRule(0, Number.MAX_SAFE_INTEGER, "ms since the epoch");
+const acquireDefaults: AcquireOptions = { deadline: undefined, accept: undefined };
+const acquireRules: OptionRules<AcquireOptions> = { deadline: deadlineRule, accept: functionRule };
+const loadDefaults: LoadOptions<unknown> = {
+  ...acquireDefaults,
+  ttlSeconds: undefined,
+  shouldCache: undefined,
+};
+const loadRules: OptionRules<LoadOptions<unknown>> = {
+  ...acquireRules,
+  ttlSeconds: secondsRule(0),
+  shouldCache: functionRule,
+};
+const invalidateDefaults: { stale?: boolean } = { stale: false };
+const invalidateRules: OptionRules<{ stale?: boolean }> = { stale: booleanRule };
+const NO_OPTIONS = {};
 
 export class CacheAside {
   readonly store: CacheStore;
@@ -101,20 +139,7 @@ export class CacheAside {
 
   constructor(store: CacheStore, options: Partial<CacheAsideOptions> = {}) {
     this.store = store;
-    this.options = { ...cacheAsideDefaults, ...options };
-    for (const [name, min] of [
-      ["ttlSeconds", 0],
-      ["leaseTtlSeconds", 1],
-      ["recacheSeconds", 0],
-      ["staleSeconds", 1],
-    ] as const) {
-      const value = this.options[name];
-      if (!Number.isSafeInteger(value) || value < min) {
-        throw new TypeError(
-          `CacheAside option ${name} must be a whole number of seconds >= ${min}, got ${value}`,
-        );
-      }
-    }
+    this.options = checkOptions("CacheAside", options, cacheAsideRules, cacheAsideDefaults);
   }
 
   /** Reads `key` without leases; never throws: a cache failure reads as BYPASS. */
@@ -135,114 +160,69 @@ export class CacheAside {
   }
 
   /**
-   * Reads `key` with stampede protection: a value to serve (HIT / HIT-FALLBACK), or MISS / BYPASS
-   * telling the caller to load — with a lease when it won one. Never throws.
+   * Reads `key` with stampede protection: a value to serve (HIT / HIT-FALLBACK), or MISS /
+   * BYPASS with the load to do — which the caller must end (see PendingLoad). Never throws on a
+   * cache failure.
    */
-  async acquire<T>(key: string, options: AcquireOptions = {}): Promise<Acquired<T>> {
-    const store = this.store;
-    if (!this.options.leases || store.readLease === undefined) return this.read<T>(key);
+  async acquire<T>(key: string, options: AcquireOptions = NO_OPTIONS): Promise<Acquired<T>> {
+    const checked =
+      options === NO_OPTIONS
+        ? options
+        : checkOptions("acquire", options, acquireRules, acquireDefaults);
+    return this.acquireBy(key, checked);
+  }
+
+  private async acquireBy<T>(key: string, options: AcquireOptions): Promise<Acquired<T>> {
+    const { deadline, accept } = options;
     const started = performance.now();
-    const waitMs = Math.min(this.options.maxWaitMs, options.deadlineMs ?? Number.POSITIVE_INFINITY);
+    const waitMs = Math.min(
+      this.options.maxWaitMs,
+      deadline === undefined ? Number.POSITIVE_INFINITY : deadline - Date.now(),
+    );
     const leaseOptions: LeaseOptions = {
       leaseTtlSeconds: this.options.leaseTtlSeconds,
       recacheSeconds: this.options.recacheSeconds,
     };
     let pauseMs = 5;
     for (;;) {
-      let read: Awaited<ReturnType<NonNullable<CacheStore["readLease"]>>>;
+      let read: LeaseRead<T>;
       try {
-        read = await store.readLease<T>(key, leaseOptions);
+        read = await this.store.readLease<T>(key, leaseOptions);
       } catch (error) {
         this.emit("bypass", key, started, error);
-        return { status: "BYPASS" };
+        return { status: "BYPASS", load: this.pending(key, "BYPASS", undefined) };
       }
       switch (read.status) {
         case "hit": {
+          if (accept !== undefined && !accept(read.value)) {
+            // Not what this caller stores (no lease guards it): load and overwrite it.
+            this.emit("miss", key, started);
+            return { status: "MISS", load: this.pending(key, "MISS", undefined) };
+          }
           const status = read.fallback ? "HIT-FALLBACK" : "HIT";
           this.emit(
             read.stale ? "hit-stale" : read.fallback ? "hit-fallback" : "hit",
             key,
             started,
           );
-          return { status, value: read.value as T };
+          return { status, value: read.value };
         }
-        case "win": {
-          this.emit(read.stale === undefined ? "miss" : "refresh", key, started);
-          const lease: Lease<T> = { key, token: read.token };
-          if (read.stale !== undefined) lease.stale = read.stale as T;
-          return { status: "MISS", lease };
-        }
-        case "miss":
-          this.emit("miss", key, started);
-          return { status: "MISS" };
+        case "win":
+          this.emit(read.lease.stale === undefined ? "miss" : "refresh", key, started);
+          return { status: "MISS", load: this.pending(key, "MISS", read.lease) };
         case "wait":
           // Someone else is loading. Timeline with a 100 ms origin:
           //   0 ms  A wins, loads        B, C: wait (poll after ~5, 10, 20, 20, 20 ms ...)
           //   100   A fills              B, C: next poll (within ~20 ms) hits
           if (performance.now() - started + pauseMs > waitMs) {
             this.emit("wait-timeout", key, started);
-            return { status: "MISS" };
+            return { status: "MISS", load: this.pending(key, "MISS", undefined) };
           }
           // Jittered and capped at 20 ms, so waiters neither poll in lockstep nor see the
           // winner's value much later than it lands.
           await sleep(pauseMs * (0.5 + Math.random()));
           pauseMs = Math.min(pauseMs * 2, 20);
       }
-    }
-  }
-
-  /** Stores a loaded value: through the lease if one was won, else a plain write. Never throws. */
-  async complete(
-    key: string,
-    lease: Lease | undefined,
-    value: unknown,
-    ttlSeconds = this.options.ttlSeconds,
-  ): Promise<boolean> {
-    if (lease === undefined || this.store.fill === undefined) {
-      return this.write(key, value, ttlSeconds);
-    }
-    const started = performance.now();
-    try {
-      const stored = await this.store.fill(key, value, ttlSeconds, lease.token);
-      this.emit("write", key, started);
-      return stored;
-    } catch (error) {
-      this.emit("write-error", key, started, error);
-      // Nothing was stored (too large, refused, timed out): let the next caller in at once
-      // instead of waiting out the lease.
-      await this.release(lease);
-      return false;
-    }
-  }
-
-  /**
-   * The load failed: gives the lease up (waiters need not wait for its TTL) and returns the stale
-   * value to serve instead, when there is one and serveStaleOnError allows. Never throws.
-   */
-  async abandon<T>(lease: Lease<T> | undefined, error: unknown): Promise<T | undefined> {
-    if (lease === undefined) return undefined;
-    const started = performance.now();
-    if (lease.stale !== undefined && this.options.serveStaleOnError) {
-      // Keep the stale item (others go on being served while it lasts) and mark it stale anew,
-      // which hands the refresh to the next reader instead of nobody until it expires.
-      this.emit("stale-on-error", lease.key, started, error);
-      try {
-        await this.store.markStale?.(lease.key, this.options.staleSeconds);
-      } catch {
-        // The stale item still expires on its own.
-      }
-      return lease.stale;
-    }
-    await this.release(lease);
-    return undefined;
-  }
-
-  /** Gives a lease up without a value. Never throws. */
-  async release(lease: Lease): Promise<void> {
-    try {
-      await this.store.release?.(lease.key, lease.token);
-    } catch {
-      // The lease expires by itself after leaseTtlSeconds.
     }
   }
 
@@ -264,13 +244,12 @@ export class CacheAside {
    * With `stale: true` the item is kept for staleSeconds, marked stale: readers are served it
    * while exactly one refreshes it (meta protocol; elsewhere this is a plain delete).
    */
-  async invalidate(key: string, options: { stale?: boolean } = {}): Promise<boolean> {
+  async invalidate(key: string, options: { stale?: boolean } = NO_OPTIONS): Promise<boolean> {
+    const { stale } = checkOptions("invalidate", options, invalidateRules, invalidateDefaults);
     const started = performance.now();
     try {
       const markedStale =
-        options.stale === true &&
-        this.store.markStale !== undefined &&
-        (await this.store.markStale(key, this.options.staleSeconds));
+        stale === true && (await this.store.markStale(key, this.options.staleSeconds));
       if (!markedStale) await this.store.invalidate(key);
       this.emit("invalidate", key, started);
       return true;
@@ -288,46 +267,167 @@ export class CacheAside {
   async getOrLoad<T>(
     key: string,
     loader: () => Promise<T>,
-    options: LoadOptions<T> = {},
+    options: LoadOptions<T> = NO_OPTIONS,
   ): Promise<{ value: T; status: CacheStatus }> {
-    const acquired = await this.acquire<T>(key, options);
-    if (acquired.status === "HIT" || acquired.status === "HIT-FALLBACK") {
-      return { value: acquired.value as T, status: acquired.status };
-    }
+    const checked =
+      options === NO_OPTIONS
+        ? options
+        : checkOptions("getOrLoad", options, loadRules, loadDefaults);
+    const { ttlSeconds, shouldCache } = checked;
+    const acquired = await this.acquireBy<T>(key, checked);
+    if (!("load" in acquired)) return { value: acquired.value, status: acquired.status };
+    const load = acquired.load;
     let value: T;
     try {
       value = await loader();
     } catch (error) {
-      const stale = await this.abandon(acquired.lease, error);
+      const stale = await load.fail(error);
       if (stale !== undefined) return { value: stale, status: "HIT" };
       throw error;
     }
     // After a BYPASS the cache just failed: skip the write rather than wait on it again.
-    if (acquired.status === "MISS") {
-      if (options.shouldCache?.(value) ?? true) {
-        await this.complete(
-          key,
-          acquired.lease,
-          value,
-          options.ttlSeconds ?? this.options.ttlSeconds,
-        );
-      } else if (acquired.lease !== undefined) {
-        await this.release(acquired.lease);
-      }
-    }
-    return { value, status: acquired.status };
+    const cacheable =
+      load.status === "MISS" &&
+      ((shouldCache as ((value: T) => boolean) | undefined)?.(value) ?? true);
+    if (cacheable) await load.fill(value, ttlSeconds);
+    else await load.abandon();
+    return { value, status: load.status };
+  }
+
+  private pending<T>(
+    key: string,
+    status: "MISS" | "BYPASS",
+    lease: Lease<T> | undefined,
+  ): PendingLoad<T> {
+    return new PendingLoad(key, status, lease, this.store, this.options);
   }
 
   private emit(type: CacheEvent["type"], key: string, started: number, error?: unknown): void {
-    const onEvent = this.options.onEvent;
-    if (onEvent === undefined) return;
-    const event: CacheEvent = { type, key, durationMs: performance.now() - started };
-    if (error !== undefined) event.error = error;
+    emitEvent(this.options.onEvent, type, key, started, error);
+  }
+}
+
+/**
+ * The load a caller owes after a miss. It owns the lease the caller won (if any) and ends
+ * exactly once, by one of:
+ *   fill(value)   store the loaded value (through the lease: it loses against an invalidation
+ *                 made meanwhile); after a BYPASS nothing is written (the cache just failed)
+ *   abandon()     the loaded value is not to be cached: give the lease up for the next reader
+ *   fail(error)   the load failed: give the lease up, or, when this caller was refreshing a stale
+ *                 value and serveStaleOnError allows, keep that value served (marked stale anew,
+ *                 so the next reader retries the refresh) and return it to serve now
+ * The first ending is the only one that reaches the cache; later calls resolve false/undefined
+ * and send nothing. None of them throws: cache failures become events.
+ */
+export class PendingLoad<T> {
+  readonly key: string;
+  readonly status: "MISS" | "BYPASS";
+  #lease: Lease<T> | undefined;
+  #ended = false;
+  readonly #store: CacheStore;
+  readonly #options: CacheAsideOptions;
+
+  constructor(
+    key: string,
+    status: "MISS" | "BYPASS",
+    lease: Lease<T> | undefined,
+    store: CacheStore,
+    options: CacheAsideOptions,
+  ) {
+    this.key = key;
+    this.status = status;
+    this.#lease = lease;
+    this.#store = store;
+    this.#options = options;
+  }
+
+  /** The value being refreshed, when this load refreshes a stale one. */
+  get stale(): T | undefined {
+    return this.#lease?.stale;
+  }
+
+  /** True once fill(), abandon() or fail() was called. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Stores the loaded value. Resolves true when stored; false otherwise (or already ended). */
+  async fill(value: T, ttlSeconds: number = this.#options.ttlSeconds): Promise<boolean> {
+    const lease = this.#end();
+    if (lease === false || this.status === "BYPASS") return false;
+    const started = performance.now();
     try {
-      onEvent(event);
-    } catch {
-      // An observer must never break a request.
+      let stored = true;
+      if (lease === undefined) await this.#store.write(this.key, value, ttlSeconds);
+      else stored = await lease.fill(value, ttlSeconds);
+      this.#emit("write", started);
+      return stored;
+    } catch (error) {
+      this.#emit("write-error", started, error);
+      return false;
     }
+  }
+
+  /** Gives the lease up without a value (the loaded value is not to be cached). */
+  async abandon(): Promise<void> {
+    const lease = this.#end();
+    if (lease === false) return;
+    await releaseQuietly(lease);
+  }
+
+  /**
+   * The load failed: gives the lease up and returns undefined, or returns the stale value to
+   * serve instead (see the class comment).
+   */
+  async fail(error: unknown): Promise<T | undefined> {
+    const lease = this.#end();
+    if (lease === false) return undefined;
+    const stale = lease?.stale;
+    if (stale === undefined || !this.#options.serveStaleOnError) {
+      await releaseQuietly(lease);
+      return undefined;
+    }
+    this.#emit("stale-on-error", performance.now(), error);
+    await releaseQuietly(lease, this.#options.staleSeconds);
+    return stale;
+  }
+
+  /** Ends the load: its lease (undefined when none was won), or false when already ended. */
+  #end(): Lease<T> | undefined | false {
+    if (this.#ended) return false;
+    this.#ended = true;
+    const lease = this.#lease;
+    this.#lease = undefined;
+    return lease;
+  }
+
+  #emit(type: CacheEvent["type"], started: number, error?: unknown): void {
+    emitEvent(this.#options.onEvent, type, this.key, started, error);
+  }
+}
+
+async function releaseQuietly(lease: Lease | undefined, keepStaleSeconds?: number): Promise<void> {
+  try {
+    await lease?.release(keepStaleSeconds === undefined ? {} : { keepStaleSeconds });
+  } catch {
+    // The lease expires by itself after leaseTtlSeconds (a stale item after its own TTL).
+  }
+}
+
+function emitEvent(
+  onEvent: CacheAsideOptions["onEvent"],
+  type: CacheEvent["type"],
+  key: string,
+  started: number,
+  error?: unknown,
+): void {
+  if (onEvent === undefined) return;
+  const event: CacheEvent = { type, key, durationMs: performance.now() - started };
+  if (error !== undefined) event.error = error;
+  try {
+    onEvent(event);
+  } catch {
+    // An observer must never break a request.
   }
 }
 

@@ -19,6 +19,14 @@ import {
   MemcacheCounterValueError,
   MemcacheTimeoutError,
 } from "../memcache/errors.ts";
+import {
+  booleanRule,
+  checkOptions,
+  countRule,
+  msRule,
+  type OptionRules,
+  secondsRule,
+} from "../memcache/options.ts";
 import { parseDecimal } from "../memcache/serde.ts";
 
 /** The client surface counters use (a MemcacheClient, or the cutover fallback's counter view). */
@@ -50,6 +58,22 @@ export const casUpdateDefaults: CasUpdateOptions = {
   repairUndecodable: false,
 };
 
+const casUpdateRules: OptionRules<CasUpdateOptions> = {
+  maxAttempts: countRule(1, 1_000_000),
+  jitterMs: msRule(0),
+  ttlSeconds: secondsRule(0),
+  repairUndecodable: booleanRule,
+};
+
+export interface IncrementOptions {
+  /** TTL of a counter created by this call, in seconds (0 = no expiry). Default 0. */
+  ttlSeconds: number;
+}
+
+export const incrementDefaults: IncrementOptions = { ttlSeconds: 0 };
+
+const incrementRules: OptionRules<IncrementOptions> = { ttlSeconds: secondsRule(0) };
+
 /** The counter in a stored item: its decimal text under any flags, else undefined. */
 export function counterValue(item: Pick<CasItem, "data">): CounterValue | undefined {
   return parseDecimal(item.data);
@@ -70,7 +94,7 @@ export function casUpdate<T>(
   update: (current: T | undefined) => T,
   options: Partial<CasUpdateOptions> = {},
 ): Promise<T> {
-  return casLoop(client, key, (item) => item.value as T | undefined, update, options);
+  return casLoop("casUpdate", client, key, (item) => item.value as T | undefined, update, options);
 }
 
 /**
@@ -87,6 +111,7 @@ export function casIncrement(
 ): Promise<CounterValue> {
   const step = toBigInt(delta, "casIncrement delta");
   return casLoop(
+    "casIncrement",
     client,
     key,
     counterValue,
@@ -96,16 +121,19 @@ export function casIncrement(
 }
 
 async function casLoop<T>(
+  component: string,
   client: CounterClient,
   key: string,
   read: (item: CasItem) => T | undefined,
   update: (current: T | undefined) => T,
   options: Partial<CasUpdateOptions>,
 ): Promise<T> {
-  const { maxAttempts, jitterMs, ttlSeconds, repairUndecodable } = {
-    ...casUpdateDefaults,
-    ...options,
-  };
+  const { maxAttempts, jitterMs, ttlSeconds, repairUndecodable } = checkOptions(
+    component,
+    options,
+    casUpdateRules,
+    casUpdateDefaults,
+  );
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     const item = await readOnce(client, key);
     if (item === undefined) {
@@ -134,8 +162,9 @@ export async function increment(
   client: CounterClient,
   key: string,
   delta: CounterValue = 1,
-  options: { ttlSeconds?: number } = {},
+  options: Partial<IncrementOptions> = {},
 ): Promise<CounterValue> {
+  const { ttlSeconds } = checkOptions("increment", options, incrementRules, incrementDefaults);
   const step = toBigInt(delta, "increment delta");
   const amount = toCounterValue(step < 0n ? -step : step);
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -152,7 +181,7 @@ export async function increment(
     }
     if (value !== undefined) return value;
     const seed = step > 0n ? amount : 0;
-    if (await client.add(key, seed, { ttlSeconds: options.ttlSeconds ?? 0 })) return seed;
+    if (await client.add(key, seed, { ttlSeconds })) return seed;
   }
   throw new MemcacheCasConflictError(
     `increment of "${key}" failed: the counter kept disappearing (evicted?)`,

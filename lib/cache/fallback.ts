@@ -21,6 +21,7 @@
 // replaces the tombstone with the fresh value.
 
 import type { CasItem, MemcacheClient } from "../memcache/client.ts";
+import { checkOptions, functionRule, type OptionRules, secondsRule } from "../memcache/options.ts";
 import type { CounterClient } from "./counters.ts";
 import {
   type LeaseMode,
@@ -30,7 +31,7 @@ import {
   leaseResolver,
   TOMBSTONE_FLAGS,
 } from "./leases.ts";
-import type { CacheStore, StoreHit } from "./store.ts";
+import { type CacheStore, leaseModeRule, type StoreHit } from "./store.ts";
 
 const TOMBSTONE = Buffer.from("invalidated");
 
@@ -41,15 +42,22 @@ export interface FallbackOptions {
   tombstoneSeconds: number;
   /** Called when the old cluster failed (never surfaced otherwise). Default: none. */
   onOldError: ((operation: string, key: string, error: unknown) => void) | undefined;
-  /** Stampede leases in the new cluster (see leases.ts). Default "auto". */
-  leases: LeaseMode;
+  /** Stampede leases in the new cluster (see leases.ts and ClientStoreOptions). Default "auto". */
+  leaseMode: LeaseMode;
 }
 
 export const fallbackDefaults: FallbackOptions = {
   copyTtlSeconds: 300,
   tombstoneSeconds: 300,
   onOldError: undefined,
-  leases: "auto",
+  leaseMode: "auto",
+};
+
+const fallbackRules: OptionRules<FallbackOptions> = {
+  copyTtlSeconds: secondsRule(0),
+  tombstoneSeconds: secondsRule(1),
+  onOldError: functionRule,
+  leaseMode: leaseModeRule,
 };
 
 interface OldRead {
@@ -62,7 +70,7 @@ export class FallbackStore implements CacheStore {
   readonly newClient: MemcacheClient;
   readonly oldClient: MemcacheClient;
   readonly options: FallbackOptions;
-  private readonly leases: () => Promise<Leases | undefined>;
+  private readonly leases: () => Promise<Leases>;
 
   constructor(
     newClient: MemcacheClient,
@@ -71,8 +79,8 @@ export class FallbackStore implements CacheStore {
   ) {
     this.newClient = newClient;
     this.oldClient = oldClient;
-    this.options = { ...fallbackDefaults, ...options };
-    this.leases = leaseResolver(newClient, this.options.leases);
+    this.options = checkOptions("FallbackStore", options, fallbackRules, fallbackDefaults);
+    this.leases = leaseResolver(newClient, this.options.leaseMode);
   }
 
   async read<T>(key: string): Promise<StoreHit<T> | undefined> {
@@ -97,49 +105,36 @@ export class FallbackStore implements CacheStore {
 
   /**
    * Leases live in new. A caller that wins a miss in new looks in old before loading from the
-   * origin: an old hit fills new through the lease (TTL kept) and is served as HIT-FALLBACK, so
-   * the waiters get it from new. If new fails, old is read instead (fail open).
+   * origin: an old hit fills new through the lease (TTL kept; the fill is conditional, so a value
+   * or tombstone written to new meanwhile wins) and is served as HIT-FALLBACK, so the waiters get
+   * it from new. If new fails, old is read instead (fail open).
    */
   async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
-    let leases: Leases | undefined;
     let read: LeaseRead<T>;
     try {
-      leases = await this.leases();
-      if (leases === undefined) {
-        const hit = await this.read<T>(key);
-        return hit === undefined ? { status: "miss" } : { status: "hit", stale: false, ...hit };
-      }
-      read = await leases.readLease<T>(key, options);
+      read = await (await this.leases()).readLease<T>(key, options);
     } catch (error) {
       const old = await this.readOld(key);
       if (old === undefined) throw error;
       return { status: "hit", value: old.value as T, stale: false, fallback: true };
     }
-    if (read.status !== "win" || read.stale !== undefined || read.tombstone === true) return read;
+    if (read.status !== "win" || read.lease.stale !== undefined || read.lease.tombstone) {
+      return read;
+    }
     const old = await this.readOld(key);
     if (old === undefined) return read;
     try {
-      await leases.fill(key, old.value, old.ttlSeconds ?? this.options.copyTtlSeconds, read.token);
+      await read.lease.fill(old.value, old.ttlSeconds ?? this.options.copyTtlSeconds);
     } catch {
-      // Best effort: served either way; the placeholder expires after the lease TTL.
+      // Best effort: served either way (the lease gave itself up).
     }
     return { status: "hit", value: old.value as T, stale: false, fallback: true };
   }
 
-  async fill(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean> {
-    const leases = await this.leases();
-    return leases === undefined ? false : leases.fill(key, value, ttlSeconds, token);
-  }
-
-  async release(key: string, token: string): Promise<void> {
-    await (await this.leases())?.release(key, token);
-  }
-
   /** Marks stale in new and deletes in old (else old's copy returns once new's stale copy ends). */
   async markStale(key: string, staleSeconds: number): Promise<boolean> {
-    const leases = await this.leases();
     const [marked] = await Promise.all([
-      leases === undefined ? false : leases.markStale(key, staleSeconds),
+      this.leases().then((leases) => leases.markStale(key, staleSeconds)),
       this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
     ]);
     return marked;
@@ -168,7 +163,7 @@ export class FallbackStore implements CacheStore {
       flags: TOMBSTONE_FLAGS,
     });
     const leases = await this.leases();
-    if (leases?.mode === "meta") await leases.markStale(key, this.options.tombstoneSeconds);
+    if (leases.mode === "meta") await leases.markStale(key, this.options.tombstoneSeconds);
   }
 
   private async readOld(key: string): Promise<OldRead | undefined> {

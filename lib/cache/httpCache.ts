@@ -16,14 +16,23 @@ import type {
   APIGatewayProxyStructuredResultV2,
 } from "aws-lambda";
 import { safeKey } from "../memcache/keys.ts";
-import type { CacheAside, CacheStatus, Lease } from "./cacheAside.ts";
+import {
+  checkOptions,
+  functionRule,
+  msRule,
+  nonEmptyStringRule,
+  type OptionRules,
+  secondsRule,
+  show,
+} from "../memcache/options.ts";
+import { CacheAside, type CacheStatus, type PendingLoad } from "./cacheAside.ts";
 
 export type HttpEvent = APIGatewayProxyEventV2 | APIGatewayProxyEvent;
 export type HttpResult = APIGatewayProxyStructuredResultV2 | APIGatewayProxyResult;
 
 export interface HttpCacheOptions {
   /** The cache-aside core to read and write through. Required. */
-  cache: CacheAside | undefined;
+  cache: CacheAside;
   /** TTL of cached responses, in seconds. Default 60. */
   ttlSeconds: number;
   /** Prefix of every key this cache writes. Default "http:". */
@@ -38,12 +47,15 @@ export interface HttpCacheOptions {
   isCacheableResponse: (response: HttpResult) => boolean;
   /** Response header that reports HIT, HIT-FALLBACK, MISS or BYPASS. Default "x-cache". */
   headerName: string;
-  /** Time kept back from the Lambda's remaining time when waiting for another load, ms. Default 1,000. */
+  /**
+   * Time kept back from the Lambda's remaining time when waiting for another request's load, in
+   * ms: the wait's deadline is the invocation's end minus this. Default 1,000.
+   */
   deadlineMarginMs: number;
 }
 
-export const httpCacheDefaults: HttpCacheOptions = {
-  cache: undefined,
+/** Every option but `cache`, which has no default. */
+export const httpCacheDefaults: Omit<HttpCacheOptions, "cache"> = {
   ttlSeconds: 60,
   keyPrefix: "http:",
   varyHeaders: [],
@@ -54,6 +66,34 @@ export const httpCacheDefaults: HttpCacheOptions = {
   deadlineMarginMs: 1_000,
 };
 
+const httpCacheRules: OptionRules<HttpCacheOptions> = {
+  cache: (value) =>
+    value instanceof CacheAside ? undefined : `must be a CacheAside, got ${show(value)}`,
+  ttlSeconds: secondsRule(0),
+  keyPrefix: (value) => {
+    if (typeof value !== "string") return `must be a string, got ${show(value)}`;
+    try {
+      safeKey("", value);
+      return undefined;
+    } catch (error) {
+      return `must be usable as a key prefix: ${(error as Error).message}`;
+    }
+  },
+  varyHeaders: (value) =>
+    Array.isArray(value) &&
+    value.every((name) => typeof name === "string" && /^[!#$%&'*+.^_`|~0-9a-z-]+$/.test(name))
+      ? undefined
+      : `must be an array of lowercase header names, got ${show(value)}`,
+  getKey: functionRule,
+  isCacheableRequest: functionRule,
+  isCacheableResponse: functionRule,
+  headerName: nonEmptyStringRule,
+  deadlineMarginMs: msRule(0),
+};
+
+/** Anything else stored under a response's key counts as a miss and is overwritten. */
+const ACCEPT = { accept: isCachedResponse };
+
 /** The outcome of lookup(), handed back to store() after the handler ran. */
 export interface HttpLookup {
   /** Undefined when the request is not cacheable. */
@@ -61,8 +101,8 @@ export interface HttpLookup {
   status: CacheStatus | undefined;
   /** The cached response, on a hit. */
   response?: HttpResult;
-  /** The right to fill the key, when this request won it (stampede protection). */
-  lease?: Lease<CachedResponse>;
+  /** The load this request owes on a MISS or BYPASS: ended by finish() or recover(). */
+  load?: PendingLoad<CachedResponse>;
 }
 
 interface CachedResponse {
@@ -81,17 +121,19 @@ export class HttpCache {
   private readonly cache: CacheAside;
 
   constructor(options: Partial<HttpCacheOptions>) {
-    this.options = { ...httpCacheDefaults, ...options };
-    if (this.options.cache === undefined) throw new TypeError("HttpCache needs options.cache");
+    this.options = checkOptions("HttpCache", options, httpCacheRules, httpCacheDefaults);
     this.cache = this.options.cache;
   }
 
-  /** How long a request may wait for another one's load, from the Lambda context (if any). */
+  /**
+   * Until when (ms since the epoch) a request may wait for another one's load: the Lambda's
+   * end (from its context) minus deadlineMarginMs; undefined without a Lambda context.
+   */
   deadlineFor(context: unknown): number | undefined {
     const remaining = (context as { getRemainingTimeInMillis?: () => number } | undefined)
       ?.getRemainingTimeInMillis;
     if (typeof remaining !== "function") return undefined;
-    return Math.max(0, remaining.call(context) - this.options.deadlineMarginMs);
+    return Date.now() + Math.max(0, remaining.call(context) - this.options.deadlineMarginMs);
   }
 
   /** The cache key for a request, or undefined when the request is not cacheable. */
@@ -105,74 +147,72 @@ export class HttpCache {
 
   /**
    * Before the handler: a hit carries the response to return at once. Concurrent misses of one
-   * key wait here (at most until `deadlineMs` from now) while one of them runs the handler.
+   * key wait here (at most until `deadline`, ms since the epoch) while one of them runs the
+   * handler. A MISS or BYPASS carries the load this request owes: finish() or recover() ends it.
    */
-  async lookup(event: HttpEvent, deadlineMs?: number): Promise<HttpLookup> {
+  async lookup(event: HttpEvent, deadline?: number): Promise<HttpLookup> {
     const key = this.keyFor(event);
     if (key === undefined) return { key, status: undefined };
     const read = await this.cache.acquire<CachedResponse>(
       key,
-      deadlineMs === undefined ? {} : { deadlineMs },
+      deadline === undefined ? ACCEPT : { deadline, accept: isCachedResponse },
     );
-    if ((read.status === "HIT" || read.status === "HIT-FALLBACK") && isCachedResponse(read.value)) {
-      return { key, status: read.status, response: this.fromCache(read.value, read.status) };
-    }
-    const lookup: HttpLookup = { key, status: read.status === "BYPASS" ? "BYPASS" : "MISS" };
-    if (read.lease !== undefined) lookup.lease = read.lease;
-    return lookup;
+    if ("load" in read) return { key, status: read.status, load: read.load };
+    return { key, status: read.status, response: this.fromCache(read.value, read.status) };
   }
 
   /**
    * The handler failed: the stale response to serve instead, when this request was refreshing a
-   * stale entry and serveStaleOnError allows; otherwise undefined (the lease is given up).
+   * stale entry and serveStaleOnError allows; otherwise undefined. Ends the load either way.
    */
   async recover(lookup: HttpLookup | undefined, error: unknown): Promise<HttpResult | undefined> {
-    if (lookup?.lease === undefined) return undefined;
-    const stale = await this.cache.abandon(lookup.lease, error);
+    const stale = await lookup?.load?.fail(error);
     return stale === undefined || !isCachedResponse(stale)
       ? undefined
       : this.fromCache(stale, "HIT");
   }
 
-  /** After the handler: stores a cacheable response on a MISS and labels it with x-cache. */
-  async store(lookup: HttpLookup, response: HttpResult): Promise<HttpResult> {
+  /**
+   * After the handler: on a MISS stores a cacheable response (and gives the lease up for any
+   * other), and labels the response with x-cache. Ends the load; a 5xx while refreshing a stale
+   * entry serves that entry instead (serveStaleOnError).
+   */
+  async finish(lookup: HttpLookup, response: HttpResult): Promise<HttpResult> {
     // Only structured results are labelled and cached. A bare object returned by an HTTP API
     // handler is the response body itself: adding a header would change what is sent.
     if (lookup.key === undefined || lookup.status === undefined || !isStructured(response)) {
-      if (lookup.lease !== undefined) await this.cache.release(lookup.lease);
+      await lookup.load?.abandon();
       return response;
     }
-    let lease = lookup.lease;
-    // An origin failure while refreshing a stale entry: serve the stale entry instead.
-    // recover() gives the lease up either way.
-    if (response.statusCode >= 500 && lease !== undefined) {
+    if (response.statusCode >= 500) {
       const stale = await this.recover(
         lookup,
         new Error(`handler answered ${response.statusCode}`),
       );
       if (stale !== undefined) return stale;
-      lease = undefined;
     }
     const ttlSeconds = Math.min(this.options.ttlSeconds, maxAgeSeconds(response));
-    const cacheable = ttlSeconds > 0 && this.options.isCacheableResponse(response);
-    if (lookup.status === "MISS" && !cacheable && lease !== undefined) {
-      await this.cache.release(lease);
-    }
-    if (lookup.status === "MISS" && cacheable) {
-      const entry: CachedResponse = {
-        statusCode: response.statusCode,
-        headers: { ...(response.headers ?? {}) },
-        body: response.body ?? "",
-        isBase64Encoded: response.isBase64Encoded ?? false,
-        storedAt: Date.now(),
-      };
-      const multi = (response as APIGatewayProxyResult).multiValueHeaders;
-      if (multi !== undefined) entry.multiValueHeaders = multi;
-      delete entry.headers[this.options.headerName];
-      delete entry.headers.age;
-      await this.cache.complete(lookup.key, lease, entry, ttlSeconds);
+    if (ttlSeconds > 0 && this.options.isCacheableResponse(response)) {
+      await lookup.load?.fill(this.toCache(response), ttlSeconds);
+    } else {
+      await lookup.load?.abandon();
     }
     return withHeader(response, this.options.headerName, lookup.status);
+  }
+
+  private toCache(response: HttpResult & { statusCode: number }): CachedResponse {
+    const entry: CachedResponse = {
+      statusCode: response.statusCode,
+      headers: { ...(response.headers ?? {}) },
+      body: response.body ?? "",
+      isBase64Encoded: response.isBase64Encoded ?? false,
+      storedAt: Date.now(),
+    };
+    const multi = (response as APIGatewayProxyResult).multiValueHeaders;
+    if (multi !== undefined) entry.multiValueHeaders = multi;
+    delete entry.headers[this.options.headerName];
+    delete entry.headers.age;
+    return entry;
   }
 
   private fromCache(entry: CachedResponse, status: CacheStatus): HttpResult {
@@ -205,7 +245,7 @@ export function withHttpCache<E extends HttpEvent, C>(
       if (stale !== undefined) return stale;
       throw error;
     }
-    return httpCache.store(lookup, response);
+    return httpCache.finish(lookup, response);
   };
 }
 

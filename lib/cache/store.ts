@@ -1,9 +1,17 @@
 // The narrow interface the cache-aside core needs from "the cache". A single memcached client
 // is adapted by clientStore(); the cutover fallback (new cluster, then old) implements the same
-// interface, so the core and the middleware never know which one they talk to.
+// interface, so the core and the middleware never know which one they talk to. Every store has
+// leases: the "off" mode is an implementation like the others (plainLeases), not a missing one.
 
 import type { MemcacheClient } from "../memcache/client.ts";
-import { type LeaseMode, type LeaseOptions, type LeaseRead, leaseResolver } from "./leases.ts";
+import { checkOptions, type OptionRules, oneOfRule } from "../memcache/options.ts";
+import {
+  LEASE_MODES,
+  type LeaseMode,
+  type LeaseOptions,
+  type LeaseRead,
+  leaseResolver,
+} from "./leases.ts";
 
 export interface StoreHit<T = unknown> {
   value: T;
@@ -17,27 +25,37 @@ export interface CacheStore {
   write(key: string, value: unknown, ttlSeconds: number): Promise<void>;
   /** Removes the key everywhere a reader could find it. */
   invalidate(key: string): Promise<void>;
-  /** Stampede protection (see leases.ts); a store without it serves plain read/write. */
-  readLease?<T = unknown>(key: string, options: LeaseOptions): Promise<LeaseRead<T>>;
-  fill?(key: string, value: unknown, ttlSeconds: number, token: string): Promise<boolean>;
-  release?(key: string, token: string): Promise<void>;
+  /**
+   * Reads with stampede protection (see leases.ts): a hit, a won Lease (load, then end it), or
+   * wait. A store without protection answers every miss with a win.
+   */
+  readLease<T = unknown>(key: string, options: LeaseOptions): Promise<LeaseRead<T>>;
   /** Marks the key stale (served while one reader refreshes it); false when not possible. */
-  markStale?(key: string, staleSeconds: number): Promise<boolean>;
+  markStale(key: string, staleSeconds: number): Promise<boolean>;
 }
 
 export interface ClientStoreOptions {
-  /** Lease implementation: meta protocol where the server has it (auto), lock, or off. */
-  leases: LeaseMode;
+  /**
+   * Lease implementation: "auto" (meta protocol where the server has it, else lock), "meta",
+   * "lock", or "off" (no stampede protection). Default "auto".
+   */
+  leaseMode: LeaseMode;
 }
+
+export const clientStoreDefaults: ClientStoreOptions = { leaseMode: "auto" };
+
+export const leaseModeRule = oneOfRule(...LEASE_MODES);
+
+const clientStoreRules: OptionRules<ClientStoreOptions> = { leaseMode: leaseModeRule };
 
 /** A CacheStore over one memcached client (one cluster). */
 export function clientStore(
   client: MemcacheClient,
   options: Partial<ClientStoreOptions> = {},
 ): CacheStore {
-  const mode = options.leases ?? "auto";
-  const leases = leaseResolver(client, mode);
-  const store: CacheStore = {
+  const { leaseMode } = checkOptions("clientStore", options, clientStoreRules, clientStoreDefaults);
+  const leases = leaseResolver(client, leaseMode);
+  return {
     async read<T>(key: string): Promise<StoreHit<T> | undefined> {
       const value = await client.get<T>(key);
       return value === undefined ? undefined : { value, fallback: false };
@@ -48,13 +66,11 @@ export function clientStore(
     async invalidate(key: string): Promise<void> {
       await client.delete(key);
     },
+    async readLease<T>(key: string, leaseOptions: LeaseOptions): Promise<LeaseRead<T>> {
+      return (await leases()).readLease<T>(key, leaseOptions);
+    },
+    async markStale(key: string, staleSeconds: number): Promise<boolean> {
+      return (await leases()).markStale(key, staleSeconds);
+    },
   };
-  if (mode === "off") return store;
-  store.readLease = async <T>(key: string, leaseOptions: LeaseOptions) =>
-    (await leases())!.readLease<T>(key, leaseOptions);
-  store.fill = async (key, value, ttlSeconds, token) =>
-    (await leases())!.fill(key, value, ttlSeconds, token);
-  store.release = async (key, token) => (await leases())!.release(key, token);
-  store.markStale = async (key, staleSeconds) => (await leases())!.markStale(key, staleSeconds);
-  return store;
 }

@@ -2,17 +2,35 @@
 // store, simple), routed to a node by a NodeSelector. Keys and values are checked before any
 // byte is written; replies map to results through small tables; anything else is an error.
 
+import { type AddressInput, type AddressListInput, toAddress, toAddressList } from "./address.ts";
 import { NodeSet } from "./cluster.ts";
 import {
   Connection,
   type ConnectionOptions,
+  connectionDefaults,
+  connectionRules,
   Reply,
   type RetrievedValue,
   type SendOptions,
 } from "./connection.ts";
-import { AutoDiscovery, type DiscoveryOptions } from "./discovery.ts";
+import {
+  AutoDiscovery,
+  type DiscoveryOptions,
+  discoveryDefaults,
+  discoveryRules,
+} from "./discovery.ts";
 import { MemcacheIllegalInputError, MemcacheUnknownCommandError } from "./errors.ts";
 import { assertValidKey } from "./keys.ts";
+import {
+  booleanRule,
+  checkOptions,
+  countRule,
+  functionRule,
+  type OptionRules,
+  optionError,
+  show,
+  unknownOption,
+} from "./options.ts";
 import {
   encodeLine,
   encodeMetaSet,
@@ -23,33 +41,42 @@ import {
 } from "./protocol.ts";
 import { defaultSerde, isInternalFlags, type Serde, withChecksum } from "./serde.ts";
 
-export interface ClientOptions extends Partial<ConnectionOptions>, Partial<DiscoveryOptions> {
+/**
+ * Options of `new MemcacheClient(options)`: where the nodes are (exactly one of `servers` and
+ * `configEndpoint`), plus the connection, discovery and value options. Defaults: clientDefaults.
+ */
+export interface ClientOptions extends ConnectionOptions, DiscoveryOptions {
   /**
-   * `host:port`, `[ipv6]:port` or `host` (port 11211), or a list (comma-separated or an array):
-   * keys are spread over them by consistent hashing (libmemcached-compatible ketama). A single
-   * server whose host contains `.cfg.` is an ElastiCache configuration endpoint (see below).
+   * The nodes: `host:port`, `[ipv6]:port` or `host` (port 11211), a comma-separated list of
+   * them, or an array of such strings and NodeAddress objects. Keys are spread over the nodes by
+   * consistent hashing (libmemcached-compatible ketama).
    */
-  servers?: string | readonly string[];
-  /** ElastiCache configuration endpoint: the nodes come from Auto Discovery. */
-  configEndpoint?: string;
+  servers: AddressListInput | undefined;
+  /**
+   * An ElastiCache configuration endpoint (`host:port` or a NodeAddress): the nodes come from
+   * Auto Discovery, and follow the cluster as nodes are added or replaced. An endpoint that does
+   * not speak `config get cluster` (plain memcached, ElastiCache Serverless) is used as the node.
+   */
+  configEndpoint: AddressInput | undefined;
   /** Value format; default: Buffer / string / integer / JSON by flags (see serde.ts). */
-  serde?: Serde;
+  serde: Serde;
   /**
    * Add a CRC-32 to every value and read damaged ones as misses (see withChecksum in serde.ts).
    * Default false: values stay readable by other memcached clients.
    */
-  checksums?: boolean;
+  checksums: boolean;
   /**
    * Largest value the client sends, in bytes. Default 1 MiB (memcached's default `-I`); the
    * server may still refuse a value close to its limit (item header) with SERVER_ERROR.
+   * (maxReplyValueBytes limits what is received.)
    */
-  maxValueBytes?: number;
+  maxValueBytes: number;
   /**
    * Called for every stored value the serde cannot decode (read as a miss): a pickle (flags 1)
    * from a Python service, unknown flags, bad UTF-8/JSON/zlib. Default: none. This library's own
    * internal values (tombstones) are not reported. Must not throw; an error it throws is ignored.
    */
-  onUndecodable?: (value: UndecodableValue) => void;
+  onUndecodable: ((value: UndecodableValue) => void) | undefined;
 }
 
 /** A stored value that read as a miss because the serde could not decode it. */
@@ -59,6 +86,39 @@ export interface UndecodableValue {
   /** Length of the stored bytes. */
   bytes: number;
 }
+
+export const clientDefaults: ClientOptions = {
+  ...connectionDefaults,
+  ...discoveryDefaults,
+  servers: undefined,
+  configEndpoint: undefined,
+  serde: defaultSerde,
+  checksums: false,
+  maxValueBytes: 1024 * 1024,
+  onUndecodable: undefined,
+};
+
+const clientRules: OptionRules<ClientOptions> = {
+  ...connectionRules,
+  ...discoveryRules,
+  // Parsed (once) by the constructor, which names a bad entry.
+  servers: (value) =>
+    typeof value === "string" || Array.isArray(value)
+      ? undefined
+      : `must be "host:port[,host:port...]" or an array of addresses, got ${show(value)}`,
+  configEndpoint: (value) =>
+    typeof value === "string" || (typeof value === "object" && value !== null)
+      ? undefined
+      : `must be "host:port" or { host, port }, got ${show(value)}`,
+  serde: (value) =>
+    typeof (value as Serde | null)?.encode === "function" &&
+    typeof (value as Serde | null)?.decode === "function"
+      ? undefined
+      : `must be an object with encode and decode functions, got ${show(value)}`,
+  checksums: booleanRule,
+  maxValueBytes: countRule(1, 1024 * 1024 * 1024),
+  onUndecodable: functionRule,
+};
 
 export interface SetOptions {
   /** Seconds until expiry; 0 (default) never expires; over 30 days is sent as a Unix time. */
@@ -84,7 +144,7 @@ export interface CasItem<T = unknown> {
 }
 
 /** Outcome of a storage command, from the server's STORED / NOT_STORED / EXISTS / NOT_FOUND. */
-export type StoreResult = "stored" | "not_stored" | "exists" | "not_found";
+export type StorageResult = "stored" | "not_stored" | "exists" | "not_found";
 /** Outcome of cas(): stored, or someone changed it since gets() (exists), or it is gone. */
 export type CasResult = "stored" | "exists" | "not_found";
 
@@ -95,20 +155,7 @@ export interface NodeHealth {
   error?: string;
 }
 
-const DEFAULT_PORT = 11211;
 const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
-
-/** Parses `host:port`, `[v6]:port` or `host` into its parts. */
-export function parseServer(server: string): { host: string; port: number } {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]+))(?::(\d{1,5}))?$/.exec(server.trim());
-  const port = match?.[3] === undefined ? DEFAULT_PORT : Number(match[3]);
-  if (match === null || port < 1 || port > 65535) {
-    throw new MemcacheIllegalInputError(
-      `server "${server}" is not host:port (examples: "127.0.0.1:11211", "[::1]:11211", "cache.local")`,
-    );
-  }
-  return { host: match[1] ?? match[2]!, port };
-}
 
 // What each command may answer; anything else is a protocol violation and resets the socket.
 const READ: SendOptions = { retryIfStale: true };
@@ -125,15 +172,15 @@ const NUMBER_REPLY: SendOptions = {
   accept: (line) => line === "NOT_FOUND" || /^[0-9]{1,20}$/.test(line),
 };
 
-const STORE_REPLIES: Record<string, StoreResult> = {
+const STORAGE_REPLIES: Record<string, StorageResult> = {
   STORED: "stored",
   NOT_STORED: "not_stored",
   EXISTS: "exists",
   NOT_FOUND: "not_found",
 };
-const STORE_REPLY: SendOptions = {
+const STORAGE_REPLY: SendOptions = {
   hasData: true,
-  accept: (line) => Object.hasOwn(STORE_REPLIES, line),
+  accept: (line) => Object.hasOwn(STORAGE_REPLIES, line),
 };
 
 // Read-only stats groups with a STAT...END reply ("reset" and "detail" answer differently).
@@ -154,44 +201,35 @@ export class MemcacheClient {
   private readonly maxValueBytes: number;
   private readonly onUndecodable: ((value: UndecodableValue) => void) | undefined;
 
-  constructor(options: ClientOptions) {
-    const {
-      servers,
-      configEndpoint,
-      serde,
-      checksums,
-      maxValueBytes,
-      onUndecodable,
-      refreshIntervalMs,
-      ...connectionOptions
-    } = options;
-    const list = (typeof servers === "string" ? servers.split(",") : [...(servers ?? [])]).filter(
-      (server) => server.trim() !== "",
-    );
-    let endpoint = configEndpoint;
-    if (endpoint === undefined && list.length === 1 && /\.cfg\./i.test(list[0]!))
-      endpoint = list[0];
-    if (endpoint !== undefined) {
-      const { host, port } = parseServer(endpoint);
+  constructor(options: Partial<ClientOptions>) {
+    const checked = checkOptions("MemcacheClient", options, clientRules, clientDefaults);
+    const { servers, configEndpoint, serde, checksums, maxValueBytes, refreshIntervalMs } = checked;
+    const connectionOptions = pickConnectionOptions(checked);
+    if ((servers === undefined) === (configEndpoint === undefined)) {
+      throw optionError(
+        "MemcacheClient",
+        servers === undefined ? "servers" : "configEndpoint",
+        servers === undefined
+          ? 'is required: give servers ("host:port,...") or configEndpoint (Auto Discovery)'
+          : "cannot be given together with servers: give one of them",
+      );
+    }
+    if (configEndpoint !== undefined) {
+      const endpoint = parsedOption("configEndpoint", () => toAddress(configEndpoint));
       this.cluster = new NodeSet(connectionOptions);
-      const discoveryOptions = refreshIntervalMs === undefined ? {} : { refreshIntervalMs };
       this.discovery = new AutoDiscovery(
-        new Connection(host, port, connectionOptions),
+        new Connection(endpoint, connectionOptions),
         this.cluster,
-        discoveryOptions,
+        { refreshIntervalMs },
       );
     } else {
-      if (list.length === 0) {
-        throw new MemcacheIllegalInputError(
-          'no servers given: pass servers ("host:port,...") or configEndpoint',
-        );
-      }
-      this.cluster = new NodeSet(connectionOptions, list.map(parseServer));
+      const nodes = parsedOption("servers", () => toAddressList(servers!));
+      this.cluster = new NodeSet(connectionOptions, nodes);
       this.discovery = undefined;
     }
-    this.serde = checksums === true ? withChecksum(serde ?? defaultSerde) : (serde ?? defaultSerde);
-    this.maxValueBytes = maxValueBytes ?? 1024 * 1024;
-    this.onUndecodable = onUndecodable;
+    this.serde = checksums ? withChecksum(serde) : serde;
+    this.maxValueBytes = maxValueBytes;
+    this.onUndecodable = checked.onUndecodable;
   }
 
   /** The node connections (for health checks and tests). */
@@ -266,27 +304,27 @@ export class MemcacheClient {
 
   /** Stores unconditionally. Resolves true when stored. */
   async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.store("set", key, value, options)) === "stored";
+    return (await this.storage("set", key, value, options)) === "stored";
   }
 
   /** Stores only if the key is absent. Resolves false when it exists. */
   async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.store("add", key, value, options)) === "stored";
+    return (await this.storage("add", key, value, options)) === "stored";
   }
 
   /** Stores only if the key exists. Resolves false when it is absent. */
   async replace(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.store("replace", key, value, options)) === "stored";
+    return (await this.storage("replace", key, value, options)) === "stored";
   }
 
   /** Appends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
   async append(key: string, data: string | Buffer): Promise<boolean> {
-    return (await this.store("append", key, Buffer.from(data), { flags: 0 })) === "stored";
+    return (await this.storage("append", key, Buffer.from(data), { flags: 0 })) === "stored";
   }
 
   /** Prepends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
   async prepend(key: string, data: string | Buffer): Promise<boolean> {
-    return (await this.store("prepend", key, Buffer.from(data), { flags: 0 })) === "stored";
+    return (await this.storage("prepend", key, Buffer.from(data), { flags: 0 })) === "stored";
   }
 
   /**
@@ -299,7 +337,7 @@ export class MemcacheClient {
         new MemcacheIllegalInputError(`cas token must be a 64-bit unsigned decimal, got "${cas}"`),
       );
     }
-    return this.store("cas", key, value, options, cas) as Promise<CasResult>;
+    return this.storage("cas", key, value, options, cas) as Promise<CasResult>;
   }
 
   // ---- other keyed commands ----
@@ -542,14 +580,15 @@ export class MemcacheClient {
   }
 
   /** set/add/replace/append/prepend/cas. */
-  private async store(
+  private async storage(
     verb: StorageVerb,
     key: string,
     value: unknown,
     options: SetOptions | undefined,
     cas?: string,
-  ): Promise<StoreResult> {
+  ): Promise<StorageResult> {
     assertValidKey(key);
+    if (options !== undefined) assertSetOptions(verb, options);
     const encoded = this.encode(value);
     const flags = options?.flags ?? encoded.flags;
     if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
@@ -557,8 +596,13 @@ export class MemcacheClient {
     }
     const exptime = toWireExptime(options?.ttlSeconds ?? 0);
     const payload = encodeStorage(verb, key, flags, exptime, encoded.data, cas);
-    const line = await (await this.route(key)).send<string>(payload, Reply.LINE, verb, STORE_REPLY);
-    return STORE_REPLIES[line]!;
+    const line = await (await this.route(key)).send<string>(
+      payload,
+      Reply.LINE,
+      verb,
+      STORAGE_REPLY,
+    );
+    return STORAGE_REPLIES[line]!;
   }
 
   /** Any keyed command with a one-line reply. */
@@ -662,6 +706,16 @@ export class MemcacheClient {
   }
 }
 
+const SET_OPTION_NAMES = ["ttlSeconds", "flags"] as const;
+
+/** A typo in a command's options (`{ ttl: 60 }`) would silently store without a TTL: refuse it. */
+function assertSetOptions(verb: string, options: SetOptions): void {
+  const unknown = unknownOption(options, SET_OPTION_NAMES);
+  if (unknown !== undefined) {
+    throw new MemcacheIllegalInputError(`${verb} option "${unknown.name}" ${unknown.complaint}`);
+  }
+}
+
 function assertMetaFlags(flags: readonly string[]): void {
   for (const flag of flags) {
     if (!META_FLAG.test(flag) || REFUSED_META_FLAGS.has(flag[0]!)) {
@@ -680,4 +734,22 @@ function versionAtLeast(version: string, minimum: readonly number[]): boolean {
     if (part !== minimum[i]) return part > minimum[i]!;
   }
   return true;
+}
+
+/** The connection options out of the client's (the rest are the client's own). */
+function pickConnectionOptions(options: ClientOptions): ConnectionOptions {
+  const picked = {} as Record<string, unknown>;
+  for (const name of Object.keys(connectionDefaults)) {
+    picked[name] = options[name as keyof ConnectionOptions];
+  }
+  return picked as unknown as ConnectionOptions;
+}
+
+/** Runs an address parser; its error becomes the option's TypeError. */
+function parsedOption<T>(name: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw optionError("MemcacheClient", name, `has ${(error as Error).message}`);
+  }
 }

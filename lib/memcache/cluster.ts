@@ -2,25 +2,19 @@
 // ring over them. An update (from Auto Discovery) keeps the connections of nodes that stay,
 // adds new ones (they connect lazily) and closes removed ones.
 
+import { formatAddress, type NodeAddress } from "./address.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import { MemcacheNoNodesError } from "./errors.ts";
 import { HashRing } from "./hashring.ts";
-
-export interface NodeAddress {
-  /** The node's name: hashed onto the ring and verified against its TLS certificate. */
-  host: string;
-  port: number;
-  /** Where to connect when it differs from host (a discovered IP address). */
-  address?: string;
-}
 
 export class NodeSet {
   private byId = new Map<string, Connection>();
   private ring: HashRing<Connection> = new HashRing([]);
   private single: Connection | undefined;
-  private readonly options: Partial<ConnectionOptions>;
+  private readonly options: ConnectionOptions;
 
-  constructor(options: Partial<ConnectionOptions>, addresses: readonly NodeAddress[] = []) {
+  /** `options` must be complete and checked (the client does that). */
+  constructor(options: ConnectionOptions, addresses: readonly NodeAddress[] = []) {
     this.options = options;
     if (addresses.length > 0) this.update(addresses);
   }
@@ -52,20 +46,15 @@ export class NodeSet {
     const next = new Map<string, Connection>();
     const added: string[] = [];
     for (const address of addresses) {
-      const id = `${address.host}:${address.port}`;
+      const id = formatAddress(address);
       if (next.has(id)) continue;
       let node = this.byId.get(id);
-      if (node !== undefined && node.address !== (address.address ?? address.host)) {
+      if (node !== undefined && node.address !== (address.ip ?? address.host)) {
         node.close(); // same name, new IP (node replaced): reconnect to the new address
         node = undefined;
       }
       if (node === undefined) {
-        node = new Connection(
-          address.host,
-          address.port,
-          this.options,
-          address.address ?? address.host,
-        );
+        node = new Connection(address, this.options);
         added.push(id);
       }
       next.set(id, node);

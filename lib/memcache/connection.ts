@@ -5,6 +5,7 @@
 
 import net from "node:net";
 import tls from "node:tls";
+import { formatAddress, type NodeAddress } from "./address.ts";
 import {
   MemcacheClientError,
   MemcacheConnectionClosedError,
@@ -15,6 +16,7 @@ import {
   MemcacheTimeoutError,
   MemcacheUnknownCommandError,
 } from "./errors.ts";
+import { countRule, msRule, type OptionRules, show } from "./options.ts";
 import { type MetaReply, parseMetaFlags, type ReplyHandler, ReplyParser } from "./protocol.ts";
 
 export interface ConnectionOptions {
@@ -32,8 +34,11 @@ export interface ConnectionOptions {
   tls: boolean | tls.ConnectionOptions;
   /** Longest reply line accepted (protocol-violation guard). Default 8 KiB. */
   maxLineBytes: number;
-  /** Largest value a reply may announce (protocol-violation guard). Default 128 MiB. */
-  maxReplyBytes: number;
+  /**
+   * Largest value block a reply may announce, in bytes (protocol-violation guard on what is
+   * received; maxValueBytes limits what is sent). Default 128 MiB.
+   */
+  maxReplyValueBytes: number;
   /** A read on a socket idle this long is retried once if it fails (see send()). Default 1,000 ms. */
   staleSocketMs: number;
 }
@@ -46,8 +51,24 @@ export const connectionDefaults: ConnectionOptions = {
   deadRetryMs: 2_000,
   tls: false,
   maxLineBytes: 8 * 1024,
-  maxReplyBytes: 128 * 1024 * 1024,
+  maxReplyValueBytes: 128 * 1024 * 1024,
   staleSocketMs: 1_000,
+};
+
+export const connectionRules: OptionRules<ConnectionOptions> = {
+  connectTimeoutMs: msRule(1),
+  timeoutMs: msRule(1),
+  keepAliveDelayMs: msRule(0),
+  failuresBeforeDead: countRule(1, Number.MAX_SAFE_INTEGER),
+  deadRetryMs: msRule(0),
+  tls: (value) =>
+    typeof value === "boolean" ||
+    (typeof value === "object" && value !== null && !Array.isArray(value))
+      ? undefined
+      : `must be true, false or node:tls connect options, got ${show(value)}`,
+  maxLineBytes: countRule(64, 1024 * 1024),
+  maxReplyValueBytes: countRule(1, 1024 * 1024 * 1024),
+  staleSocketMs: msRule(0),
 };
 
 /** What a request expects back; decides how reply events are gathered into one result. */
@@ -103,11 +124,13 @@ interface Pending {
 }
 
 export class Connection implements ReplyHandler {
+  /** The node this connection talks to, as configured or discovered. */
+  readonly node: NodeAddress;
   /** The node's name (hostname or IP): verified against its TLS certificate, shown in errors. */
   readonly host: string;
-  /** Where to connect: a discovered IP address, or the host itself. */
-  readonly address: string;
   readonly port: number;
+  /** `host:port` (`[v6]:port`), as errors and health checks show the node. */
+  readonly endpoint: string;
   readonly options: ConnectionOptions;
   /** Meta-protocol support as probed on this node (undefined until probed). */
   metaSupport: boolean | undefined;
@@ -132,20 +155,18 @@ export class Connection implements ReplyHandler {
   /** Reads retried after failing on a socket that had sat idle (see send()). */
   staleRetries = 0;
 
-  constructor(
-    host: string,
-    port: number,
-    options: Partial<ConnectionOptions> = {},
-    address: string = host,
-  ) {
-    this.host = host;
-    this.address = address;
-    this.port = port;
-    this.options = { ...connectionDefaults, ...options };
+  /** `options` must be complete and checked (the client does that; see connectionRules). */
+  constructor(node: NodeAddress, options: ConnectionOptions) {
+    this.node = node;
+    this.host = node.host;
+    this.port = node.port;
+    this.endpoint = formatAddress(node);
+    this.options = options;
   }
 
-  get endpoint(): string {
-    return `${this.host}:${this.port}`;
+  /** Where the socket connects: the discovered IP address, or the host itself. */
+  get address(): string {
+    return this.node.ip ?? this.host;
   }
 
   /** Requests sent and not yet answered. */
@@ -294,7 +315,7 @@ export class Connection implements ReplyHandler {
     socket.unref();
     const parser = new ReplyParser(this, {
       maxLineBytes: options.maxLineBytes,
-      maxValueBytes: options.maxReplyBytes,
+      maxReplyValueBytes: options.maxReplyValueBytes,
     });
     socket.on("data", (chunk: Buffer) => {
       if (this.socket !== socket) return;

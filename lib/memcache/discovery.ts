@@ -7,9 +7,11 @@
 // is the only node.
 
 import { isIP } from "node:net";
-import type { NodeAddress, NodeSet } from "./cluster.ts";
+import type { NodeAddress } from "./address.ts";
+import type { NodeSet } from "./cluster.ts";
 import { type Connection, Reply } from "./connection.ts";
 import { MemcacheDiscoveryError, MemcacheUnknownCommandError } from "./errors.ts";
+import { msRule, type OptionRules } from "./options.ts";
 
 export interface ClusterConfig {
   version: number;
@@ -53,7 +55,7 @@ export function parseClusterConfig(data: Buffer): ClusterConfig {
         `malformed Auto Discovery node entry ${JSON.stringify(entry.slice(0, 120))}`,
       );
     }
-    return ip === "" ? { host, port } : { host, port, address: ip };
+    return ip === "" ? { host, port } : { host, port, ip };
   });
   return { version: Number(versionText), nodes };
 }
@@ -64,6 +66,8 @@ export interface DiscoveryOptions {
 }
 
 export const discoveryDefaults: DiscoveryOptions = { refreshIntervalMs: 60_000 };
+
+export const discoveryRules: OptionRules<DiscoveryOptions> = { refreshIntervalMs: msRule(1) };
 
 export class AutoDiscovery {
   /** The configuration version in use (-1 before the first answer). */
@@ -78,10 +82,11 @@ export class AutoDiscovery {
   private readonly nodes: NodeSet;
   private readonly options: DiscoveryOptions;
 
-  constructor(endpoint: Connection, nodes: NodeSet, options: Partial<DiscoveryOptions> = {}) {
+  /** `options` must be complete and checked (the client does that). */
+  constructor(endpoint: Connection, nodes: NodeSet, options: DiscoveryOptions) {
     this.endpoint = endpoint;
     this.nodes = nodes;
-    this.options = { ...discoveryDefaults, ...options };
+    this.options = options;
   }
 
   /**
@@ -132,9 +137,7 @@ export class AutoDiscovery {
       if (error instanceof MemcacheUnknownCommandError && this.nodes.size === 0) {
         this.mode = "static";
         this.endpoint.close();
-        this.nodes.update([
-          { host: this.endpoint.host, port: this.endpoint.port, address: this.endpoint.address },
-        ]);
+        this.nodes.update([this.endpoint.node]);
         return;
       }
       this.lastError = error as Error;

@@ -79,12 +79,12 @@ export interface ParserLimits {
   /** Longest reply line accepted, in bytes; a longer one is a protocol error. */
   maxLineBytes: number;
   /** Largest data block accepted, in bytes; a larger declared size is a protocol error. */
-  maxValueBytes: number;
+  maxReplyValueBytes: number;
 }
 
 export const parserDefaults: ParserLimits = {
   maxLineBytes: 8 * 1024,
-  maxValueBytes: 128 * 1024 * 1024,
+  maxReplyValueBytes: 128 * 1024 * 1024,
 };
 
 const BLOCK_VALUE = 1;
@@ -258,9 +258,9 @@ export class ReplyParser {
   }
 
   private checkSize(size: number): number {
-    if (size > this.limits.maxValueBytes) {
+    if (size > this.limits.maxReplyValueBytes) {
       throw new MemcacheProtocolError(
-        `reply announces a ${size}-byte value, over maxValueBytes (${this.limits.maxValueBytes})`,
+        `reply announces a ${size}-byte value, over maxReplyValueBytes (${this.limits.maxReplyValueBytes})`,
       );
     }
     return size;

@@ -38,7 +38,7 @@ export function httpCacheMiddleware(
   const httpCacheMiddlewareAfter = async (request: CacheRequest) => {
     const lookup = request.internal[internalKey] as HttpLookup | undefined;
     if (lookup === undefined || request.response == null) return;
-    request.response = await httpCache.store(lookup, request.response);
+    request.response = await httpCache.finish(lookup, request.response);
   };
 
   // The handler threw while refreshing a stale entry: serve the stale entry (serveStaleOnError).

@@ -5,7 +5,7 @@
 // and in random chunks. The properties checked for every case:
 //   - the only exception the parser may throw is MemcacheProtocolError (anything else is a crash);
 //   - no single feed() takes longer than hangMs (a hang);
-//   - bufferedBytes never exceeds maxLineBytes + maxValueBytes + 2 (bounded memory);
+//   - bufferedBytes never exceeds maxLineBytes + maxReplyValueBytes + 2 (bounded memory);
 //   - the events and the outcome do not depend on how the bytes were chunked;
 //   - a valid transcript yields exactly the events it was built from, without an error.
 // Used by test/unit/memcache/fuzz.test.ts (CI-sized) and scripts/fuzz.ts (`npm run fuzz`).
@@ -151,8 +151,9 @@ function blockData(rng: Rng, limits: ParserLimits): Buffer {
   if (roll < 0.1) size = 0;
   else if (roll < 0.6) size = rng.int(1, 16);
   else if (roll < 0.9) size = rng.int(17, 600);
-  else if (roll < 0.98) size = rng.int(601, Math.min(8192, limits.maxValueBytes));
-  else size = rng.chance(0.5) ? limits.maxValueBytes : rng.int(8193, limits.maxValueBytes);
+  else if (roll < 0.98) size = rng.int(601, Math.min(8192, limits.maxReplyValueBytes));
+  else
+    size = rng.chance(0.5) ? limits.maxReplyValueBytes : rng.int(8193, limits.maxReplyValueBytes);
   if (rng.chance(0.3)) {
     // Text that looks like protocol inside the data: it must stay data.
     const tokens = ["\r\nEND\r\n", "VALUE k 0 1\r\n", "\r\n", "\n", "VA 3 f1\r\n", "STORED\r\n"];
@@ -295,8 +296,8 @@ const INSERTS = [
 /** Declared sizes that must not be trusted: over the limit, past 2^53, not decimal. */
 function hugeSize(rng: Rng, limits: ParserLimits): string {
   return rng.pick([
-    String(limits.maxValueBytes + 1),
-    String(limits.maxValueBytes * 16),
+    String(limits.maxReplyValueBytes + 1),
+    String(limits.maxReplyValueBytes * 16),
     String(2 ** 31),
     String(2 ** 32 + 5),
     String(2 ** 53 + 1),
@@ -482,7 +483,7 @@ export function feedParser(chunks: readonly Buffer[], limits: ParserLimits): Fee
 }
 
 export interface FuzzOptions {
-  /** Parser limits for every case. Default maxLineBytes 1024, maxValueBytes 64 KiB. */
+  /** Parser limits for every case. Default maxLineBytes 1024, maxReplyValueBytes 64 KiB. */
   limits: ParserLimits;
   /** A single feed() slower than this is a hang (confirmed by one replay). Default 50 ms. */
   hangMs: number;
@@ -491,7 +492,7 @@ export interface FuzzOptions {
 }
 
 export const fuzzDefaults: FuzzOptions = {
-  limits: { maxLineBytes: 1024, maxValueBytes: 64 * 1024 },
+  limits: { maxLineBytes: 1024, maxReplyValueBytes: 64 * 1024 },
   hangMs: 50,
   keepFailures: 5,
 };
@@ -524,7 +525,7 @@ export interface FuzzResult {
   protocolErrors: number;
   /** Largest bufferedBytes seen; must be <= bufferLimit. */
   maxBufferedBytes: number;
-  /** maxLineBytes + maxValueBytes + 2. */
+  /** maxLineBytes + maxReplyValueBytes + 2. */
   bufferLimit: number;
   /** Cases whose bufferedBytes went over bufferLimit. */
   bufferViolations: number;
@@ -560,7 +561,7 @@ export function runParserFuzz(
     hangs: 0,
     protocolErrors: 0,
     maxBufferedBytes: 0,
-    bufferLimit: limits.maxLineBytes + limits.maxValueBytes + 2,
+    bufferLimit: limits.maxLineBytes + limits.maxReplyValueBytes + 2,
     bufferViolations: 0,
     roundTripMismatches: 0,
     chunkingMismatches: 0,

@@ -225,10 +225,13 @@ describe("bad options", () => {
     expect(await observer.get("survivor")).toBe("kept");
   });
 
-  it.each(["not a host:port:x", "127.0.0.1:0", "127.0.0.1:65536", ""])(
-    "refuses the server address %j with MemcacheIllegalInputError",
+  it.each(["not a host:port:x", "127.0.0.1:0", "127.0.0.1:65536", "", "a,,b"])(
+    "refuses the server address %j with a TypeError naming the servers option",
     (servers) => {
-      expect(() => new MemcacheClient({ servers })).toThrow(MemcacheIllegalInputError);
+      expect(() => new MemcacheClient({ servers })).toThrow(
+        /^lambda-memcache: MemcacheClient option "servers" has .* is not host:port/,
+      );
+      expect(() => new MemcacheClient({ servers })).toThrow(TypeError);
     },
   );
 });

@@ -115,7 +115,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     const productFor = (k: string) => ({ key: k, name: `product ${k}`, price: 9.99 });
     await Promise.all(keys.map((k) => oldClient.set(k, productFor(k), { ttlSeconds: 300 })));
     expect((await newClient.getMany(keys)).size).toBe(0);
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
     const loader = countingLoader({ from: "origin" });
 
     const first = await Promise.all(keys.map((k) => cache.getOrLoad(k, loader)));
@@ -134,7 +134,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
   it("copies a value into new with the TTL it has left in old", async () => {
     const k = key("ttl-100");
     await oldClient.set(k, "v", { ttlSeconds: 100 });
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
 
     expect(await cache.getOrLoad(k, countingLoader("origin"))).toEqual({
       value: "v",
@@ -152,7 +152,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
   it("copies a value that never expires in old as one that never expires in new", async () => {
     const k = key("ttl-none");
     await oldClient.set(k, "v"); // ttlSeconds 0
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
 
     expect((await cache.getOrLoad(k, countingLoader("origin"))).status).toBe("HIT-FALLBACK");
 
@@ -167,7 +167,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     const k = key("ttl-40d");
     const fortyDays = 40 * 24 * 3600;
     await oldClient.set(k, "v", { ttlSeconds: fortyDays });
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
 
     expect((await cache.getOrLoad(k, countingLoader("origin"))).status).toBe("HIT-FALLBACK");
 
@@ -183,7 +183,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     const k = key("both");
     await oldClient.set(k, "old value");
     await newClient.set(k, "new value");
-    const { store, cache } = cutover(newClient, oldClient, { leases: mode });
+    const { store, cache } = cutover(newClient, oldClient, { leaseMode: mode });
 
     expect(await store.read(k)).toEqual({ value: "new value", fallback: false });
     expect(await cache.getOrLoad(k, countingLoader("origin"))).toEqual({
@@ -200,8 +200,8 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     const k = key("add-race");
     await oldClient.set(k, "stale");
     const { held, reached, release } = heldOldClient();
-    const reader = cutover(newClient, held, { leases: mode });
-    const writer = cutover(newClient, oldClient, { leases: mode });
+    const reader = cutover(newClient, held, { leaseMode: mode });
+    const writer = cutover(newClient, oldClient, { leaseMode: mode });
 
     const reading = reader.cache.getOrLoad(k, countingLoader("unused"));
     await reached;
@@ -240,7 +240,7 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
   it("removes the key from old, and the next read is a MISS that loads the new value", async () => {
     const k = key("invalidate");
     await oldClient.set(k, "v1");
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
     expect((await cache.getOrLoad(k, countingLoader("unused"))).status).toBe("HIT-FALLBACK");
 
     expect(await cache.invalidate(k)).toBe(true);
@@ -258,7 +258,7 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     const k = key("put-then-flush");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1");
-    const { cache } = cutover(newClient, oldClient, { leases: mode });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
 
     expect(await cache.invalidate(k)).toBe(true);
     await newClient.flushAll();
@@ -277,8 +277,8 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     const k = key("invalidate-race");
     await oldClient.set(k, "v1");
     const { held, reached, release } = heldOldClient();
-    const reader = cutover(newClient, held, { leases: mode });
-    const writer = cutover(newClient, oldClient, { leases: mode });
+    const reader = cutover(newClient, held, { leaseMode: mode });
+    const writer = cutover(newClient, oldClient, { leaseMode: mode });
 
     const reading = reader.cache.getOrLoad(k, countingLoader("unused"));
     await reached;
@@ -301,7 +301,7 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     const failingOld = client(oldServer.endpoint);
     failingOld.delete = () =>
       Promise.reject(new MemcacheConnectionClosedError("test: old cluster dropped the delete"));
-    const { store, cache, oldErrors } = cutover(newClient, failingOld, { leases: mode });
+    const { store, cache, oldErrors } = cutover(newClient, failingOld, { leaseMode: mode });
 
     expect(await cache.invalidate(k)).toBe(true); // an old failure never surfaces
 
@@ -322,7 +322,7 @@ describe("invalidation marked stale during a cutover (leases: meta)", () => {
     const k = key("invalidate-stale");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1", { ttlSeconds: 300 });
-    const { cache } = cutover(newClient, oldClient, { leases: "meta" }, { staleSeconds: 1 });
+    const { cache } = cutover(newClient, oldClient, { leaseMode: "meta" }, { staleSeconds: 1 });
 
     expect(await cache.invalidate(k, { stale: true })).toBe(true);
 
@@ -345,7 +345,7 @@ describe.each(["meta", "lock"] as const)("stampede after an invalidation (leases
     const k = key("stampede-after-invalidate");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1");
-    const { store, cache } = cutover(newClient, oldClient, { leases: mode });
+    const { store, cache } = cutover(newClient, oldClient, { leaseMode: mode });
     expect(await cache.invalidate(k)).toBe(true);
     // Count lease reads answered by new, to know when every reader has been told win/wait/miss.
     let answered = 0;
@@ -490,7 +490,7 @@ describe.each(leaseModes)("when the new cluster fails (leases: %s)", (mode) => {
     const present = key("new-down-present");
     const absent = key("new-down-absent");
     await oldClient.set(present, "old value");
-    const { cache } = cutover(newC, oldClient, { leases: mode });
+    const { cache } = cutover(newC, oldClient, { leaseMode: mode });
     // One request through the cutover first: socket open, meta support probed, as in steady state.
     await cache.getOrLoad(key("new-down-warm"), countingLoader("warm"));
     const copies = [vi.spyOn(newC, "add"), vi.spyOn(newC, "set"), vi.spyOn(newC, "metaSet")];

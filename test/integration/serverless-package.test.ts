@@ -306,11 +306,13 @@ describe("serverless package (CloudFormation for the caches)", () => {
       }
     });
 
-    it("gives every function both configuration endpoints", () => {
+    it("gives every function both configuration endpoints, with Auto Discovery switched on", () => {
       for (const [id, fn] of functionsOf(createdResources(keep.template))) {
         const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
         expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
         expect(variables.CACHE_OLD_ENDPOINT, id).toEqual(configurationEndpoint("OldCacheCluster"));
+        expect(variables.CACHE_NEW_DISCOVERY, id).toBe("true");
+        expect(variables.CACHE_OLD_DISCOVERY, id).toBe("true");
       }
     });
 
@@ -427,6 +429,8 @@ describe("serverless package (CloudFormation for the caches)", () => {
       expect(config.provider.environment).toMatchObject({
         CACHE_NEW_ENDPOINT: "127.0.0.1:21211",
         CACHE_OLD_ENDPOINT: "none",
+        CACHE_NEW_DISCOVERY: "false",
+        CACHE_OLD_DISCOVERY: "false",
         ORIGIN_URL: "http://127.0.0.1:4999",
       });
     },

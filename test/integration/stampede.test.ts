@@ -105,11 +105,10 @@ type LeaseOutcome = LeaseRead<unknown>["status"];
 
 /** `store`, with the outcome of every lease read appended to `outcomes` ("wait" = had to wait). */
 function recordingLeases(store: CacheStore, outcomes: LeaseOutcome[]): CacheStore {
-  const readLease = store.readLease!;
   return {
     ...store,
     readLease: async <T>(k: string, options: LeaseOptions) => {
-      const read = await readLease<T>(k, options);
+      const read = await store.readLease<T>(k, options);
       outcomes.push(read.status);
       return read;
     },
@@ -117,7 +116,7 @@ function recordingLeases(store: CacheStore, outcomes: LeaseOutcome[]): CacheStor
 }
 
 /**
- * One CacheAside per client over clientStore(client, { leases: mode }): one per "Lambda". With
+ * One CacheAside per client over clientStore(client, { leaseMode: mode }): one per "Lambda". With
  * `outcomes`, every lease read's outcome is recorded there.
  */
 function lambdas(
@@ -126,7 +125,7 @@ function lambdas(
   outcomes?: LeaseOutcome[],
 ): CacheAside[] {
   return clients.map((c) => {
-    const store = clientStore(c, { leases: mode });
+    const store = clientStore(c, { leaseMode: mode });
     return new CacheAside(outcomes ? recordingLeases(store, outcomes) : store, options);
   });
 }
@@ -207,7 +206,7 @@ async function leaseIn(c: MemcacheClient, k: string, mode: Mode): Promise<boolea
 
 describe("without leases (naive cache-aside, for contrast)", () => {
   it("lets nearly every one of 200 concurrent cold readers hit the origin", async () => {
-    const caches = clients.map((c) => new CacheAside(clientStore(c), { leases: false }));
+    const caches = clients.map((c) => new CacheAside(clientStore(c, { leaseMode: "off" })));
     const k = key("naive");
     const origin = slowOrigin("v1");
 
@@ -243,9 +242,8 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
     const caches = lambdas(mode, { leaseTtlSeconds: 1, maxWaitMs: 5_000 });
     const k = key("crash");
     await afterServerTick(probe);
-    const crashed = await caches[0]!.acquire(k);
+    const crashed = await caches[0]!.acquire(k); // wins the lease and never ends it
     expect(crashed.status).toBe("MISS");
-    expect(crashed.lease).toBeDefined();
     // Server side: the lease (placeholder or lock key) exists with the 1 s lease TTL.
     expect(await leaseIn(probe, k, mode)).toBe(true);
     const leaseKey = mode === "lock" ? lockKeyFor(k) : k;
@@ -266,7 +264,8 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
     const caches = lambdas(mode, { maxWaitMs: 300 });
     const k = key("bounded");
     const crashed = await caches[0]!.acquire(k); // holds the lease for 3 s, never fills
-    expect(crashed.lease).toBeDefined();
+    expect(crashed.status).toBe("MISS");
+    expect(await leaseIn(probe, k, mode)).toBe(true);
 
     const calls = await stampede(caches, k, 8, async () => "self-loaded");
 
@@ -279,13 +278,14 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
     expect(statusCounts(calls).MISS).toBeGreaterThanOrEqual(1);
   });
 
-  it("shortens the wait to deadlineMs when that comes before maxWaitMs", async () => {
+  it("shortens the wait to the deadline when that comes before maxWaitMs", async () => {
     const caches = lambdas(mode, { maxWaitMs: 300 });
     const k = key("deadline");
-    expect((await caches[0]!.acquire(k)).lease).toBeDefined();
+    expect((await caches[0]!.acquire(k)).status).toBe("MISS");
+    expect(await leaseIn(probe, k, mode)).toBe(true);
     const origin = vi.fn(async () => "self-loaded");
 
-    const calls = await stampede(caches, k, 8, origin, { deadlineMs: 100 });
+    const calls = await stampede(caches, k, 8, origin, { deadline: Date.now() + 100 });
 
     for (const c of calls) {
       expect(c.value).toBe("self-loaded");
@@ -294,6 +294,59 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
       expect(c.ms).toBeLessThan(100 + 100);
     }
     expect(origin).toHaveBeenCalled();
+  });
+
+  /** The load of a fresh miss won on clients[0], and spies on every command a lease ending sends. */
+  async function wonLoad(k: string) {
+    const acquired = await lambdas(mode)[0]!.acquire<string>(k);
+    if (!("load" in acquired)) throw new Error(`expected a miss, got ${acquired.status}`);
+    const c = clients[0]!;
+    const commands = (["metaSet", "metaDelete", "add", "cas", "get", "delete"] as const).map(
+      (method) => vi.spyOn(c, method),
+    );
+    const sent = () => commands.reduce((total, spy) => total + spy.mock.calls.length, 0);
+    const restore = () => {
+      for (const spy of commands) spy.mockRestore();
+    };
+    return { load: acquired.load, sent, restore };
+  }
+
+  it("ends a won lease once: after the fill, abandon, fail and a second fill send nothing", async () => {
+    const k = key("ends-once-fill");
+    const { load, sent, restore } = await wonLoad(k);
+    try {
+      expect(await load.fill("v1", 60)).toBe(true);
+      const afterFill = sent();
+      expect(afterFill).toBeGreaterThan(0);
+
+      await load.abandon();
+      expect(await load.fail(new Error("late"))).toBeUndefined();
+      expect(await load.fill("v2", 60)).toBe(false);
+
+      expect(sent()).toBe(afterFill);
+    } finally {
+      restore();
+    }
+    expect(await probe.get(k)).toBe("v1");
+    expect(await leaseIn(probe, k, mode)).toBe(false);
+  });
+
+  it("ends a won lease once: after abandon, a fill stores nothing and the next reader wins", async () => {
+    const k = key("ends-once-abandon");
+    const { load, sent, restore } = await wonLoad(k);
+    try {
+      await load.abandon();
+      const afterAbandon = sent();
+      expect(await load.fill("v1", 60)).toBe(false);
+      await load.abandon();
+      expect(sent()).toBe(afterAbandon);
+    } finally {
+      restore();
+    }
+    expect(await probe.get(k)).toBeUndefined();
+    expect(await leaseIn(probe, k, mode)).toBe(false);
+    const next = await lambdas(mode)[1]!.acquire(k);
+    expect(next.status).toBe("MISS");
   });
 
   it("releases the lease when the winner's load fails, so the next caller wins at once", async () => {
@@ -344,7 +397,7 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
   describe("through the cutover fallback layer (leases live in new)", () => {
     const cutoverLambdas = () =>
       newClients.map(
-        (c, i) => new CacheAside(new FallbackStore(c, oldClients[i]!, { leases: mode })),
+        (c, i) => new CacheAside(new FallbackStore(c, oldClients[i]!, { leaseMode: mode })),
       );
     const writesIn = (c: MemcacheClient) =>
       counters(c, ["cmd_set", "cmd_touch", "total_items", "curr_items"]);
@@ -554,7 +607,7 @@ describe("meta leases only", () => {
 
   it("serves the stale value (HIT, event stale-on-error) when the refresh of an invalidated item fails", async () => {
     const events: CacheEvent[] = [];
-    const cache = new CacheAside(clientStore(clients[0]!, { leases: "meta" }), {
+    const cache = new CacheAside(clientStore(clients[0]!, { leaseMode: "meta" }), {
       onEvent: (event) => events.push(event),
     });
     const k = key("stale-on-error");
@@ -574,7 +627,7 @@ describe("meta leases only", () => {
 
   it("throws the origin error when the refresh of an invalidated item fails and serveStaleOnError is false", async () => {
     const events: CacheEvent[] = [];
-    const cache = new CacheAside(clientStore(clients[0]!, { leases: "meta" }), {
+    const cache = new CacheAside(clientStore(clients[0]!, { leaseMode: "meta" }), {
       serveStaleOnError: false,
       onEvent: (event) => events.push(event),
     });
@@ -611,7 +664,7 @@ describe("meta leases only", () => {
     //   1      A reads: W + X, loads              origin fails; A is served v1 (stale-on-error)
     //   2      B reads                            should win the refresh now that A gave up,
     //                                             not be served v1 for the next 30 s
-    const cache = new CacheAside(clientStore(clients[0]!, { leases: "meta" }));
+    const cache = new CacheAside(clientStore(clients[0]!, { leaseMode: "meta" }));
     const k = key("stale-retry");
     await cache.write(k, "v1");
     await cache.invalidate(k, { stale: true });

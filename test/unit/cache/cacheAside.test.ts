@@ -4,6 +4,7 @@
 
 import { describe, expect, it, vi } from "vitest";
 import { CacheAside, type CacheEvent } from "../../../lib/cache/cacheAside.ts";
+import { Lease, type LeaseRead } from "../../../lib/cache/leases.ts";
 import type { CacheStore, StoreHit } from "../../../lib/cache/store.ts";
 import { MemcacheTimeoutError } from "../../../lib/memcache/errors.ts";
 
@@ -42,6 +43,28 @@ class FakeStore implements CacheStore {
     this.invalidations.push(key);
     if (this.failInvalidations) throw new MemcacheTimeoutError("fake store: delete timed out");
     this.entries.delete(key);
+  }
+
+  /** No stampede protection: a hit, or a win whose fill is a write. */
+  async readLease<T>(key: string): Promise<LeaseRead<T>> {
+    const hit = await this.read<T>(key);
+    if (hit !== undefined) return { status: "hit", stale: false, ...hit };
+    const lease = new Lease<T>(
+      key,
+      { kind: "plain", cas: undefined },
+      {
+        fill: async (value, ttlSeconds) => {
+          await this.write(key, value, ttlSeconds);
+          return true;
+        },
+        release: async () => {},
+      },
+    );
+    return { status: "win", lease };
+  }
+
+  async markStale(): Promise<boolean> {
+    return false;
   }
 }
 
@@ -298,5 +321,149 @@ describe("read, write and invalidate", () => {
     expect(events[0]).toMatchObject({ type: "invalidate-error", key: "k" });
     expect(events[0]?.error).toBeInstanceOf(MemcacheTimeoutError);
     expect(events[0]?.durationMs).toBeGreaterThanOrEqual(0);
+  });
+});
+
+/**
+ * A store whose every read wins a lease (refreshing `stale`, when set) and records what reaches
+ * the lease: fills and releases. `failFills` makes the lease's fill throw.
+ */
+class LeasingStore extends FakeStore {
+  readonly leaseCalls: string[] = [];
+  stale: unknown;
+  failFills = false;
+
+  override async readLease<T>(key: string): Promise<LeaseRead<T>> {
+    if (this.failReads) throw new MemcacheTimeoutError("fake store: read timed out");
+    const seen = this.stale === undefined ? {} : { stale: this.stale as T };
+    const lease = new Lease<T>(
+      key,
+      { kind: "meta", cas: "1" },
+      {
+        fill: async (value, ttlSeconds) => {
+          this.leaseCalls.push(`fill ${JSON.stringify(value)} ${ttlSeconds}`);
+          if (this.failFills) throw new MemcacheTimeoutError("fake store: fill timed out");
+          this.entries.set(key, value);
+          return true;
+        },
+        release: async (keepStaleSeconds) => {
+          this.leaseCalls.push(`release ${keepStaleSeconds ?? "-"}`);
+        },
+      },
+      seen,
+    );
+    return { status: "win", lease };
+  }
+}
+
+function leasing(options: { serveStaleOnError?: boolean; staleSeconds?: number } = {}) {
+  const store = new LeasingStore();
+  const events: CacheEvent[] = [];
+  const cache = new CacheAside(store, { ...options, onEvent: (event) => events.push(event) });
+  return { store, events, cache };
+}
+
+/** acquire() that must miss: the PendingLoad it hands out. */
+async function pendingLoad(cache: CacheAside, key = "k") {
+  const acquired = await cache.acquire<string>(key);
+  if (!("load" in acquired)) throw new Error(`expected a miss, got ${acquired.status}`);
+  return acquired.load;
+}
+
+describe("a pending load ends exactly once", () => {
+  it("fills through its lease; a later abandon or fail reaches nothing", async () => {
+    const { store, cache } = leasing();
+    const load = await pendingLoad(cache);
+
+    expect(await load.fill("v", 60)).toBe(true);
+    await load.abandon();
+    expect(await load.fail(new Error("late"))).toBeUndefined();
+    expect(await load.fill("w", 60)).toBe(false);
+
+    expect(load.ended).toBe(true);
+    expect(store.leaseCalls).toEqual(['fill "v" 60']);
+    expect(store.entries.get("k")).toBe("v");
+  });
+
+  it("abandons once; a later fill stores nothing", async () => {
+    const { store, cache } = leasing();
+    const load = await pendingLoad(cache);
+
+    await load.abandon();
+    await load.abandon();
+    expect(await load.fill("v", 60)).toBe(false);
+
+    expect(store.leaseCalls).toEqual(["release -"]);
+    expect(store.entries.has("k")).toBe(false);
+  });
+
+  it("fills with the cache's TTL when the fill gives none", async () => {
+    const { store } = leasing();
+    const cache = new CacheAside(store, { ttlSeconds: 7 });
+    await (await pendingLoad(cache)).fill("v");
+    expect(store.leaseCalls).toEqual(['fill "v" 7']);
+  });
+
+  it("reports write-error when the fill fails, and the lease is given up once", async () => {
+    const { store, events, cache } = leasing();
+    store.failFills = true;
+    const load = await pendingLoad(cache);
+
+    expect(await load.fill("v", 60)).toBe(false);
+    await load.abandon();
+
+    // The lease released itself after the failed fill; abandon() had nothing left to end.
+    expect(store.leaseCalls).toEqual(['fill "v" 60', "release -"]);
+    expect(events.map((e) => e.type)).toEqual(["miss", "write-error"]);
+  });
+
+  it("on a failed refresh keeps the stale value for staleSeconds and returns it to serve", async () => {
+    const { store, events, cache } = leasing({ staleSeconds: 45 });
+    store.stale = "old";
+    const load = await pendingLoad(cache);
+    expect(load.stale).toBe("old");
+
+    expect(await load.fail(new Error("origin down"))).toBe("old");
+    await load.abandon();
+
+    expect(store.leaseCalls).toEqual(["release 45"]);
+    expect(events.map((e) => e.type)).toEqual(["refresh", "stale-on-error"]);
+  });
+
+  it("without serveStaleOnError gives the lease up on a failed refresh and serves nothing", async () => {
+    const { store, cache } = leasing({ serveStaleOnError: false });
+    store.stale = "old";
+    const load = await pendingLoad(cache);
+
+    expect(await load.fail(new Error("origin down"))).toBeUndefined();
+    expect(store.leaseCalls).toEqual(["release -"]);
+  });
+
+  it("writes nothing after a BYPASS", async () => {
+    const { store, cache } = leasing();
+    store.failReads = true;
+    const acquired = await cache.acquire("k");
+    expect(acquired.status).toBe("BYPASS");
+    if (!("load" in acquired)) throw new Error("expected a load");
+
+    expect(await acquired.load.fill("v", 60)).toBe(false);
+    expect(store.writes).toEqual([]);
+    expect(store.leaseCalls).toEqual([]);
+  });
+
+  it("getOrLoad serves the stale value when the loader fails during a refresh", async () => {
+    const { store, cache } = leasing();
+    store.stale = "old";
+    const result = await cache.getOrLoad("k", async () => {
+      throw new Error("origin down");
+    });
+    expect(result).toEqual({ value: "old", status: "HIT" });
+    expect(store.leaseCalls).toEqual(["release 30"]);
+  });
+
+  it("getOrLoad gives the lease up when shouldCache refuses the value", async () => {
+    const { store, cache } = leasing();
+    await cache.getOrLoad("k", async () => "v", { shouldCache: () => false });
+    expect(store.leaseCalls).toEqual(["release -"]);
   });
 });

@@ -1,41 +1,56 @@
-// cacheConfigFromEnv: the phase (single cluster or cutover) and the server lists from
-// CACHE_NEW_ENDPOINT / CACHE_OLD_ENDPOINT, and the errors for missing or malformed values,
-// each naming the variable to fix.
+// cacheConfigFromEnv: the phase (single cluster or cutover), each cluster's nodes or
+// configuration endpoint from CACHE_NEW_* / CACHE_OLD_*, the client timeouts, and the TypeErrors
+// for missing or malformed values, each naming the variable to fix. Also the strict single-value
+// parsers an application uses for its own variables.
 
 import { describe, expect, it } from "vitest";
-import { cacheConfigFromEnv } from "../../../lib/cache/config.ts";
-import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
+import {
+  booleanFromEnv,
+  type CacheConfig,
+  cacheConfigFromEnv,
+  choiceFromEnv,
+  type Env,
+  integerFromEnv,
+  urlFromEnv,
+} from "../../../lib/cache/config.ts";
 
-/** The error cacheConfigFromEnv throws for `env`; fails the test when it does not throw. */
-function configError(env: Record<string, string | undefined>): Error {
+/** The error `parse(env)` throws; fails the test when it does not throw. */
+function envErrorOf(env: Env, parse: (env: Env) => unknown = cacheConfigFromEnv): Error {
   try {
-    cacheConfigFromEnv(env);
+    parse(env);
   } catch (error) {
     return error as Error;
   }
-  throw new Error(`expected cacheConfigFromEnv(${JSON.stringify(env)}) to throw`);
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+/** The cluster's servers as host:port text (undefined for a configuration endpoint). */
+function servers(cluster: CacheConfig["newCluster"] | undefined): string[] | undefined {
+  if (cluster === undefined || !("servers" in cluster)) return undefined;
+  return cluster.servers.map((a) =>
+    a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`,
+  );
 }
 
 describe("cacheConfigFromEnv", () => {
-  it("runs a single phase when only the new endpoint is set", () => {
+  it("runs a single phase when only the new endpoint is set, with the default timeouts", () => {
     expect(cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: "10.0.0.5:11211" })).toEqual({
       phase: "single",
-      newServers: ["10.0.0.5:11211"],
-      oldServers: [],
+      newCluster: { servers: [{ host: "10.0.0.5", port: 11211 }] },
+      oldCluster: undefined,
+      timeoutMs: 100,
+      connectTimeoutMs: 200,
     });
   });
 
   it("runs the cutover phase when both endpoints are set", () => {
-    expect(
-      cacheConfigFromEnv({
-        CACHE_NEW_ENDPOINT: "new.cache.local:11211",
-        CACHE_OLD_ENDPOINT: "old.cache.local:11212",
-      }),
-    ).toEqual({
-      phase: "cutover",
-      newServers: ["new.cache.local:11211"],
-      oldServers: ["old.cache.local:11212"],
+    const config = cacheConfigFromEnv({
+      CACHE_NEW_ENDPOINT: "new.cache.local:11211",
+      CACHE_OLD_ENDPOINT: "old.cache.local:11212",
     });
+    expect(config.phase).toBe("cutover");
+    expect(servers(config.newCluster)).toEqual(["new.cache.local:11211"]);
+    expect(servers(config.oldCluster)).toEqual(["old.cache.local:11212"]);
   });
 
   it.each([
@@ -48,7 +63,7 @@ describe("cacheConfigFromEnv", () => {
       CACHE_OLD_ENDPOINT: old,
     });
     expect(config.phase).toBe("single");
-    expect(config.oldServers).toEqual([]);
+    expect(config.oldCluster).toBeUndefined();
   });
 
   it("reads from process.env when no environment is passed", () => {
@@ -56,11 +71,9 @@ describe("cacheConfigFromEnv", () => {
     try {
       process.env.CACHE_NEW_ENDPOINT = "127.0.0.1:21211";
       delete process.env.CACHE_OLD_ENDPOINT;
-      expect(cacheConfigFromEnv()).toEqual({
-        phase: "single",
-        newServers: ["127.0.0.1:21211"],
-        oldServers: [],
-      });
+      const config = cacheConfigFromEnv();
+      expect(config.phase).toBe("single");
+      expect(servers(config.newCluster)).toEqual(["127.0.0.1:21211"]);
     } finally {
       for (const [name, value] of [
         ["CACHE_NEW_ENDPOINT", saved.new],
@@ -77,12 +90,16 @@ describe("cacheConfigFromEnv", () => {
       CACHE_NEW_ENDPOINT: "10.0.0.1:11211, 10.0.0.2:11211 ,10.0.0.3:11300",
       CACHE_OLD_ENDPOINT: "10.0.1.1:11211,10.0.1.2:11211",
     });
-    expect(config.newServers).toEqual(["10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11300"]);
-    expect(config.oldServers).toEqual(["10.0.1.1:11211", "10.0.1.2:11211"]);
+    expect(servers(config.newCluster)).toEqual([
+      "10.0.0.1:11211",
+      "10.0.0.2:11211",
+      "10.0.0.3:11300",
+    ]);
+    expect(servers(config.oldCluster)).toEqual(["10.0.1.1:11211", "10.0.1.2:11211"]);
   });
 
-  it("accepts a bracketed IPv6 address and keeps the brackets", () => {
-    expect(cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: "[::1]:11211" }).newServers).toEqual([
+  it("accepts a bracketed IPv6 address", () => {
+    expect(servers(cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: "[::1]:11211" }).newCluster)).toEqual([
       "[::1]:11211",
     ]);
   });
@@ -92,25 +109,106 @@ describe("cacheConfigFromEnv", () => {
       CACHE_NEW_ENDPOINT: "cache.local,[::1]",
       CACHE_OLD_ENDPOINT: "my-cluster.abc123.cfg.use1.cache.amazonaws.com",
     });
-    expect(config.newServers).toEqual(["cache.local:11211", "[::1]:11211"]);
-    expect(config.oldServers).toEqual(["my-cluster.abc123.cfg.use1.cache.amazonaws.com:11211"]);
+    expect(servers(config.newCluster)).toEqual(["cache.local:11211", "[::1]:11211"]);
+    expect(servers(config.oldCluster)).toEqual([
+      "my-cluster.abc123.cfg.use1.cache.amazonaws.com:11211",
+    ]);
+  });
+
+  describe("Auto Discovery, switched on explicitly", () => {
+    it("uses a `.cfg.` endpoint as a plain node unless CACHE_NEW_DISCOVERY=true", () => {
+      const endpoint = "my-cluster.abc123.cfg.use1.cache.amazonaws.com:11211";
+      expect(cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: endpoint }).newCluster).toEqual({
+        servers: [{ host: "my-cluster.abc123.cfg.use1.cache.amazonaws.com", port: 11211 }],
+      });
+      expect(
+        cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: endpoint, CACHE_NEW_DISCOVERY: "true" })
+          .newCluster,
+      ).toEqual({
+        configEndpoint: { host: "my-cluster.abc123.cfg.use1.cache.amazonaws.com", port: 11211 },
+      });
+    });
+
+    it("sets discovery per cluster", () => {
+      const config = cacheConfigFromEnv({
+        CACHE_NEW_ENDPOINT: "new.example:11211",
+        CACHE_NEW_DISCOVERY: "false",
+        CACHE_OLD_ENDPOINT: "old.example:11211",
+        CACHE_OLD_DISCOVERY: "true",
+      });
+      expect(config.newCluster).toEqual({ servers: [{ host: "new.example", port: 11211 }] });
+      expect(config.oldCluster).toEqual({ configEndpoint: { host: "old.example", port: 11211 } });
+    });
+
+    it("ignores CACHE_OLD_DISCOVERY=true while no old endpoint is set", () => {
+      const config = cacheConfigFromEnv({
+        CACHE_NEW_ENDPOINT: "new.example:11211",
+        CACHE_OLD_ENDPOINT: "",
+        CACHE_OLD_DISCOVERY: "true",
+      });
+      expect(config.oldCluster).toBeUndefined();
+    });
+
+    it("refuses a list of servers as a configuration endpoint, naming the variable", () => {
+      const error = envErrorOf({
+        CACHE_NEW_ENDPOINT: "a.example:11211,b.example:11211",
+        CACHE_NEW_DISCOVERY: "true",
+      });
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toMatch(
+        /^lambda-memcache: environment variable CACHE_NEW_ENDPOINT lists 2 servers, but CACHE_NEW_DISCOVERY=true/,
+      );
+    });
+
+    it.each(["yes", "1", "TRUE", "on"])("refuses CACHE_NEW_DISCOVERY=%s", (value) => {
+      const error = envErrorOf({
+        CACHE_NEW_ENDPOINT: "a.example:11211",
+        CACHE_NEW_DISCOVERY: value,
+      });
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toContain("CACHE_NEW_DISCOVERY");
+      expect(error.message).toContain(JSON.stringify(value));
+    });
+  });
+
+  describe("client timeouts", () => {
+    it("reads CACHE_TIMEOUT_MS and CACHE_CONNECT_TIMEOUT_MS", () => {
+      const config = cacheConfigFromEnv({
+        CACHE_NEW_ENDPOINT: "a.example",
+        CACHE_TIMEOUT_MS: "50",
+        CACHE_CONNECT_TIMEOUT_MS: " 300 ",
+      });
+      expect([config.timeoutMs, config.connectTimeoutMs]).toEqual([50, 300]);
+    });
+
+    it.each([
+      ["CACHE_TIMEOUT_MS", "100ms"],
+      ["CACHE_TIMEOUT_MS", "NaN"],
+      ["CACHE_TIMEOUT_MS", "-1"],
+      ["CACHE_TIMEOUT_MS", "0"],
+      ["CACHE_TIMEOUT_MS", "1e3"],
+      ["CACHE_TIMEOUT_MS", "1.5"],
+      ["CACHE_TIMEOUT_MS", "Infinity"],
+      ["CACHE_TIMEOUT_MS", "99999999999"],
+      ["CACHE_CONNECT_TIMEOUT_MS", "0.2s"],
+    ])("refuses %s=%s with a TypeError naming the variable", (name, value) => {
+      const error = envErrorOf({ CACHE_NEW_ENDPOINT: "a.example", [name]: value });
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toBe(
+        `lambda-memcache: environment variable ${name} must be a whole number from 1 to 2147483647, got ${JSON.stringify(value)}`,
+      );
+    });
   });
 
   it.each([
     ["unset", undefined],
     ["empty", ""],
     ["none", "none"],
-  ])(
-    "throws MemcacheIllegalInputError naming CACHE_NEW_ENDPOINT when it is %s",
-    (_label, value) => {
-      const error = configError({
-        CACHE_NEW_ENDPOINT: value,
-        CACHE_OLD_ENDPOINT: "10.0.0.9:11211",
-      });
-      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
-      expect(error.message).toContain("CACHE_NEW_ENDPOINT");
-    },
-  );
+  ])("throws a TypeError naming CACHE_NEW_ENDPOINT when it is %s", (_label, value) => {
+    const error = envErrorOf({ CACHE_NEW_ENDPOINT: value, CACHE_OLD_ENDPOINT: "10.0.0.9:11211" });
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toMatch(/^lambda-memcache: environment variable CACHE_NEW_ENDPOINT/);
+  });
 
   describe.each(["CACHE_NEW_ENDPOINT", "CACHE_OLD_ENDPOINT"])("a malformed %s", (variable) => {
     it.each([
@@ -119,21 +217,24 @@ describe("cacheConfigFromEnv", () => {
       ["port 0", "cache.local:0"],
       ["a space inside the host", "a b:1"],
       ["an unbracketed IPv6 address", "::1:11211"],
+      ["a bracketed non-address", "[::zz]:11211"],
       ["a non-numeric port", "cache.local:abc"],
       ["an empty entry in a list", "10.0.0.1:11211,,10.0.0.2:11211"],
-    ])("throws MemcacheIllegalInputError naming the variable for %s", (_label, value) => {
+    ])("throws a TypeError naming the variable for %s", (_label, value) => {
       const env =
         variable === "CACHE_NEW_ENDPOINT"
           ? { CACHE_NEW_ENDPOINT: value }
           : { CACHE_NEW_ENDPOINT: "10.0.0.1:11211", CACHE_OLD_ENDPOINT: value };
-      const error = configError(env);
-      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
-      expect(error.message).toContain(variable);
+      const error = envErrorOf(env);
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toMatch(
+        new RegExp(`^lambda-memcache: environment variable ${variable} `),
+      );
     });
   });
 
   it("names the offending entry of a list in the error", () => {
-    const error = configError({ CACHE_NEW_ENDPOINT: "10.0.0.1:11211,cache.local:99999" });
+    const error = envErrorOf({ CACHE_NEW_ENDPOINT: "10.0.0.1:11211,cache.local:99999" });
     expect(error.message).toContain("cache.local:99999");
   });
 
@@ -141,20 +242,70 @@ describe("cacheConfigFromEnv", () => {
     ["written the same way", "10.0.0.1:11211", "10.0.0.1:11211"],
     ["with and without the default port", "10.0.0.1:11211,10.0.0.2:11211", "10.0.0.2"],
     ["IPv6 with and without the default port", "[::1]:11211", "[::1]"],
-  ])(
-    "throws MemcacheIllegalInputError when both clusters share a server %s",
-    (_label, next, old) => {
-      const error = configError({ CACHE_NEW_ENDPOINT: next, CACHE_OLD_ENDPOINT: old });
-      expect(error).toBeInstanceOf(MemcacheIllegalInputError);
-      expect(error.message).toMatch(/CACHE_OLD_ENDPOINT and CACHE_NEW_ENDPOINT share/);
-    },
-  );
+    ["in different letter case", "Cache.Local:11211", "cache.local:11211"],
+  ])("throws when both clusters share a server %s", (_label, next, old) => {
+    const error = envErrorOf({ CACHE_NEW_ENDPOINT: next, CACHE_OLD_ENDPOINT: old });
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toMatch(
+      /^lambda-memcache: environment variable CACHE_OLD_ENDPOINT shares .* with CACHE_NEW_ENDPOINT/,
+    );
+  });
 
-  it("throws when both clusters share a host name written in different letter case", () => {
-    const error = configError({
-      CACHE_NEW_ENDPOINT: "Cache.Local:11211",
-      CACHE_OLD_ENDPOINT: "cache.local:11211",
+  it("throws when the old cluster's configuration endpoint is one of new's servers", () => {
+    const error = envErrorOf({
+      CACHE_NEW_ENDPOINT: "a.example:11211",
+      CACHE_OLD_ENDPOINT: "a.example:11211",
+      CACHE_OLD_DISCOVERY: "true",
     });
-    expect(error).toBeInstanceOf(MemcacheIllegalInputError);
+    expect(error.message).toContain("shares a.example:11211");
+  });
+});
+
+describe("strict single-value parsers", () => {
+  const range = { fallback: 300, min: 0, max: 86_400 };
+
+  it("integerFromEnv takes digits only, within range, and the fallback when unset or empty", () => {
+    expect(integerFromEnv({ PRODUCT_TTL_SECONDS: "60" }, "PRODUCT_TTL_SECONDS", range)).toBe(60);
+    expect(integerFromEnv({ PRODUCT_TTL_SECONDS: "0" }, "PRODUCT_TTL_SECONDS", range)).toBe(0);
+    expect(integerFromEnv({}, "PRODUCT_TTL_SECONDS", range)).toBe(300);
+    expect(integerFromEnv({ PRODUCT_TTL_SECONDS: "" }, "PRODUCT_TTL_SECONDS", range)).toBe(300);
+    for (const bad of ["5m", "-1", "86401", "0x10", "1_000", "6O"]) {
+      const error = envErrorOf({ PRODUCT_TTL_SECONDS: bad }, (env) =>
+        integerFromEnv(env, "PRODUCT_TTL_SECONDS", range),
+      );
+      expect(error).toBeInstanceOf(TypeError);
+      expect(error.message).toBe(
+        `lambda-memcache: environment variable PRODUCT_TTL_SECONDS must be a whole number from 0 to 86400, got ${JSON.stringify(bad)}`,
+      );
+    }
+  });
+
+  it("booleanFromEnv takes true or false only", () => {
+    expect(booleanFromEnv({ FLAG: "true" }, "FLAG", false)).toBe(true);
+    expect(booleanFromEnv({ FLAG: "false" }, "FLAG", true)).toBe(false);
+    expect(booleanFromEnv({}, "FLAG", true)).toBe(true);
+    expect(envErrorOf({ FLAG: "True" }, (env) => booleanFromEnv(env, "FLAG", false)).message).toBe(
+      'lambda-memcache: environment variable FLAG must be one of "true", "false", got "True"',
+    );
+  });
+
+  it("choiceFromEnv takes one of the choices only", () => {
+    expect(choiceFromEnv({ MODE: "off" }, "MODE", ["on", "off"], "on")).toBe("off");
+    expect(
+      envErrorOf({ MODE: "0" }, (env) => choiceFromEnv(env, "MODE", ["on", "off"], "on")),
+    ).toBeInstanceOf(TypeError);
+  });
+
+  it("urlFromEnv takes an http(s) URL only", () => {
+    expect(urlFromEnv({ URL_VAR: "https://api.example.com/v1" }, "URL_VAR", "http://x").href).toBe(
+      "https://api.example.com/v1",
+    );
+    expect(urlFromEnv({}, "URL_VAR", "http://127.0.0.1:4000").port).toBe("4000");
+    for (const bad of ["api.example.com", "ftp://api.example.com", "http://"]) {
+      const error = envErrorOf({ URL_VAR: bad }, (env) => urlFromEnv(env, "URL_VAR", "http://x"));
+      expect(error.message).toMatch(
+        /^lambda-memcache: environment variable URL_VAR must be an http/,
+      );
+    }
   });
 });

@@ -20,34 +20,32 @@ describe("parseClusterConfig on valid blocks", () => {
         {
           host: "myCluster.pc4ldq.0001.use1.cache.amazonaws.com",
           port: 11211,
-          address: "10.82.235.120",
+          ip: "10.82.235.120",
         },
         {
           host: "myCluster.pc4ldq.0002.use1.cache.amazonaws.com",
           port: 11211,
-          address: "10.80.249.27",
+          ip: "10.80.249.27",
         },
       ],
     });
   });
 
-  it("leaves out the address when the IP field is empty, so the hostname is connected to", () => {
+  it("leaves out the ip when the IP field is empty, so the hostname is connected to", () => {
     const config = parse("3\nnode1.example.cache.amazonaws.com||11211\n");
     expect(config.nodes).toEqual([{ host: "node1.example.cache.amazonaws.com", port: 11211 }]);
-    expect(config.nodes[0]).not.toHaveProperty("address");
+    expect(config.nodes[0]).not.toHaveProperty("ip");
   });
 
   it("accepts an IPv6 address", () => {
     const config = parse("4\nnode1.example.com|2001:db8::17|11211\n");
-    expect(config.nodes).toEqual([
-      { host: "node1.example.com", port: 11211, address: "2001:db8::17" },
-    ]);
+    expect(config.nodes).toEqual([{ host: "node1.example.com", port: 11211, ip: "2001:db8::17" }]);
   });
 
   it("accepts TLS hostnames whose first label begins with digits", () => {
     const config = parse("5\n1abc.cache.amazonaws.com|10.0.0.1|11211\n");
     expect(config.nodes).toEqual([
-      { host: "1abc.cache.amazonaws.com", port: 11211, address: "10.0.0.1" },
+      { host: "1abc.cache.amazonaws.com", port: 11211, ip: "10.0.0.1" },
     ]);
   });
 
@@ -56,7 +54,7 @@ describe("parseClusterConfig on valid blocks", () => {
       "7\na.example.com|10.0.0.1|11211 b.example.com|10.0.0.2|11212 c.example.com|10.0.0.3|1\n",
     );
     expect(config.version).toBe(7);
-    expect(config.nodes.map((node) => `${node.host}|${node.address}|${node.port}`)).toEqual([
+    expect(config.nodes.map((node) => `${node.host}|${node.ip}|${node.port}`)).toEqual([
       "a.example.com|10.0.0.1|11211",
       "b.example.com|10.0.0.2|11212",
       "c.example.com|10.0.0.3|1",

@@ -29,7 +29,7 @@ describe("ReplyParser under fuzzing", () => {
     expect(result.hangs).toBe(0);
     expect(result.bufferViolations).toBe(0);
     expect(result.maxBufferedBytes).toBeLessThanOrEqual(
-      fuzzDefaults.limits.maxLineBytes + fuzzDefaults.limits.maxValueBytes + 2,
+      fuzzDefaults.limits.maxLineBytes + fuzzDefaults.limits.maxReplyValueBytes + 2,
     );
     // Valid transcripts round-trip, and no input parses differently when chunked.
     expect(result.roundTripMismatches).toBe(0);
@@ -93,7 +93,7 @@ describe("a client receiving fuzzed garbage replies", () => {
       // Garbage after garbage must not mark the node dead: every case should reach the server.
       failuresBeforeDead: Number.MAX_SAFE_INTEGER,
       maxLineBytes: limits.maxLineBytes,
-      maxReplyBytes: limits.maxValueBytes,
+      maxReplyValueBytes: limits.maxReplyValueBytes,
     });
 
   it("rejects get with MemcacheProtocolError, closes the socket, and the next call works", async () => {
@@ -166,9 +166,9 @@ describe("a client receiving fuzzed garbage replies", () => {
       await expect(client.get("k")).resolves.toBe("ok");
       console.info("outcomes of 150 garbage replies:", JSON.stringify(outcomes));
       // Both sides were exercised, and no call was refused without reaching the server.
-      expect(outcomes.ProtocolError).toBeGreaterThan(10);
+      expect(outcomes.MemcacheProtocolError).toBeGreaterThan(10);
       expect(outcomes.resolved).toBeGreaterThan(10);
-      expect(outcomes.NodeDeadError).toBeUndefined();
+      expect(outcomes.MemcacheNodeDeadError).toBeUndefined();
     } finally {
       client.close();
     }

@@ -407,18 +407,20 @@ describe("ReplyParser", () => {
       ["meta VA", "VA 17 f1\r\n"],
       ["CONFIG", "CONFIG cluster 0 17\r\n"],
     ])(
-      "throws MemcacheProtocolError on a %s header announcing more than maxValueBytes",
+      "throws MemcacheProtocolError on a %s header announcing more than maxReplyValueBytes",
       (_, wire) => {
         // Thrown on the header alone: nothing of the announced size is allocated or awaited.
-        const error = thrownBy(() => feedAll([bytes(wire)], { maxValueBytes: 16 }));
+        const error = thrownBy(() => feedAll([bytes(wire)], { maxReplyValueBytes: 16 }));
         expect(error).toBeInstanceOf(MemcacheProtocolError);
-        expect((error as Error).message).toMatch(/17-byte value, over maxValueBytes \(16\)/);
+        expect((error as Error).message).toMatch(/17-byte value, over maxReplyValueBytes \(16\)/);
       },
     );
 
-    it("accepts a value of exactly maxValueBytes", () => {
+    it("accepts a value of exactly maxReplyValueBytes", () => {
       const data = "x".repeat(16);
-      const { events } = feedAll([bytes(`VALUE k 0 16\r\n${data}\r\n`)], { maxValueBytes: 16 });
+      const { events } = feedAll([bytes(`VALUE k 0 16\r\n${data}\r\n`)], {
+        maxReplyValueBytes: 16,
+      });
       expect(events).toEqual([{ value: ["k", 0, data, undefined] }]);
     });
   });

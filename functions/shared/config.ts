@@ -1,0 +1,53 @@
+// The reference app's own environment, parsed strictly at cold start (lib/cache/config.ts parses
+// the cache's): a bad value stops the function at init with a TypeError naming the variable.
+//   ORIGIN_URL           http(s) URL of the origin API (default http://127.0.0.1:4000)
+//   ORIGIN_TIMEOUT_MS    time allowed for one origin call, ms (default 5,000)
+//   PRODUCT_TTL_SECONDS  TTL of cached product responses, s (default 300; 0 = not cached)
+//   CACHE_METRICS        "on" (default) or "off": the EMF metric lines of functions/shared/metrics.ts
+//   METRICS_NAMESPACE    CloudWatch namespace of those metrics (default LambdaMemcache)
+
+import {
+  choiceFromEnv,
+  type Env,
+  envError,
+  integerFromEnv,
+  urlFromEnv,
+} from "../../lib/cache/config.ts";
+import { MAX_SECONDS, MAX_TIMER_MS } from "../../lib/memcache/options.ts";
+
+export interface AppConfig {
+  /** Without a trailing slash. */
+  originUrl: string;
+  originTimeoutMs: number;
+  productTtlSeconds: number;
+  metrics: boolean;
+  metricsNamespace: string;
+}
+
+export function appConfigFromEnv(env: Env = process.env): AppConfig {
+  const namespace = (env.METRICS_NAMESPACE ?? "").trim() || "LambdaMemcache";
+  if (!/^[\x21-\x7e]{1,255}$/.test(namespace)) {
+    throw envError(
+      "METRICS_NAMESPACE",
+      `must be 1..255 printable characters, got ${JSON.stringify(namespace)}`,
+    );
+  }
+  return {
+    originUrl: urlFromEnv(env, "ORIGIN_URL", "http://127.0.0.1:4000").href.replace(/\/+$/, ""),
+    originTimeoutMs: integerFromEnv(env, "ORIGIN_TIMEOUT_MS", {
+      fallback: 5_000,
+      min: 1,
+      max: MAX_TIMER_MS,
+    }),
+    productTtlSeconds: integerFromEnv(env, "PRODUCT_TTL_SECONDS", {
+      fallback: 300,
+      min: 0,
+      max: MAX_SECONDS,
+    }),
+    metrics: choiceFromEnv(env, "CACHE_METRICS", ["on", "off"], "on") === "on",
+    metricsNamespace: namespace,
+  };
+}
+
+/** This environment's configuration, parsed once at cold start. */
+export const appConfig = appConfigFromEnv();
