@@ -10,10 +10,10 @@ import {
   choiceFromEnv,
   type Env,
   envError,
-  integerFromEnv,
+  msFromEnv,
+  secondsFromEnv,
   urlFromEnv,
 } from "../../lib/cache/config.ts";
-import { MAX_SECONDS, MAX_TIMER_MS } from "../../lib/memcache/options.ts";
 
 export interface AppConfig {
   /** Without a trailing slash. */
@@ -34,16 +34,8 @@ export function appConfigFromEnv(env: Env = process.env): AppConfig {
   }
   return {
     originUrl: urlFromEnv(env, "ORIGIN_URL", "http://127.0.0.1:4000").href.replace(/\/+$/, ""),
-    originTimeoutMs: integerFromEnv(env, "ORIGIN_TIMEOUT_MS", {
-      fallback: 5_000,
-      min: 1,
-      max: MAX_TIMER_MS,
-    }),
-    productTtlSeconds: integerFromEnv(env, "PRODUCT_TTL_SECONDS", {
-      fallback: 300,
-      min: 0,
-      max: MAX_SECONDS,
-    }),
+    originTimeoutMs: msFromEnv(env, "ORIGIN_TIMEOUT_MS", 5_000),
+    productTtlSeconds: secondsFromEnv(env, "PRODUCT_TTL_SECONDS", 300),
     metrics: choiceFromEnv(env, "CACHE_METRICS", ["on", "off"], "on") === "on",
     metricsNamespace: namespace,
   };

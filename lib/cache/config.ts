@@ -13,10 +13,10 @@
 //
 // Auto Discovery is never guessed from the host name: a `.cfg.` endpoint without
 // CACHE_*_DISCOVERY=true is used as a plain node. An empty variable counts as not set.
-// The helpers below (integerFromEnv, ...) parse an application's own variables the same way.
+// The helpers below (msFromEnv, secondsFromEnv, ...) parse an application's own variables the same way.
 
 import { type NodeAddress, sameAddress, toAddressList } from "../memcache/address.ts";
-import { MAX_TIMER_MS } from "../memcache/options.ts";
+import { MAX_SECONDS, MAX_TIMER_MS } from "../memcache/options.ts";
 
 /** Where one cluster's nodes are: a fixed list, or an Auto Discovery configuration endpoint. */
 export type ClusterEndpoint =
@@ -135,6 +135,16 @@ export function integerFromEnv(
     );
   }
   return value;
+}
+
+/** A duration a timer can wait, whole ms in 1..2^31-1, from `env[name]`; `fallback` when unset. */
+export function msFromEnv(env: Env, name: string, fallback: number): number {
+  return integerFromEnv(env, name, { fallback, min: 1, max: MAX_TIMER_MS });
+}
+
+/** Whole seconds in 0..2^31-1 (a TTL), from `env[name]`; `fallback` when unset. */
+export function secondsFromEnv(env: Env, name: string, fallback: number): number {
+  return integerFromEnv(env, name, { fallback, min: 0, max: MAX_SECONDS });
 }
 
 /** "true" or "false" from `env[name]`; `fallback` when unset or empty. */

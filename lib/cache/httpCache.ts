@@ -1,6 +1,6 @@
 // Cache-aside for HTTP responses of API Gateway handlers (HTTP API v2 and REST v1 events).
-// All the logic lives here; lib/middleware only routes Middy's phases to lookup() and store(),
-// and withHttpCache() offers the same behaviour to handlers without Middy.
+// All the logic lives here; lib/middleware only routes Middy's phases to lookup(), finish() and
+// recover(), and withHttpCache() offers the same behaviour to handlers without Middy.
 //
 // What is cached (one rule, one place): a response to a GET or HEAD request that carries no
 // Authorization header (unless "authorization" is among varyHeaders), with a 2xx status, no
@@ -94,7 +94,7 @@ const httpCacheRules: OptionRules<HttpCacheOptions> = {
 /** Anything else stored under a response's key counts as a miss and is overwritten. */
 const ACCEPT = { accept: isCachedResponse };
 
-/** The outcome of lookup(), handed back to store() after the handler ran. */
+/** The outcome of lookup(), handed back to finish() (or recover()) after the handler ran. */
 export interface HttpLookup {
   /** Undefined when the request is not cacheable. */
   key: string | undefined;
