@@ -146,35 +146,39 @@ export const TOMBSTONE_FLAGS = FLAG_INTERNAL;
 let lockSequence = 0;
 const lockOwner = `${process.pid.toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
 
+type MetaToken = Extract<LeaseToken, { kind: "meta" | "meta-tombstone" }>;
+
+/** A meta-protocol lease: filled with `ms C<cas>`, given back with `md`. */
+function metaLease<T>(
+  client: MemcacheClient,
+  key: string,
+  token: MetaToken,
+  seen: { stale?: T; tombstone?: boolean } = {},
+): Lease<T> {
+  const ends: LeaseEnds = {
+    async fill(value, ttlSeconds) {
+      const flags = [`T${toWireExptime(ttlSeconds)}`];
+      if (token.cas !== undefined) flags.push(`C${token.cas}`);
+      return (await client.metaSet(key, value, flags)).code === "HD";
+    },
+    async release(keepStaleSeconds) {
+      if (token.kind === "meta-tombstone") {
+        // A tombstone stays (removing it would let the old cluster's copy be read again):
+        // marking it stale again hands the win to the next reader.
+        await client.metaDelete(key, ["I"]);
+      } else if (keepStaleSeconds !== undefined && seen.stale !== undefined) {
+        await client.metaDelete(key, ["I", `T${toWireExptime(keepStaleSeconds)}`]);
+      } else if (token.cas !== undefined) {
+        await client.metaDelete(key, [`C${token.cas}`]);
+      }
+    },
+  };
+  return new Lease<T>(key, token, ends, seen);
+}
+
 export function metaLeases(client: MemcacheClient): Leases {
-  const lease = <T>(
-    key: string,
-    token: Extract<LeaseToken, { kind: "meta" | "meta-tombstone" }>,
-    seen: { stale?: T; tombstone?: boolean } = {},
-  ): Lease<T> =>
-    new Lease<T>(
-      key,
-      token,
-      {
-        async fill(value, ttlSeconds) {
-          const flags = [`T${toWireExptime(ttlSeconds)}`];
-          if (token.cas !== undefined) flags.push(`C${token.cas}`);
-          return (await client.metaSet(key, value, flags)).code === "HD";
-        },
-        async release(keepStaleSeconds) {
-          if (token.kind === "meta-tombstone") {
-            // A tombstone stays (removing it would let the old cluster's copy be read again):
-            // marking it stale again hands the win to the next reader.
-            await client.metaDelete(key, ["I"]);
-          } else if (keepStaleSeconds !== undefined && seen.stale !== undefined) {
-            await client.metaDelete(key, ["I", `T${toWireExptime(keepStaleSeconds)}`]);
-          } else if (token.cas !== undefined) {
-            await client.metaDelete(key, [`C${token.cas}`]);
-          }
-        },
-      },
-      seen,
-    );
+  const lease = <T>(key: string, token: MetaToken, seen: { stale?: T; tombstone?: boolean } = {}) =>
+    metaLease<T>(client, key, token, seen);
   return {
     mode: "meta",
     async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
@@ -231,29 +235,27 @@ export function lockKeyFor(key: string): string {
   return `#lock#${createHash("sha256").update(key).digest("base64url")}`;
 }
 
+type LockToken = Extract<LeaseToken, { kind: "lock" | "lock-tombstone" }>;
+
+/** An add-lock lease: filled with add (or cas over the tombstone seen), then the lock goes. */
+function lockLease<T>(client: MemcacheClient, key: string, token: LockToken): Lease<T> {
+  const ends: LeaseEnds = {
+    async fill(value, ttlSeconds) {
+      // add (or cas over the tombstone seen): a value written meanwhile, or a newer
+      // invalidation, wins over the one this caller loaded.
+      const stored =
+        token.kind === "lock-tombstone"
+          ? (await client.cas(key, value, token.cas, { ttlSeconds })) === "stored"
+          : await client.add(key, value, { ttlSeconds });
+      await releaseLock(client, key, token.lockId);
+      return stored;
+    },
+    release: () => releaseLock(client, key, token.lockId),
+  };
+  return new Lease<T>(key, token, ends, { tombstone: token.kind === "lock-tombstone" });
+}
+
 export function lockLeases(client: MemcacheClient): Leases {
-  const lease = <T>(
-    key: string,
-    token: Extract<LeaseToken, { kind: "lock" | "lock-tombstone" }>,
-  ): Lease<T> =>
-    new Lease<T>(
-      key,
-      token,
-      {
-        async fill(value, ttlSeconds) {
-          // add (or cas over the tombstone seen): a value written meanwhile, or a newer
-          // invalidation, wins over the one this caller loaded.
-          const stored =
-            token.kind === "lock-tombstone"
-              ? (await client.cas(key, value, token.cas, { ttlSeconds })) === "stored"
-              : await client.add(key, value, { ttlSeconds });
-          await releaseLock(client, key, token.lockId);
-          return stored;
-        },
-        release: () => releaseLock(client, key, token.lockId),
-      },
-      { tombstone: token.kind === "lock-tombstone" },
-    );
   return {
     mode: "lock",
     async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
@@ -282,7 +284,7 @@ export function lockLeases(client: MemcacheClient): Leases {
         again === undefined
           ? ({ kind: "lock", lockId } as const)
           : ({ kind: "lock-tombstone", lockId, cas: again.cas } as const);
-      return { status: "win", lease: lease<T>(key, token) };
+      return { status: "win", lease: lockLease<T>(client, key, token) };
     },
     async markStale() {
       return false;
