@@ -205,16 +205,11 @@ export class MemcacheClient {
     const checked = checkOptions("MemcacheClient", options, clientRules, clientDefaults);
     const { servers, configEndpoint, serde, checksums, maxValueBytes, refreshIntervalMs } = checked;
     const connectionOptions = pickConnectionOptions(checked);
-    if ((servers === undefined) === (configEndpoint === undefined)) {
-      throw optionError(
-        "MemcacheClient",
-        servers === undefined ? "servers" : "configEndpoint",
-        servers === undefined
-          ? 'is required: give servers ("host:port,...") or configEndpoint (Auto Discovery)'
-          : "cannot be given together with servers: give one of them",
-      );
-    }
-    if (configEndpoint !== undefined) {
+    if (servers !== undefined && configEndpoint === undefined) {
+      const nodes = parsedOption("servers", () => toAddressList(servers));
+      this.cluster = new NodeSet(connectionOptions, nodes);
+      this.discovery = undefined;
+    } else if (configEndpoint !== undefined && servers === undefined) {
       const endpoint = parsedOption("configEndpoint", () => toAddress(configEndpoint));
       this.cluster = new NodeSet(connectionOptions);
       this.discovery = new AutoDiscovery(
@@ -222,10 +217,18 @@ export class MemcacheClient {
         this.cluster,
         { refreshIntervalMs },
       );
+    } else if (servers === undefined) {
+      throw optionError(
+        "MemcacheClient",
+        "servers",
+        'is required: give servers ("host:port,...") or configEndpoint (Auto Discovery)',
+      );
     } else {
-      const nodes = parsedOption("servers", () => toAddressList(servers!));
-      this.cluster = new NodeSet(connectionOptions, nodes);
-      this.discovery = undefined;
+      throw optionError(
+        "MemcacheClient",
+        "configEndpoint",
+        "cannot be given together with servers: give one of them",
+      );
     }
     this.serde = checksums ? withChecksum(serde) : serde;
     this.maxValueBytes = maxValueBytes;
