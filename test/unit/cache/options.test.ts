@@ -5,7 +5,7 @@
 import middy from "@middy/core";
 import { describe, expect, it } from "vitest";
 import { CacheAside } from "../../../lib/cache/cacheAside.ts";
-import { casUpdate, increment } from "../../../lib/cache/counters.ts";
+import { casIncrement, casUpdate, increment } from "../../../lib/cache/counters.ts";
 import { FallbackStore } from "../../../lib/cache/fallback.ts";
 import { HttpCache, withHttpCache } from "../../../lib/cache/httpCache.ts";
 import { clientStore } from "../../../lib/cache/store.ts";
@@ -38,6 +38,7 @@ describe.each<[string, (options: Record<string, unknown>) => unknown]>([
   ["FallbackStore", (o) => new FallbackStore(client, other, o)],
   ["HttpCache", (o) => new HttpCache({ cache, ...o })],
   ["casUpdate", (o) => casUpdate(client, "k", () => 1, o)],
+  ["casIncrement", (o) => casIncrement(client, "k", 1, o)],
   ["increment", (o) => increment(client, "k", 1, o)],
   ["getOrLoad", (o) => cache.getOrLoad("k", never, o)],
   ["acquire", (o) => cache.acquire("k", o)],
@@ -82,6 +83,7 @@ describe.each<[string, string, unknown, (o: Record<string, unknown>) => unknown]
   ["casUpdate", "jitterMs", Number.NaN, (o) => casUpdate(client, "k", () => 1, o)],
   ["casUpdate", "ttlSeconds", -1, (o) => casUpdate(client, "k", () => 1, o)],
   ["casUpdate", "repairUndecodable", 1, (o) => casUpdate(client, "k", () => 1, o)],
+  ["casIncrement", "maxAttempts", Number.NaN, (o) => casIncrement(client, "k", 1, o)],
   ["increment", "ttlSeconds", 0.5, (o) => increment(client, "k", 1, o)],
   ["getOrLoad", "ttlSeconds", Number("5m"), (o) => cache.getOrLoad("k", never, o)],
   ["getOrLoad", "shouldCache", true, (o) => cache.getOrLoad("k", never, o)],
