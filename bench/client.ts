@@ -12,8 +12,16 @@ import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { MemcacheClient as NpmMemcacheClient } from "memcache-client";
 import { MemcacheClient } from "../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
-import { formatTable, median, pairedRatio, percentile, rotated, round, verdict } from "./stats.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import {
+  formatTable,
+  median,
+  pairedRatio,
+  percentile,
+  rotated,
+  round,
+  verdict,
+} from "../tools/stats.ts";
 
 const settings = {
   /** Interleaved rounds; every reported ops/s is the median over them. */

@@ -9,8 +9,8 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { HashRing } from "../lib/memcache/hashring.ts";
-import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
-import { formatTable, median, pairedRatio, rotated, round, verdict } from "./stats.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import { formatTable, median, pairedRatio, rotated, round, verdict } from "../tools/stats.ts";
 
 const settings = {
   /** Keys spread over the ring for the imbalance and remap measurements. */

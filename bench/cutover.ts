@@ -13,13 +13,13 @@
 // run); a missed target is reported as MISSED and still exits 0.
 
 import { mkdir, writeFile } from "node:fs/promises";
-import { type MemcachedProcess, startMemcached } from "../infra/local/memcached.ts";
 import { type Origin, type OriginStats, startOrigin } from "../infra/local/origin.ts";
 import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { FallbackStore } from "../lib/cache/fallback.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
-import { formatTable, verdict } from "./stats.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import { formatTable, verdict } from "../tools/stats.ts";
 
 const settings = {
   /** Product ids 1..keys are warmed in old and read in each pass. */

@@ -1,9 +1,9 @@
 // Fault benchmark (`npm run bench:faults`): cache-aside traffic through the fault proxy
-// (test/helpers/fault-proxy.ts) to one local memcached, once without a fault (the baseline) and
+// (tools/fault-proxy.ts) to one local memcached, once without a fault (the baseline) and
 // once per fault, the fault on for the middle part of each run. Per fault it records requests
 // answered with the origin's value / sent, the p99 extra latency of the requests started while
 // the fault was on (vs the baseline's requests in the same time window), and the recovery time
-// (fault off -> end of the first HIT). Then the parser fuzz (test/helpers/fuzz.ts) and, when a
+// (fault off -> end of the first HIT). Then the parser fuzz (tools/fuzz.ts) and, when a
 // soak benchmark is present, its heap growth. Writes bench/results/faults.json and prints a
 // table; exits 0 even when a target is missed (reported as MISSED).
 
@@ -18,11 +18,11 @@ import {
   type ServedSummary,
   startFaultProxy,
   summarizeServed,
-} from "../test/helpers/fault-proxy.ts";
-import { runParserFuzz } from "../test/helpers/fuzz.ts";
-import { type MemcachedProcess, startMemcached } from "../test/helpers/memcached.ts";
+} from "../tools/fault-proxy.ts";
+import { runParserFuzz } from "../tools/fuzz.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import { percentile, round } from "../tools/stats.ts";
 import { runSoak } from "./soak.ts";
-import { percentile, round } from "./stats.ts";
 
 const settings = {
   /** Requests per run (one run per fault plus the baseline). */

@@ -20,7 +20,6 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
 import { build } from "esbuild";
-import { type MemcachedProcess, startMemcached } from "../infra/local/memcached.ts";
 import { type Stack, startStack } from "../infra/local/stack.ts";
 import { CacheAside } from "../lib/cache/cacheAside.ts";
 import type { HttpResult } from "../lib/cache/httpCache.ts";
@@ -28,7 +27,8 @@ import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
-import { formatTable, median, percentile, rotated, round, verdict } from "./stats.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import { formatTable, median, percentile, rotated, round, verdict } from "../tools/stats.ts";
 
 const settings = {
   /** In-process: interleaved rounds; p50s are pooled over all of them. */

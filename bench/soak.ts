@@ -1,5 +1,5 @@
 // Soak benchmark (`npm run soak [calls]`): one million CacheAside.getOrLoad calls against a real
-// memcached, through the fault proxy (test/helpers/fault-proxy.ts), with faults switched on and
+// memcached, through the fault proxy (tools/fault-proxy.ts), with faults switched on and
 // off every 50,000 calls (blackhole, reset, a short delay, a delay past the client timeout).
 // 16 calls in flight over 10,000 keys. Every call must resolve with the loader's value; the heap
 // (after GC) and the open TCP sockets must stay bounded. Prints the figures as JSON.
@@ -15,9 +15,9 @@ import { runInNewContext } from "node:vm";
 import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
-import { type Fault, startFaultProxy } from "../test/helpers/fault-proxy.ts";
-import { startMemcached } from "../test/helpers/memcached.ts";
-import { round } from "./stats.ts";
+import { type Fault, startFaultProxy } from "../tools/fault-proxy.ts";
+import { startMemcached } from "../tools/memcached.ts";
+import { round } from "../tools/stats.ts";
 
 export interface SoakOptions {
   /** getOrLoad calls in total. Default 1,000,000. */

@@ -14,12 +14,12 @@
 
 import { mkdir, writeFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
-import { type MemcachedProcess, startMemcached } from "../infra/local/memcached.ts";
 import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { type LeaseMode, leasesFor } from "../lib/cache/leases.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
-import { median, percentile, rotated, round, verdict } from "./stats.ts";
+import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
+import { median, percentile, rotated, round, verdict } from "../tools/stats.ts";
 
 const settings = {
   /** Interleaved rounds; each subject runs once per round on a fresh key. */

@@ -2,7 +2,7 @@
 // fresh seed each run unless one is given, printed so any failure can be replayed). Prints the
 // result as JSON; exits 1 on any crash, hang, unbounded buffer or event mismatch.
 
-import { runParserFuzz } from "../test/helpers/fuzz.ts";
+import { runParserFuzz } from "../tools/fuzz.ts";
 
 const cases = Number(process.argv[2] ?? 200_000);
 const seed = Number(process.argv[3] ?? Math.floor(Math.random() * 2 ** 32));

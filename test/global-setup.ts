@@ -2,11 +2,7 @@
 // interop tests once, before any test file, so a machine without them fails with one actionable
 // line instead of in every test.
 
-import {
-  ensureMemcached,
-  ensureOpenssl,
-  ensurePythonClients,
-} from "../scripts/ensure-memcached.ts";
+import { ensureMemcached, ensureOpenssl, ensurePythonClients } from "../tools/binaries.ts";
 
 export default async function setup(): Promise<void> {
   await ensureMemcached();

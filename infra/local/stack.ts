@@ -14,12 +14,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { type MemcachedProcess, startMemcached } from "./memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { bindProblem, freePort, loopback } from "../../tools/ports.ts";
+import { settlesWithin } from "../../tools/timing.ts";
 import { type Origin, startOrigin } from "./origin.ts";
-import { settlesWithin } from "./timing.ts";
 
 export interface StackPorts {
   /** serverless-offline HTTP API; default 3000. 0 = a free port. */
@@ -89,7 +89,6 @@ export class PortInUseError extends Error {
   override name = "PortInUseError";
 }
 
-const loopback = "127.0.0.1";
 export const defaultPorts = {
   http: 3000,
   lambda: 3002,
@@ -196,28 +195,6 @@ async function checkPorts(claims: PortClaim[]): Promise<void> {
     `ports ${busy.map((c) => `${c.port} (${c.what})`).join(", ")} are already in use: ` +
       `stop what uses them or ${busy.map((c) => c.hint).join("; ")}`,
   );
-}
-
-/** undefined if host:port can be bound right now, else the error code. */
-function bindProblem(host: string, port: number): Promise<string | undefined> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.unref();
-    server.once("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
-    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(undefined)));
-  });
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen({ host, port: 0 }, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function serverlessBin(): string {

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Stack, startStack } from "../../infra/local/stack.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import {
   type AppClient,
   type AppResponse,
@@ -19,7 +20,6 @@ import {
   waitFor,
 } from "../helpers/app.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 /** A request the cache could not serve must still answer within this (cache timeouts are 100 ms). */
 const bypassBoundMs = 1_000;

@@ -8,6 +8,7 @@ import { type Origin, startOrigin } from "../../infra/local/origin.ts";
 import { type Stack, startStack } from "../../infra/local/stack.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import {
   type AppClient,
   type AppResponse,
@@ -20,7 +21,6 @@ import {
   startWorkers,
   tally,
 } from "../helpers/app.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 const warmIds = range(1, 500).map(String);
 /** Requests in flight at once when walking many products (each gets a worker of its own). */

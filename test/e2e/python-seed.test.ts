@@ -9,6 +9,7 @@ import { type Origin, startOrigin } from "../../infra/local/origin.ts";
 import { type Stack, startStack } from "../../infra/local/stack.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import {
   type AppClient,
   appClient,
@@ -18,7 +19,6 @@ import {
   resetOriginStats,
   tally,
 } from "../helpers/app.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import { type PythonAgent, type PyValue, py, startPythonAgent } from "../helpers/python.ts";
 
 // The app's keys, as functions/products.ts and functions/counters.ts build them.

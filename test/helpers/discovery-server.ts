@@ -5,8 +5,8 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import tls from "node:tls";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "../../tools/ports.ts";
 import { forEachLine } from "./fake-server.ts";
-import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
 
 export interface DiscoveredNode {
   /** The node's DNS name as ElastiCache lists it (hashed onto the ring, checked against TLS). */

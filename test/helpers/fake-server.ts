@@ -3,7 +3,7 @@
 // byte counts). Each counts the connections it accepted, so tests can see reconnects.
 
 import net from "node:net";
-import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "../../tools/ports.ts";
 
 export interface FakeServer extends LoopbackAddress {
   /** Connections accepted so far. */

@@ -5,7 +5,7 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { ensurePythonClients, PYTHON } from "../../scripts/ensure-memcached.ts";
+import { ensurePythonClients, PYTHON } from "../../tools/binaries.ts";
 import { type Racer, startRacer } from "./racers.ts";
 
 const AGENT = path.join(import.meta.dirname, "../fixtures/python/agent.py");

@@ -5,7 +5,7 @@
 // memcached's -vv log.
 
 import net from "node:net";
-import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "../../tools/ports.ts";
 
 export interface RecordingRelay extends LoopbackAddress {
   /** Client -> server bytes of each connection accepted so far, in order of acceptance. */

@@ -7,8 +7,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 const hostileKeys: ReadonlyArray<readonly [string, string]> = [
   ["a space", "a b"],

@@ -10,8 +10,8 @@ import {
   MemcacheIllegalInputError,
   MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters, nodeStats } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 let server: MemcachedProcess;
 let client: MemcacheClient;

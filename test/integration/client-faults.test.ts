@@ -16,6 +16,7 @@ import {
   MemcacheProtocolError,
   MemcacheTimeoutError,
 } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { rejection, timed } from "../helpers/client.ts";
 import {
   answerLines,
@@ -24,7 +25,6 @@ import {
   type FakeServer,
   startFakeServer,
 } from "../helpers/fake-server.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 const clients: MemcacheClient[] = [];
 

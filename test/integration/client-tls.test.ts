@@ -5,9 +5,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
 import { describeError, rejection, timed } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
 
 let certs: TestCertificates;
 let server: MemcachedProcess;

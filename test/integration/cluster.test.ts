@@ -19,14 +19,14 @@ import {
   MemcacheTimeoutError,
   MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
 import { counters, describeError, rejection, timed } from "../helpers/client.ts";
 import {
   clusterConfigReply,
   type DiscoveryServer,
   startDiscoveryServer,
 } from "../helpers/discovery-server.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
 
 /** Refresh interval of the clients that watch for node changes. */
 const REFRESH_MS = 200;

@@ -7,8 +7,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import { race, startRacer } from "../helpers/racers.ts";
 
 const PROCESSES = 8;

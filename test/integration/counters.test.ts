@@ -17,7 +17,7 @@ import {
   MemcacheCounterValueError,
 } from "../../lib/memcache/errors.ts";
 import { FLAG_INTEGER, FLAG_JSON } from "../../lib/memcache/serde.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 
 let mc: MemcachedProcess;
 let client: MemcacheClient;

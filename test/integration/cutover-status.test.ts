@@ -20,8 +20,9 @@ import {
   isWarm,
 } from "../../infra/cutover.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { freePort } from "../../tools/ports.ts";
 import { counters } from "../helpers/client.ts";
-import { freePort, type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 const service = "lambda-memcache";
 const stage = "ci";

@@ -15,8 +15,8 @@ import {
 import { fallbackCounters } from "../../lib/cache/fallback.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheCounterValueError } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 let oldServer: MemcachedProcess;
 let newServer: MemcachedProcess;

@@ -18,8 +18,8 @@ import type { LeaseMode, LeaseOptions } from "../../lib/cache/leases.ts";
 import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters, timed } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 let oldServer: MemcachedProcess;
 let newServer: MemcachedProcess;

@@ -1,5 +1,5 @@
 // Cache-aside, the cutover fallback and CAS counters under network faults: a fault proxy
-// (test/helpers/fault-proxy.ts) between the client and a real memcached delays, black-holes,
+// (tools/fault-proxy.ts) between the client and a real memcached delays, black-holes,
 // resets, half-closes, splits, corrupts or silently drops while paced traffic flows. Cache-aside
 // must answer every request with the right value (BYPASS when the cache is unavailable) within a
 // bounded time and hit the cache again soon after the fault clears; counters may fail during a
@@ -18,7 +18,6 @@ import {
   MemcacheNodeDeadError,
   MemcacheTimeoutError,
 } from "../../lib/memcache/errors.ts";
-import { rejection, timed } from "../helpers/client.ts";
 import {
   type Fault,
   type FaultProxy,
@@ -30,8 +29,9 @@ import {
   type ServedSummary,
   startFaultProxy,
   summarizeServed,
-} from "../helpers/fault-proxy.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+} from "../../tools/fault-proxy.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { rejection, timed } from "../helpers/client.ts";
 
 const timeoutMs = 100;
 const connectTimeoutMs = 200;

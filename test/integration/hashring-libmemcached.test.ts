@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { HashRing } from "../../lib/memcache/hashring.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { type PythonAgent, py, startPythonAgent } from "../helpers/python.ts";
 
 interface Server {

@@ -31,8 +31,8 @@ import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import {
   checkCommandStream,
   type RecordingRelay,

@@ -23,8 +23,8 @@ import {
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 let mc: MemcachedProcess;
 let client: MemcacheClient;

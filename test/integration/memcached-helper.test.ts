@@ -4,8 +4,8 @@
 import net from "node:net";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../helpers/tls.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
 
 /** Resolves with the first reply line on `socket`, or "" if none arrives within `withinMs`. */
 function firstLine(socket: net.Socket, withinMs = 5_000): Promise<string> {

@@ -3,7 +3,7 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 
 let live: MemcachedProcess;
 let dying: MemcachedProcess;

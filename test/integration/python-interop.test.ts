@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { casIncrement, increment, readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient, type UndecodableValue } from "../../lib/memcache/client.ts";
 import { FLAG_INTERNAL } from "../../lib/memcache/serde.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import {
   type PyResult,
   type PythonAgent,

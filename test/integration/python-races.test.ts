@@ -8,8 +8,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import { type PythonAgent, py, startPythonAgent, startPythonRacer } from "../helpers/python.ts";
 import { type Racer, race, startRacer } from "../helpers/racers.ts";
 

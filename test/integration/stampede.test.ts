@@ -24,8 +24,8 @@ import { type CacheStore, clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import type { MetaReply } from "../../lib/memcache/protocol.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 /** Latency of the simulated origin, in ms. */
 const ORIGIN_DELAY_MS = 100;

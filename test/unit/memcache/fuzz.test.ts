@@ -7,7 +7,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemcacheClient } from "../../../lib/memcache/client.ts";
 import { MemcacheError, MemcacheProtocolError } from "../../../lib/memcache/errors.ts";
-import { answerLines, type FakeServer, startFakeServer } from "../../helpers/fake-server.ts";
 import {
   fuzzDefaults,
   garbage,
@@ -16,7 +15,8 @@ import {
   rejectedReplies,
   runParserFuzz,
   validTranscript,
-} from "../../helpers/fuzz.ts";
+} from "../../../tools/fuzz.ts";
+import { answerLines, type FakeServer, startFakeServer } from "../../helpers/fake-server.ts";
 
 const SEED = 20_240_611;
 

@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { ensureOpenssl } from "../../scripts/ensure-memcached.ts";
+import { ensureOpenssl } from "./binaries.ts";
 
 const execFileAsync = promisify(execFile);
 

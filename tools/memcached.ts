@@ -1,4 +1,4 @@
-// Starts real memcached processes on loopback (integration tests and the local stack): free
+// Starts real memcached processes on loopback (tests, benchmarks and the local stack): free
 // ports, readiness, pause/resume to simulate a hung server, restart on the same port, and cleanup
 // of every process this module spawned when the parent process exits.
 
@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
-import { ensureMemcached } from "../../scripts/ensure-memcached.ts";
+import { ensureMemcached } from "./binaries.ts";
+import { bindProblem, freePort } from "./ports.ts";
 import { settlesWithin } from "./timing.ts";
 
 export interface MemcachedProcess {
@@ -63,24 +64,6 @@ const terminatingSignals = new Set<NodeJS.Signals>([
 /** Every memcached this module spawned and that has not exited yet. */
 const running = new Set<ChildProcess>();
 let exitHookInstalled = false;
-
-/** A port on 127.0.0.1 that was free a moment ago (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return bindAndRelease(0);
-}
-
-/** Binds `port` on 127.0.0.1 (0: any), releases it, and returns the port that was bound. */
-function bindAndRelease(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen({ host, port }, () => {
-      const bound = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(bound));
-    });
-  });
-}
 
 /** Starts memcached on loopback and resolves once its port accepts TCP connections. */
 export async function startMemcached(opts: StartMemcachedOptions = {}): Promise<MemcachedProcess> {
@@ -150,7 +133,7 @@ async function spawnReady(binary: string, args: string[], fixedPort?: number): P
   let lastError: Error | undefined;
   for (let attempt = 1; attempt <= startAttempts; attempt++) {
     if (attempt > 1 && fixedPort !== undefined) await delay(50 * attempt);
-    const port = fixedPort ?? (await freePort());
+    const port = fixedPort ?? (await freePort(host));
     // Readiness is "the port accepts connections", so a port someone else already listens
     // on would look ready at once: check a fixed port is free before memcached binds it.
     if (fixedPort !== undefined && !(await isFree(port))) {
@@ -172,13 +155,10 @@ async function spawnReady(binary: string, args: string[], fixedPort?: number): P
 }
 
 async function isFree(port: number): Promise<boolean> {
-  try {
-    await bindAndRelease(port);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") return false;
-    throw error;
-  }
+  const problem = await bindProblem(host, port);
+  if (problem === undefined) return true;
+  if (problem === "EADDRINUSE") return false;
+  throw new Error(`memcached cannot listen on ${host}:${port}: ${problem}`);
 }
 
 function spawnOne(binary: string, args: string[], port: number): Spawned {

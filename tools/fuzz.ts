@@ -8,11 +8,12 @@
 //   - bufferedBytes never exceeds maxLineBytes + maxReplyValueBytes + 2 (bounded memory);
 //   - the events and the outcome do not depend on how the bytes were chunked;
 //   - a valid transcript yields exactly the events it was built from, without an error.
-// Used by test/unit/memcache/fuzz.test.ts (CI-sized) and scripts/fuzz.ts (`npm run fuzz`).
+// Used by test/unit/memcache/fuzz.test.ts (CI-sized), scripts/fuzz.ts (`npm run fuzz`) and
+// bench/faults.ts.
 
 import { isDeepStrictEqual } from "node:util";
-import { MemcacheProtocolError } from "../../lib/memcache/errors.ts";
-import { type ParserLimits, type ReplyHandler, ReplyParser } from "../../lib/memcache/protocol.ts";
+import { MemcacheProtocolError } from "../lib/memcache/errors.ts";
+import { type ParserLimits, type ReplyHandler, ReplyParser } from "../lib/memcache/protocol.ts";
 
 // ---- seeded randomness ----
 

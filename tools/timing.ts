@@ -1,5 +1,5 @@
-// Waiting with a bound, for the local launchers (memcached, the dev stack) when they stop the
-// processes they started.
+// Waiting with a bound, for the launchers (memcached, the dev stack) when they stop the processes
+// they started.
 
 /** Whether `promise` settles within `ms`; the timer is cleared either way. */
 export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {

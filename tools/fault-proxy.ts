@@ -11,8 +11,8 @@
 import net from "node:net";
 import { setImmediate as nextTurn, setTimeout as sleep } from "node:timers/promises";
 import { isDeepStrictEqual } from "node:util";
-import { percentile } from "../../bench/stats.ts";
-import { closeServer, type LoopbackAddress, listenOnLoopback } from "./listen.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./ports.ts";
+import { percentile } from "./stats.ts";
 
 export type Fault =
   /** Forward everything as it comes. */

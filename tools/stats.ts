@@ -1,4 +1,4 @@
-// Statistics and report helpers shared by the benchmarks: median, nearest-rank percentile,
+// Statistics and report helpers shared by the benchmarks and the fault proxy's traffic driver: median, nearest-rank percentile,
 // rounding, the paired per-round ratio, the rotated subject order of interleaved rounds, the
 // verdict word for a target and the plain-text table they print.
 

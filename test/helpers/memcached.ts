@@ -1,2 +1,0 @@
-// Tests start memcached through the same launcher as the local stack.
-export * from "../../infra/local/memcached.ts";
