@@ -3,18 +3,16 @@
 // values that cannot be decoded read as misses.
 
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, vi } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import {
   MemcacheClientError,
   MemcacheIllegalInputError,
   MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters, nodeStats } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
-let server: MemcachedProcess;
-let client: MemcacheClient;
 let keyCount = 0;
 
 /** A key no other test uses. */
@@ -24,31 +22,21 @@ function key(name: string): string {
 }
 
 /** Remaining TTL in seconds as the server reports it (-1: never expires). */
-async function serverTtl(k: string): Promise<number> {
+async function serverTtl(client: MemcacheClient, k: string): Promise<number> {
   const reply = await client.metaGet(k, ["t"]);
   expect(reply.code).toBe("HD");
   return Number(reply.flags.t);
 }
 
-beforeAll(async () => {
-  server = await startMemcached();
-  client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000 });
-});
-
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
-});
-
 describe("get and set", () => {
-  it("misses before a set and hits after it", async () => {
+  it("misses before a set and hits after it", async ({ client }) => {
     const k = key("get");
     expect(await client.get(k)).toBeUndefined();
     expect(await client.set(k, "value")).toBe(true);
     expect(await client.get(k)).toBe("value");
   });
 
-  it("overwrites a value with set", async () => {
+  it("overwrites a value with set", async ({ client }) => {
     const k = key("overwrite");
     await client.set(k, "first");
     await client.set(k, "second");
@@ -57,7 +45,7 @@ describe("get and set", () => {
 });
 
 describe("getMany", () => {
-  it("returns the hits of one call and leaves the misses out", async () => {
+  it("returns the hits of one call and leaves the misses out", async ({ client }) => {
     const [a, b, missing] = [key("a"), key("b"), key("missing")];
     await client.set(a, "A");
     await client.set(b, { b: true });
@@ -70,7 +58,7 @@ describe("getMany", () => {
     );
   });
 
-  it("asks the server once per distinct key when keys repeat", async () => {
+  it("asks the server once per distinct key when keys repeat", async ({ client }) => {
     const [a, missing] = [key("dup"), key("dup-missing")];
     await client.set(a, "A");
     const before = await counters(client, ["cmd_get"]);
@@ -80,13 +68,15 @@ describe("getMany", () => {
     expect(after.cmd_get - before.cmd_get).toBe(2);
   });
 
-  it("returns an empty map for no keys without asking the server", async () => {
+  it("returns an empty map for no keys without asking the server", async ({ client }) => {
     const before = await counters(client, ["cmd_get"]);
     expect(await client.getMany([])).toEqual(new Map());
     expect((await counters(client, ["cmd_get"])).cmd_get).toBe(before.cmd_get);
   });
 
-  it("splits 300 keys of 200 characters over several request lines and gets every one", async () => {
+  it("splits 300 keys of 200 characters over several request lines and gets every one", async ({
+    client,
+  }) => {
     const prefix = key("long");
     const keys = Array.from({ length: 300 }, (_, i) =>
       `${prefix}:${i}:`.padEnd(200, "x").slice(0, 200),
@@ -111,7 +101,7 @@ describe("getMany", () => {
 });
 
 describe("gets and cas", () => {
-  it("stores with the token from gets", async () => {
+  it("stores with the token from gets", async ({ client }) => {
     const k = key("cas");
     await client.set(k, 1);
     const item = await client.gets<number>(k);
@@ -121,7 +111,7 @@ describe("gets and cas", () => {
     expect(await client.get(k)).toBe(2);
   });
 
-  it("answers exists when someone set the key after gets", async () => {
+  it("answers exists when someone set the key after gets", async ({ client }) => {
     const k = key("cas-exists");
     await client.set(k, "mine");
     const item = await client.gets(k);
@@ -130,7 +120,7 @@ describe("gets and cas", () => {
     expect(await client.get(k)).toBe("theirs");
   });
 
-  it("answers not_found when the key was deleted after gets", async () => {
+  it("answers not_found when the key was deleted after gets", async ({ client }) => {
     const k = key("cas-gone");
     await client.set(k, "x");
     const item = await client.gets(k);
@@ -139,20 +129,20 @@ describe("gets and cas", () => {
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("returns undefined from gets on a miss", async () => {
+  it("returns undefined from gets on a miss", async ({ client }) => {
     expect(await client.gets(key("gets-miss"))).toBeUndefined();
   });
 });
 
 describe("add and replace", () => {
-  it("adds only when the key is absent", async () => {
+  it("adds only when the key is absent", async ({ client }) => {
     const k = key("add");
     expect(await client.add(k, "first")).toBe(true);
     expect(await client.add(k, "second")).toBe(false);
     expect(await client.get(k)).toBe("first");
   });
 
-  it("replaces only when the key exists", async () => {
+  it("replaces only when the key exists", async ({ client }) => {
     const k = key("replace");
     expect(await client.replace(k, "nothing")).toBe(false);
     expect(await client.get(k)).toBeUndefined();
@@ -163,7 +153,7 @@ describe("add and replace", () => {
 });
 
 describe("append and prepend", () => {
-  it("adds raw bytes around a string value and keeps it a string", async () => {
+  it("adds raw bytes around a string value and keeps it a string", async ({ client }) => {
     const k = key("pend");
     await client.set(k, "middle");
     expect(await client.append(k, "-end")).toBe(true);
@@ -171,7 +161,7 @@ describe("append and prepend", () => {
     expect(await client.get(k)).toBe("start-middle-end");
   });
 
-  it("returns false when the key is absent and stores nothing", async () => {
+  it("returns false when the key is absent and stores nothing", async ({ client }) => {
     const k = key("pend-missing");
     expect(await client.append(k, "x")).toBe(false);
     expect(await client.prepend(k, "x")).toBe(false);
@@ -180,7 +170,7 @@ describe("append and prepend", () => {
 });
 
 describe("delete", () => {
-  it("returns true when the key existed and false after that", async () => {
+  it("returns true when the key existed and false after that", async ({ client }) => {
     const k = key("delete");
     await client.set(k, "x");
     expect(await client.delete(k)).toBe(true);
@@ -190,14 +180,14 @@ describe("delete", () => {
 });
 
 describe("incr and decr", () => {
-  it("returns undefined for a missing key and creates nothing", async () => {
+  it("returns undefined for a missing key and creates nothing", async ({ client }) => {
     const k = key("incr-missing");
     expect(await client.incr(k, 1)).toBeUndefined();
     expect(await client.decr(k, 1)).toBeUndefined();
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("adds to a counter seeded by set and reads back as a number", async () => {
+  it("adds to a counter seeded by set and reads back as a number", async ({ client }) => {
     const k = key("incr");
     await client.set(k, 5);
     expect(await client.incr(k, 10)).toBe(15);
@@ -205,14 +195,14 @@ describe("incr and decr", () => {
     expect(await client.get(k)).toBe(16);
   });
 
-  it("stops at 0 when decr goes below it", async () => {
+  it("stops at 0 when decr goes below it", async ({ client }) => {
     const k = key("decr");
     await client.set(k, 3);
     expect(await client.decr(k, 10)).toBe(0);
     expect(await client.get(k)).toBe(0);
   });
 
-  it("reads back as a number after decr shrinks the digits", async () => {
+  it("reads back as a number after decr shrinks the digits", async ({ client }) => {
     const k = key("decr-digits");
     await client.set(k, 100);
     expect(await client.decr(k, 1)).toBe(99);
@@ -221,14 +211,16 @@ describe("incr and decr", () => {
     expect(await client.get(k)).toBe(4);
   });
 
-  it("rejects incr on a non-numeric value with MemcacheClientError and works on the next call", async () => {
+  it("rejects incr on a non-numeric value with MemcacheClientError and works on the next call", async ({
+    client,
+  }) => {
     const k = key("incr-text");
     await client.set(k, "abc");
     await expect(client.incr(k, 1)).rejects.toBeInstanceOf(MemcacheClientError);
     expect(await client.get(k)).toBe("abc");
   });
 
-  it("returns a bigint past 2^53 and wraps at 2^64", async () => {
+  it("returns a bigint past 2^53 and wraps at 2^64", async ({ client }) => {
     const k = key("incr-big");
     await client.set(k, 2n ** 64n - 2n);
     expect(await client.incr(k, 1)).toBe(2n ** 64n - 1n);
@@ -238,37 +230,37 @@ describe("incr and decr", () => {
 });
 
 describe("touch, gat and gats", () => {
-  it("touch sets a new TTL and returns false for a missing key", async () => {
+  it("touch sets a new TTL and returns false for a missing key", async ({ client }) => {
     const k = key("touch");
     await client.set(k, "x");
-    expect(await serverTtl(k)).toBe(-1);
+    expect(await serverTtl(client, k)).toBe(-1);
     expect(await client.touch(k, 500)).toBe(true);
-    expect(await serverTtl(k)).toBeGreaterThan(490);
+    expect(await serverTtl(client, k)).toBeGreaterThan(490);
     expect(await client.touch(key("touch-missing"), 500)).toBe(false);
   });
 
-  it("gat returns the value and resets its TTL", async () => {
+  it("gat returns the value and resets its TTL", async ({ client }) => {
     const k = key("gat");
     await client.set(k, "x", { ttlSeconds: 100 });
     expect(await client.gat(k, 1000)).toBe("x");
-    const ttl = await serverTtl(k);
+    const ttl = await serverTtl(client, k);
     expect(ttl).toBeGreaterThan(990);
     expect(ttl).toBeLessThanOrEqual(1000);
     expect(await client.gat(key("gat-missing"), 1000)).toBeUndefined();
   });
 
-  it("gats returns the value with its CAS token and resets its TTL", async () => {
+  it("gats returns the value with its CAS token and resets its TTL", async ({ client }) => {
     const k = key("gats");
     await client.set(k, "x", { ttlSeconds: 100 });
     const item = await client.gats(k, 2000);
     expect(item).toMatchObject({ value: "x", flags: 16 });
-    expect(await serverTtl(k)).toBeGreaterThan(1990);
+    expect(await serverTtl(client, k)).toBeGreaterThan(1990);
     expect(await client.cas(k, "y", item!.cas)).toBe("stored");
   });
 });
 
 describe("TTL", () => {
-  it("expires a value once the server's clock passes its TTL", async () => {
+  it("expires a value once the server's clock passes its TTL", async ({ client }) => {
     const k = key("ttl");
     await client.set(k, "short-lived", { ttlSeconds: 1 });
     expect(await client.get(k)).toBe("short-lived");
@@ -280,18 +272,20 @@ describe("TTL", () => {
     );
   });
 
-  it("stores a TTL over 30 days as an absolute time, so the value does not expire at once", async () => {
+  it("stores a TTL over 30 days as an absolute time, so the value does not expire at once", async ({
+    client,
+  }) => {
     const k = key("ttl-long");
     const ttlSeconds = 31 * 24 * 60 * 60;
     expect(await client.set(k, "long-lived", { ttlSeconds })).toBe(true);
     expect(await client.get(k)).toBe("long-lived");
-    const ttl = await serverTtl(k);
+    const ttl = await serverTtl(client, k);
     expect(ttl).toBeGreaterThan(ttlSeconds - 5);
     // memcached's clock ticks once a second and may trail the wall clock by a tick or two.
     expect(ttl).toBeLessThanOrEqual(ttlSeconds + 2);
   });
 
-  it("touches with a TTL over 30 days without expiring the value", async () => {
+  it("touches with a TTL over 30 days without expiring the value", async ({ client }) => {
     const k = key("touch-long");
     await client.set(k, "x");
     expect(await client.touch(k, 40 * 24 * 60 * 60)).toBe(true);
@@ -300,7 +294,7 @@ describe("TTL", () => {
 });
 
 describe("values", () => {
-  it.each([
+  it.for([
     ["an empty string", ""],
     ["an empty Buffer", Buffer.alloc(0)],
     ["a 1-byte Buffer", Buffer.from([0xff])],
@@ -317,13 +311,13 @@ describe("values", () => {
     ["a negative integer", -42],
     ["bigint 2^63", 2n ** 63n],
     ["true", true],
-  ])("round-trips %s", async (_name, value) => {
+  ])("round-trips %s", async ([_name, value], { client }) => {
     const k = key("value");
     expect(await client.set(k, value)).toBe(true);
     expect(await client.get(k)).toEqual(value);
   });
 
-  it("round-trips a 500 KiB random Buffer byte for byte", async () => {
+  it("round-trips a 500 KiB random Buffer byte for byte", async ({ client }) => {
     const k = key("big");
     const value = randomBytes(500 * 1024);
     await client.set(k, value);
@@ -333,7 +327,7 @@ describe("values", () => {
     expect(back!.equals(value)).toBe(true);
   });
 
-  it("returns bigint 2^63 as a bigint, not a rounded number", async () => {
+  it("returns bigint 2^63 as a bigint, not a rounded number", async ({ client }) => {
     const k = key("bigint");
     await client.set(k, 2n ** 63n);
     expect(await client.get(k)).toBe(9223372036854775808n);
@@ -341,25 +335,25 @@ describe("values", () => {
 });
 
 describe("values that cannot be decoded", () => {
-  it("returns a miss for JSON flags over bytes that are not JSON", async () => {
+  it("returns a miss for JSON flags over bytes that are not JSON", async ({ client }) => {
     const k = key("bad-json");
     expect(await client.set(k, Buffer.from("{not json"), { flags: 32 })).toBe(true);
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("returns a miss for flags no serde format uses", async () => {
+  it("returns a miss for flags no serde format uses", async ({ client }) => {
     const k = key("bad-flags");
     await client.set(k, Buffer.from("whatever"), { flags: 77 });
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("returns a miss for string flags over invalid UTF-8", async () => {
+  it("returns a miss for string flags over invalid UTF-8", async ({ client }) => {
     const k = key("bad-utf8");
     await client.set(k, Buffer.from([0x61, 0xc3, 0x28, 0xff]), { flags: 16 });
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("leaves an undecodable value out of getMany and keeps the good ones", async () => {
+  it("leaves an undecodable value out of getMany and keeps the good ones", async ({ client }) => {
     const [bad, good] = [key("bad-many"), key("good-many")];
     await client.set(bad, Buffer.from("{"), { flags: 32 });
     await client.set(good, "fine");
@@ -368,7 +362,7 @@ describe("values that cannot be decoded", () => {
 });
 
 describe("server commands", () => {
-  it("flushAll invalidates every item", async () => {
+  it("flushAll invalidates every item", async ({ client }) => {
     const [a, b] = [key("flush-a"), key("flush-b")];
     await client.set(a, 1);
     await client.set(b, 2);
@@ -376,30 +370,30 @@ describe("server commands", () => {
     expect(await client.getMany([a, b])).toEqual(new Map());
   });
 
-  it("version reports memcached 1.6 for the node", async () => {
+  it("version reports memcached 1.6 for the node", async ({ memcached, client }) => {
     const versions = await client.version();
-    expect(Object.keys(versions)).toEqual([server.endpoint]);
-    expect(versions[server.endpoint]).toMatch(/^1\.6\./);
+    expect(Object.keys(versions)).toEqual([memcached.endpoint]);
+    expect(versions[memcached.endpoint]).toMatch(/^1\.6\./);
   });
 
-  it("stats reports the server's counters", async () => {
+  it("stats reports the server's counters", async ({ memcached, client }) => {
     const stats = await nodeStats(client);
     expect(stats.curr_items).toMatch(/^[0-9]+$/);
-    expect(stats.pid).toBe(String(server.pid));
+    expect(stats.pid).toBe(String(memcached.pid));
   });
 
-  it('stats("settings") reports item_size_max', async () => {
+  it('stats("settings") reports item_size_max', async ({ client }) => {
     const settings = await nodeStats(client, "settings");
     expect(settings.item_size_max).toBe(String(1024 * 1024));
   });
 });
 
 describe("meta protocol", () => {
-  it("detects meta support on memcached 1.6.18", async () => {
+  it("detects meta support on memcached 1.6.18", async ({ client }) => {
     expect(await client.hasMeta()).toBe(true);
   });
 
-  it("metaSet stores a value that metaGet returns with flags, TTL and CAS", async () => {
+  it("metaSet stores a value that metaGet returns with flags, TTL and CAS", async ({ client }) => {
     const k = key("meta");
     const value = { meta: ["ok", 1] };
     expect((await client.metaSet(k, value, ["T60"])).code).toBe("HD");
@@ -413,13 +407,13 @@ describe("meta protocol", () => {
     expect(await client.get(k)).toEqual(value);
   });
 
-  it("metaGet answers EN on a miss", async () => {
+  it("metaGet answers EN on a miss", async ({ client }) => {
     const reply = await client.metaGet(key("meta-miss"), ["v", "f"]);
     expect(reply.code).toBe("EN");
     expect(client.decodeMeta(reply)).toBeUndefined();
   });
 
-  it("metaDelete answers HD, then NF once the key is gone", async () => {
+  it("metaDelete answers HD, then NF once the key is gone", async ({ client }) => {
     const k = key("meta-delete");
     await client.set(k, "x");
     expect((await client.metaDelete(k)).code).toBe("HD");
@@ -427,7 +421,7 @@ describe("meta protocol", () => {
     expect(await client.get(k)).toBeUndefined();
   });
 
-  it("metaArithmetic with N0 J10 creates a missing counter at 10", async () => {
+  it("metaArithmetic with N0 J10 creates a missing counter at 10", async ({ client }) => {
     const k = key("meta-counter");
     const reply = await client.metaArithmetic(k, ["N0", "J10", "v"]);
     expect(reply.code).toBe("VA");
@@ -436,12 +430,14 @@ describe("meta protocol", () => {
     expect(next.value?.toString("latin1")).toBe("15");
   });
 
-  it("metaNoop answers MN", async () => {
+  it("metaNoop answers MN", async ({ client }) => {
     expect((await client.metaNoop()).code).toBe("MN");
   });
 
-  it("refuses the q flag with MemcacheIllegalInputError and sends nothing", async () => {
-    const fresh = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000 });
+  it("refuses the q flag with MemcacheIllegalInputError and sends nothing", async ({
+    memcached,
+  }) => {
+    const fresh = new MemcacheClient({ servers: memcached.endpoint, timeoutMs: 1000 });
     try {
       await expect(fresh.metaGet(key("meta-q"), ["v", "q"])).rejects.toBeInstanceOf(
         MemcacheIllegalInputError,
@@ -457,7 +453,9 @@ describe("meta protocol", () => {
 });
 
 describe("configGet on plain memcached", () => {
-  it("rejects with MemcacheUnknownCommandError and keeps the connection usable", async () => {
+  it("rejects with MemcacheUnknownCommandError and keeps the connection usable", async ({
+    client,
+  }) => {
     const k = key("after-config");
     await client.set(k, "still here");
     const before = await counters(client, ["total_connections"]);

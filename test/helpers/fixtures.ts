@@ -1,0 +1,107 @@
+// Vitest fixtures for tests against real memcached processes. A test names what it needs in its
+// context — `it("...", async ({ client }) => ...)` — and gets it started on free ports; whatever
+// a fixture started is stopped by PID (or closed) in its teardown, also when the test fails.
+//
+//   memcached, client                      one memcached for the file, a client on it
+//   newMemcached, newClient,
+//   oldMemcached, oldClient                two clusters for the cutover, a client on each
+//   certs, tlsMemcached                    a throwaway CA + server certificate, memcached serving TLS
+//   faultProxy                             a fault proxy in front of `memcached`, for one test
+//   spawnMemcached(options?)               more memcached processes, stopped after the test
+//   openClient(servers, options?)          more clients, closed after the test
+//
+// File-scoped fixtures (all but the last three) start on first use and live until the file ends:
+// tests of one file share them, as they shared what beforeAll started. `clientOptions` (file
+// scope) is merged into every client the fixtures open; a file changes it with
+// `test.override("clientOptions", { scope: "file" }, {...})`.
+
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { test as base } from "vitest";
+import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
+import { type FaultProxy, startFaultProxy } from "../../tools/fault-proxy.ts";
+import {
+  type MemcachedProcess,
+  type StartMemcachedOptions,
+  startMemcached,
+} from "../../tools/memcached.ts";
+import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
+
+/**
+ * The cache timeout for tests that check what happens rather than how fast: long enough that a
+ * request is answered, not timed out, on a machine whose every core is busy (other test files,
+ * other work). Tests of timeouts set their own, shorter ones and say what load they assume.
+ */
+export const patientTimeoutMs = 2_000;
+
+/** Options of every client the fixtures open, before `clientOptions` and per-call options. */
+const patientClient = { timeoutMs: patientTimeoutMs, connectTimeoutMs: patientTimeoutMs };
+
+/** Starts memcached and registers its stop (by PID) as the fixture's cleanup. */
+async function started(
+  onCleanup: Cleanup["onCleanup"],
+  options?: StartMemcachedOptions,
+): Promise<MemcachedProcess> {
+  const memcached = await startMemcached(options);
+  onCleanup(() => memcached.stop());
+  return memcached;
+}
+
+/** Opens a client and registers its close as the fixture's cleanup. */
+function opened(
+  onCleanup: (fn: () => void) => void,
+  options: Partial<ClientOptions>,
+): MemcacheClient {
+  const client = new MemcacheClient(options);
+  onCleanup(() => client.close());
+  return client;
+}
+
+// Vitest reads a fixture's dependencies from its first parameter, which must be a destructuring
+// pattern: `{}` is how a fixture says it needs none.
+type Cleanup = { onCleanup: (fn: () => void | Promise<void>) => void };
+
+// biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+const oneMemcached = async ({}, { onCleanup }: Cleanup) => started(onCleanup);
+
+export const test = base
+  .extend("clientOptions", { scope: "file" }, {} as Partial<ClientOptions>)
+  .extend("memcached", { scope: "file" }, oneMemcached)
+  .extend("client", { scope: "file" }, async ({ memcached, clientOptions }, { onCleanup }) =>
+    opened(onCleanup, { ...patientClient, ...clientOptions, servers: memcached.endpoint }),
+  )
+  .extend("newMemcached", { scope: "file" }, oneMemcached)
+  .extend("oldMemcached", { scope: "file" }, oneMemcached)
+  .extend("newClient", { scope: "file" }, async ({ newMemcached, clientOptions }, { onCleanup }) =>
+    opened(onCleanup, { ...patientClient, ...clientOptions, servers: newMemcached.endpoint }),
+  )
+  .extend("oldClient", { scope: "file" }, async ({ oldMemcached, clientOptions }, { onCleanup }) =>
+    opened(onCleanup, { ...patientClient, ...clientOptions, servers: oldMemcached.endpoint }),
+  )
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("certs", { scope: "file" }, async ({}, { onCleanup }) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "memcached-tls-"));
+    onCleanup(() => rm(dir, { recursive: true, force: true }));
+    return makeTestCertificates(dir);
+  })
+  .extend("tlsMemcached", { scope: "file" }, async ({ certs }, { onCleanup }) =>
+    started(onCleanup, { tls: { certFile: certs.certFile, keyFile: certs.keyFile } }),
+  )
+  .extend("faultProxy", async ({ memcached }, { onCleanup }): Promise<FaultProxy> => {
+    const proxy = await startFaultProxy(memcached);
+    onCleanup(() => proxy.close());
+    return proxy;
+  })
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("spawnMemcached", async ({}, { onCleanup }) => {
+    return (options?: StartMemcachedOptions) => started(onCleanup, options);
+  })
+  .extend("openClient", async ({ clientOptions }, { onCleanup }) => {
+    return (servers: string, options: Partial<ClientOptions> = {}) =>
+      opened(onCleanup, { ...patientClient, ...clientOptions, ...options, servers });
+  });
+
+export const it = test;
+
+export type { MemcachedProcess, TestCertificates };
