@@ -9,6 +9,7 @@
 //   faultProxy                             a fault proxy in front of `memcached`, for one test
 //   spawnMemcached(options?)               more memcached processes, stopped after the test
 //   openClient(servers, options?)          more clients, closed after the test
+//   extraClient(options?)                  another client on `memcached`, closed after the test
 //
 // File-scoped fixtures (all but the last three) start on first use and live until the file ends:
 // tests of one file share them, as they shared what beforeAll started. `clientOptions` (file
@@ -100,6 +101,9 @@ export const test = base
   .extend("openClient", async ({ clientOptions }, { onCleanup }) => {
     return (servers: string, options: Partial<ClientOptions> = {}) =>
       opened(onCleanup, { ...patientClient, ...clientOptions, ...options, servers });
+  })
+  .extend("extraClient", async ({ memcached, openClient }) => {
+    return (options: Partial<ClientOptions> = {}) => openClient(memcached.endpoint, options);
   });
 
 export const it = test;

@@ -3,12 +3,12 @@
 // key an injection targets survives), safeKey() makes the same text usable, and a value the
 // server refuses leaves the connection in step.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
 const hostileKeys: ReadonlyArray<readonly [string, string]> = [
   ["a space", "a b"],
@@ -60,33 +60,14 @@ function cyclic(): object {
   return value;
 }
 
-let server: MemcachedProcess;
-/** Observes the server; never given bad input. */
-let observer: MemcacheClient;
-const clients: MemcacheClient[] = [];
-
-function newClient(options: { maxValueBytes?: number } = {}): MemcacheClient {
-  const client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000, ...options });
-  clients.push(client);
-  return client;
-}
-
-beforeAll(async () => {
-  server = await startMemcached();
-  observer = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000 });
-});
-
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close();
-});
-
-afterAll(async () => {
-  observer?.close();
-  await server?.stop();
-});
+// Tests take the file's client as `observer` (it observes the server and is never given bad
+// input) and `extraClient` as `newClient`: each test's own client, the one that gets bad input.
 
 describe("hostile keys", () => {
-  it("refuses every hostile key in every keyed call before anything is sent", async () => {
+  it("refuses every hostile key in every keyed call before anything is sent", async ({
+    client: observer,
+    extraClient: newClient,
+  }) => {
     await observer.set("victim", "alive");
     await observer.set("fine", "ok");
     const before = await counters(observer, watchedCounters);
@@ -107,7 +88,9 @@ describe("hostile keys", () => {
     expect(await observer.get("victim")).toBe("alive");
   });
 
-  it("names the offending character and points to safeKey()", async () => {
+  it("names the offending character and points to safeKey()", async ({
+    extraClient: newClient,
+  }) => {
     const client = newClient();
     await expect(client.get("a\r\ndelete victim")).rejects.toThrow(
       /control character 0x0d at index 1.*safeKey/,
@@ -115,14 +98,17 @@ describe("hostile keys", () => {
     await expect(client.get("k".repeat(251))).rejects.toThrow(/1\.\.250 bytes.*safeKey/);
   });
 
-  it("accepts a key of exactly 250 printable characters", async () => {
+  it("accepts a key of exactly 250 printable characters", async ({ extraClient: newClient }) => {
     const client = newClient();
     const longest = "k".repeat(250);
     expect(await client.set(longest, "edge")).toBe(true);
     expect(await client.get(longest)).toBe("edge");
   });
 
-  it("stores and reads every hostile text through safeKey() without touching other keys", async () => {
+  it("stores and reads every hostile text through safeKey() without touching other keys", async ({
+    client: observer,
+    extraClient: newClient,
+  }) => {
     await observer.set("victim", "alive");
     const client = newClient();
     const safe = hostileKeys.map(([, hostile]) => safeKey(hostile, "user:"));
@@ -141,7 +127,10 @@ describe("hostile keys", () => {
 });
 
 describe("oversized values", () => {
-  it("refuses a 2 MiB value before sending it", async () => {
+  it("refuses a 2 MiB value before sending it", async ({
+    client: observer,
+    extraClient: newClient,
+  }) => {
     const client = newClient();
     const before = await counters(observer, ["cmd_set"]);
     await expect(client.set("too-big", Buffer.alloc(2 * 1024 * 1024))).rejects.toThrow(
@@ -155,7 +144,9 @@ describe("oversized values", () => {
     expect(await observer.get("too-big")).toBeUndefined();
   });
 
-  it("surfaces the server's too-large refusal and keeps the same connection in step", async () => {
+  it("surfaces the server's too-large refusal and keeps the same connection in step", async ({
+    extraClient: newClient,
+  }) => {
     const client = newClient({ maxValueBytes: 4 * 1024 * 1024 });
     await client.set("small", "before");
     const node = client.nodes[0]!;
@@ -172,7 +163,9 @@ describe("oversized values", () => {
       before.total_connections,
     );
   });
-  it("keeps requests pipelined behind a refused value in step", async () => {
+  it("keeps requests pipelined behind a refused value in step", async ({
+    extraClient: newClient,
+  }) => {
     const client = newClient({ maxValueBytes: 4 * 1024 * 1024 });
     await client.set("small", "before");
     const [refused, read, stored] = await Promise.allSettled([
@@ -188,7 +181,7 @@ describe("oversized values", () => {
 });
 
 describe("bad options", () => {
-  it.each([
+  it.for([
     ["ttlSeconds -1", (c: MemcacheClient) => c.set("opt", "x", { ttlSeconds: -1 })],
     ["ttlSeconds 1.5", (c: MemcacheClient) => c.set("opt", "x", { ttlSeconds: 1.5 })],
     ["ttlSeconds NaN", (c: MemcacheClient) => c.set("opt", "x", { ttlSeconds: Number.NaN })],
@@ -207,23 +200,29 @@ describe("bad options", () => {
     ['stats group "reset" (not a STAT listing)', (c: MemcacheClient) => c.stats("reset")],
     ['stats group "detail"', (c: MemcacheClient) => c.stats("detail")],
     ["a cas token over 2^64-1", (c: MemcacheClient) => c.cas("opt", "x", "18446744073709551616")],
-  ])("refuses %s with MemcacheIllegalInputError without sending", async (_name, call) => {
-    const client = newClient();
-    await expect(call(client)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
-    expect(client.nodes[0]!.isOpen).toBe(false);
-  });
+  ] as const)(
+    "refuses %s with MemcacheIllegalInputError without sending",
+    async ([_name, call], { extraClient: newClient }) => {
+      const client = newClient();
+      await expect(call(client)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
+      expect(client.nodes[0]!.isOpen).toBe(false);
+    },
+  );
 
-  it.each([
+  it.for([
     ["-1", -1],
     ["1.5", 1.5],
     ["NaN", Number.NaN],
-  ])("refuses flushAll with delaySeconds %s and flushes nothing", async (_name, delaySeconds) => {
-    await observer.set("survivor", "kept");
-    const client = newClient();
-    await expect(client.flushAll(delaySeconds)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
-    expect(client.nodes[0]!.isOpen).toBe(false);
-    expect(await observer.get("survivor")).toBe("kept");
-  });
+  ] as const)(
+    "refuses flushAll with delaySeconds %s and flushes nothing",
+    async ([_name, delaySeconds], { client: observer, extraClient: newClient }) => {
+      await observer.set("survivor", "kept");
+      const client = newClient();
+      await expect(client.flushAll(delaySeconds)).rejects.toBeInstanceOf(MemcacheIllegalInputError);
+      expect(client.nodes[0]!.isOpen).toBe(false);
+      expect(await observer.get("survivor")).toBe("kept");
+    },
+  );
 
   it.each(["not a host:port:x", "127.0.0.1:0", "127.0.0.1:65536", "", "a,,b"])(
     "refuses the server address %j with a TypeError naming the servers option",
@@ -237,7 +236,10 @@ describe("bad options", () => {
 });
 
 describe("corrupt entries", () => {
-  it("gets an undecodable value as undefined with a CAS token that lets cas() repair it", async () => {
+  it("gets an undecodable value as undefined with a CAS token that lets cas() repair it", async ({
+    client: observer,
+    extraClient: newClient,
+  }) => {
     await observer.set("corrupt", Buffer.from("{not json"), { flags: 32 });
     const client = newClient();
     expect(await client.get("corrupt")).toBeUndefined();
