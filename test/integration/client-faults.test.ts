@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterEach, describe, expect, vi } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import {
   MemcacheConnectionClosedError,
@@ -16,7 +16,6 @@ import {
   MemcacheProtocolError,
   MemcacheTimeoutError,
 } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { rejection, timed } from "../helpers/client.ts";
 import {
   answerLines,
@@ -25,6 +24,7 @@ import {
   type FakeServer,
   startFakeServer,
 } from "../helpers/fake-server.ts";
+import { it } from "../helpers/fixtures.ts";
 
 const clients: MemcacheClient[] = [];
 
@@ -62,27 +62,19 @@ afterEach(async () => {
   await Promise.all(fakes.splice(0).map((server) => server.close()));
 });
 
+// The describes that need a real memcached share the file's (`memcached`, called `server` here).
+
 describe("a memcached killed with requests in flight", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
+  it.afterEach(async ({ memcached }) => {
+    await memcached.restart(); // each test kills it
   });
 
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  afterEach(async () => {
-    await server.restart(); // each test kills it
-  });
-
-  it.each([
+  it.for([
     ["before the first reply", () => new Promise((resolve) => setImmediate(resolve))],
     ["while replies stream in", (gets: Promise<unknown>[]) => gets[0]],
-  ])(
+  ] as const)(
     "settles all 64 requests within timeoutMs + 200 ms of a SIGKILL %s",
-    async (_when, waitToKill) => {
+    async ([_when, waitToKill], { memcached: server }) => {
       const timeoutMs = 1000;
       const client = newClient(server.endpoint, { timeoutMs });
       const value = randomBytes(100 * 1024);
@@ -178,16 +170,6 @@ describe("a server that never answers", () => {
 });
 
 describe("a process that was busy or descheduled past timeoutMs (a throttled Lambda)", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
   /** Keeps this thread busy for `ms`, the way a GC pause or CPU-bound handler code does. */
   function block(ms: number): void {
     const until = Date.now() + ms;
@@ -196,7 +178,9 @@ describe("a process that was busy or descheduled past timeoutMs (a throttled Lam
     }
   }
 
-  it("resolves a reply that arrived while the event loop was blocked past timeoutMs", async () => {
+  it("resolves a reply that arrived while the event loop was blocked past timeoutMs", async ({
+    memcached: server,
+  }) => {
     const client = newClient(server.endpoint, { timeoutMs: 100 });
     await client.set("busy", "v");
     for (let i = 0; i < 3; i++) {
@@ -207,7 +191,9 @@ describe("a process that was busy or descheduled past timeoutMs (a throttled Lam
     expect(client.nodes[0]!.isDead).toBe(false);
   });
 
-  it("counts timeoutMs from the write, not from the call, when the caller blocks right after it", async () => {
+  it("counts timeoutMs from the write, not from the call, when the caller blocks right after it", async ({
+    memcached: server,
+  }) => {
     const client = newClient(server.endpoint, { timeoutMs: 100 });
     await client.set("busy-sync", "v");
     for (let i = 0; i < 3; i++) {
@@ -219,21 +205,11 @@ describe("a process that was busy or descheduled past timeoutMs (a throttled Lam
 });
 
 describe("a paused memcached (SIGSTOP)", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
+  it.afterEach(({ memcached }) => {
+    memcached.resume();
   });
 
-  afterEach(() => {
-    server.resume();
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it("times out while paused and answers again after resume", async () => {
+  it("times out while paused and answers again after resume", async ({ memcached: server }) => {
     const client = newClient(server.endpoint, {
       timeoutMs: 150,
       failuresBeforeDead: 2,
@@ -260,17 +236,7 @@ describe("a paused memcached (SIGSTOP)", () => {
 });
 
 describe("a memcached that restarts or stops", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it("reconnects by itself after a restart between two calls", async () => {
+  it("reconnects by itself after a restart between two calls", async ({ memcached: server }) => {
     const client = newClient(server.endpoint, { deadRetryMs: 300 });
     await client.set("restart", "before");
     await server.restart();
@@ -285,7 +251,9 @@ describe("a memcached that restarts or stops", () => {
     expect(await client.get("restart")).toBe("after");
   });
 
-  it("refuses fast while stopped, marks the node dead, and recovers after deadRetryMs once it is back", async () => {
+  it("refuses fast while stopped, marks the node dead, and recovers after deadRetryMs once it is back", async ({
+    memcached: server,
+  }) => {
     const client = newClient(server.endpoint, { failuresBeforeDead: 2, deadRetryMs: 300 });
     const node = client.nodes[0]!;
     expect(await client.set("stop", "x")).toBe(true);
@@ -357,17 +325,9 @@ describe("close()", () => {
 });
 
 describe("the process that uses the client", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it("exits by itself within 2 s after its last call, without close()", async () => {
+  it("exits by itself within 2 s after its last call, without close()", async ({
+    memcached: server,
+  }) => {
     const script = path.join(import.meta.dirname, "../fixtures/client-without-close.ts");
     const child = spawn(process.execPath, [script, server.endpoint], {
       stdio: ["ignore", "pipe", "pipe"],
