@@ -10,6 +10,8 @@
 //   spawnMemcached(options?)               more memcached processes, stopped after the test
 //   openClient(servers, options?)          more clients, closed after the test
 //   extraClient(options?)                  another client on `memcached`, closed after the test
+//   tlsClient(options)                     a client on `tlsMemcached` (TLS options are the test's),
+//                                          closed after the test
 //
 // File-scoped fixtures (all but the last three) start on first use and live until the file ends:
 // tests of one file share them, as they shared what beforeAll started. `clientOptions` (file
@@ -104,6 +106,9 @@ export const test = base
   })
   .extend("extraClient", async ({ memcached, openClient }) => {
     return (options: Partial<ClientOptions> = {}) => openClient(memcached.endpoint, options);
+  })
+  .extend("tlsClient", async ({ tlsMemcached, openClient }) => {
+    return (options: Partial<ClientOptions>) => openClient(tlsMemcached.endpoint, options);
   });
 
 export const it = test;

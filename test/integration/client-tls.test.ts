@@ -2,38 +2,15 @@
 // certificates from a throwaway CA: commands work with the CA and the right server name, and
 // a wrong name, an unknown CA or a plain client fail fast with typed errors.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
+import { describe, expect } from "vitest";
 import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
 import { describeError, rejection, timed } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
-let certs: TestCertificates;
-let server: MemcachedProcess;
-const clients: MemcacheClient[] = [];
-
-function newClient(options: Partial<ClientOptions>): MemcacheClient {
-  const client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1000, ...options });
-  clients.push(client);
-  return client;
-}
-
-beforeAll(async () => {
-  certs = await makeTestCertificates();
-  server = await startMemcached({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
-});
-
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close();
-});
-
-afterAll(async () => {
-  await server?.stop();
-});
+// Each test takes its own client on the file's TLS memcached as `newClient`.
 
 describe("with the test CA and the certificate's server name", () => {
-  it("runs set, get, getMany and metaGet over TLS", async () => {
+  it("runs set, get, getMany and metaGet over TLS", async ({ certs, tlsClient: newClient }) => {
     const client = newClient({ tls: { ca: certs.caPem, servername: certs.serverName } });
     expect(await client.set("tls:a", "over tls")).toBe(true);
     expect(await client.set("tls:b", { n: 2 })).toBe(true);
@@ -49,7 +26,10 @@ describe("with the test CA and the certificate's server name", () => {
     expect(client.decodeMeta(reply)).toEqual({ n: 2 });
   });
 
-  it("verifies the certificate against the IP address when no server name is given", async () => {
+  it("verifies the certificate against the IP address when no server name is given", async ({
+    certs,
+    tlsClient: newClient,
+  }) => {
     const client = newClient({ tls: { ca: certs.caPem } });
     expect(await client.set("tls:ip", "by address")).toBe(true);
     expect(await client.get("tls:ip")).toBe("by address");
@@ -57,7 +37,10 @@ describe("with the test CA and the certificate's server name", () => {
 });
 
 describe("refused TLS connections", () => {
-  it("rejects with MemcacheConnectionClosedError naming the altnames when the server name is wrong", async () => {
+  it("rejects with MemcacheConnectionClosedError naming the altnames when the server name is wrong", async ({
+    certs,
+    tlsClient: newClient,
+  }) => {
     const client = newClient({ tls: { ca: certs.caPem, servername: "wrong.test" } });
     const { ms, result } = await timed(() => client.get("tls:a"));
     const error = rejection(result);
@@ -67,7 +50,9 @@ describe("refused TLS connections", () => {
     expect(ms).toBeLessThan(1000);
   });
 
-  it("rejects with MemcacheConnectionClosedError when the certificate's CA is not trusted", async () => {
+  it("rejects with MemcacheConnectionClosedError when the certificate's CA is not trusted", async ({
+    tlsClient: newClient,
+  }) => {
     const client = newClient({ tls: true });
     const { ms, result } = await timed(() => client.get("tls:a"));
     const error = rejection(result);
@@ -76,7 +61,9 @@ describe("refused TLS connections", () => {
     expect(ms).toBeLessThan(1000);
   });
 
-  it("fails a plain-text client against the TLS port with a MemcacheError, not a hang", async () => {
+  it("fails a plain-text client against the TLS port with a MemcacheError, not a hang", async ({
+    tlsClient: newClient,
+  }) => {
     const client = newClient({ timeoutMs: 500 });
     const { ms, result } = await timed(() => client.get("tls:a"));
     expect(rejection(result)).toBeInstanceOf(MemcacheError);
