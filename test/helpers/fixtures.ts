@@ -8,6 +8,8 @@
 //   certs, tlsMemcached                    a throwaway CA + server certificate, memcached serving TLS
 //   faultProxy                             a fault proxy in front of `memcached`, for one test
 //   spawnMemcached(options?)               more memcached processes, stopped after the test
+//   spawnFileMemcached(options?)           more memcached processes, stopped when the file ends
+//                                          (for setup in beforeAll)
 //   openClient(servers, options?)          more clients, closed after the test
 //   extraClient(options?)                  another client on `memcached`, closed after the test
 //   tlsClient(options)                     a client on `tlsMemcached` (TLS options are the test's),
@@ -41,46 +43,52 @@ export const patientTimeoutMs = 2_000;
 /** Options of every client the fixtures open, before `clientOptions` and per-call options. */
 const patientClient = { timeoutMs: patientTimeoutMs, connectTimeoutMs: patientTimeoutMs };
 
-/** Starts memcached and registers its stop (by PID) as the fixture's cleanup. */
-async function started(
-  onCleanup: Cleanup["onCleanup"],
-  options?: StartMemcachedOptions,
-): Promise<MemcachedProcess> {
-  const memcached = await startMemcached(options);
-  onCleanup(() => memcached.stop());
-  return memcached;
-}
-
-/** Opens a client and registers its close as the fixture's cleanup. */
-function opened(
-  onCleanup: (fn: () => void) => void,
-  options: Partial<ClientOptions>,
-): MemcacheClient {
-  const client = new MemcacheClient(options);
-  onCleanup(() => client.close());
-  return client;
-}
-
 // Vitest reads a fixture's dependencies from its first parameter, which must be a destructuring
-// pattern: `{}` is how a fixture says it needs none.
+// pattern: `{}` is how a fixture says it needs none. A fixture registers one cleanup at most.
 type Cleanup = { onCleanup: (fn: () => void | Promise<void>) => void };
 
+/** Starts memcached processes; the fixture's cleanup stops every one of them by PID. */
+function memcachedStarter({ onCleanup }: Cleanup) {
+  const processes: MemcachedProcess[] = [];
+  onCleanup(async () => {
+    await Promise.all(processes.map((memcached) => memcached.stop()));
+  });
+  return async (options?: StartMemcachedOptions): Promise<MemcachedProcess> => {
+    const memcached = await startMemcached(options);
+    processes.push(memcached);
+    return memcached;
+  };
+}
+
+/** Opens clients with the patient timeouts; the fixture's cleanup closes every one of them. */
+function clientOpener({ onCleanup }: Cleanup, clientOptions: Partial<ClientOptions>) {
+  const clients: MemcacheClient[] = [];
+  onCleanup(() => {
+    for (const client of clients) client.close();
+  });
+  return (servers: string, options: Partial<ClientOptions> = {}): MemcacheClient => {
+    const client = new MemcacheClient({ ...patientClient, ...clientOptions, ...options, servers });
+    clients.push(client);
+    return client;
+  };
+}
+
 // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
-const oneMemcached = async ({}, { onCleanup }: Cleanup) => started(onCleanup);
+const oneMemcached = async ({}, cleanup: Cleanup) => memcachedStarter(cleanup)();
 
 export const test = base
   .extend("clientOptions", { scope: "file" }, {} as Partial<ClientOptions>)
   .extend("memcached", { scope: "file" }, oneMemcached)
-  .extend("client", { scope: "file" }, async ({ memcached, clientOptions }, { onCleanup }) =>
-    opened(onCleanup, { ...patientClient, ...clientOptions, servers: memcached.endpoint }),
+  .extend("client", { scope: "file" }, async ({ memcached, clientOptions }, cleanup) =>
+    clientOpener(cleanup, clientOptions)(memcached.endpoint),
   )
   .extend("newMemcached", { scope: "file" }, oneMemcached)
   .extend("oldMemcached", { scope: "file" }, oneMemcached)
-  .extend("newClient", { scope: "file" }, async ({ newMemcached, clientOptions }, { onCleanup }) =>
-    opened(onCleanup, { ...patientClient, ...clientOptions, servers: newMemcached.endpoint }),
+  .extend("newClient", { scope: "file" }, async ({ newMemcached, clientOptions }, cleanup) =>
+    clientOpener(cleanup, clientOptions)(newMemcached.endpoint),
   )
-  .extend("oldClient", { scope: "file" }, async ({ oldMemcached, clientOptions }, { onCleanup }) =>
-    opened(onCleanup, { ...patientClient, ...clientOptions, servers: oldMemcached.endpoint }),
+  .extend("oldClient", { scope: "file" }, async ({ oldMemcached, clientOptions }, cleanup) =>
+    clientOpener(cleanup, clientOptions)(oldMemcached.endpoint),
   )
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
   .extend("certs", { scope: "file" }, async ({}, { onCleanup }) => {
@@ -88,8 +96,8 @@ export const test = base
     onCleanup(() => rm(dir, { recursive: true, force: true }));
     return makeTestCertificates(dir);
   })
-  .extend("tlsMemcached", { scope: "file" }, async ({ certs }, { onCleanup }) =>
-    started(onCleanup, { tls: { certFile: certs.certFile, keyFile: certs.keyFile } }),
+  .extend("tlsMemcached", { scope: "file" }, async ({ certs }, cleanup) =>
+    memcachedStarter(cleanup)({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } }),
   )
   .extend("faultProxy", async ({ memcached }, { onCleanup }): Promise<FaultProxy> => {
     const proxy = await startFaultProxy(memcached);
@@ -97,13 +105,10 @@ export const test = base
     return proxy;
   })
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
-  .extend("spawnMemcached", async ({}, { onCleanup }) => {
-    return (options?: StartMemcachedOptions) => started(onCleanup, options);
-  })
-  .extend("openClient", async ({ clientOptions }, { onCleanup }) => {
-    return (servers: string, options: Partial<ClientOptions> = {}) =>
-      opened(onCleanup, { ...patientClient, ...clientOptions, ...options, servers });
-  })
+  .extend("spawnFileMemcached", { scope: "file" }, async ({}, cleanup) => memcachedStarter(cleanup))
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("spawnMemcached", async ({}, cleanup) => memcachedStarter(cleanup))
+  .extend("openClient", async ({ clientOptions }, cleanup) => clientOpener(cleanup, clientOptions))
   .extend("extraClient", async ({ memcached, openClient }) => {
     return (options: Partial<ClientOptions> = {}) => openClient(memcached.endpoint, options);
   })

@@ -7,7 +7,7 @@
 
 import { setTimeout as delay } from "node:timers/promises";
 import tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, vi } from "vitest";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import type { Connection } from "../../lib/memcache/connection.ts";
 import {
@@ -19,42 +19,41 @@ import {
   MemcacheTimeoutError,
   MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
+import type { TestCertificates } from "../../tools/tls.ts";
 import { counters, describeError, rejection, timed } from "../helpers/client.ts";
 import {
   clusterConfigReply,
   type DiscoveryServer,
   startDiscoveryServer,
 } from "../helpers/discovery-server.ts";
+import { it } from "../helpers/fixtures.ts";
 
 /** Refresh interval of the clients that watch for node changes. */
 const REFRESH_MS = 200;
 
+/** The file's three memcached processes (from the fixtures; stopped when the file ends). */
 let nodes: MemcachedProcess[] = [];
 let discovery: DiscoveryServer;
-/** memcached processes a single test started (stopped after it). */
-const extraProcesses: MemcachedProcess[] = [];
 const clients: MemcacheClient[] = [];
 /** The config version last advertised: every change bumps it, as ElastiCache does. */
 let version = 0;
 
-beforeAll(async () => {
+it.beforeAll(async ({ spawnFileMemcached }) => {
   [nodes, discovery] = await Promise.all([
-    Promise.all([startMemcached(), startMemcached(), startMemcached()]),
+    Promise.all([spawnFileMemcached(), spawnFileMemcached(), spawnFileMemcached()]),
     startDiscoveryServer(),
   ]);
 });
 
-afterEach(async () => {
+afterEach(() => {
   vi.restoreAllMocks();
   for (const client of clients.splice(0)) client.close();
   discovery.answerNormally();
-  await Promise.all(extraProcesses.splice(0).map((memcached) => memcached.stop()));
 });
 
 afterAll(async () => {
-  await Promise.all([...nodes.map((node) => node.stop()), discovery?.close()]);
+  await discovery?.close();
 });
 
 /** Makes the discovery endpoint list `processes` under a new config version. */
@@ -83,12 +82,6 @@ function nodeClient(memcached: MemcachedProcess): MemcacheClient {
   const client = new MemcacheClient({ servers: memcached.endpoint, timeoutMs: 1000 });
   clients.push(client);
   return client;
-}
-
-async function startExtra(): Promise<MemcachedProcess> {
-  const memcached = await startMemcached();
-  extraProcesses.push(memcached);
-  return memcached;
 }
 
 function keysFor(prefix: string, count: number): string[] {
@@ -158,7 +151,9 @@ describe("keys over discovered nodes", () => {
 });
 
 describe("node changes from Auto Discovery", () => {
-  it("uses a 4th node after a version bump once the refresh interval has passed, keeping the open connections", async () => {
+  it("uses a 4th node after a version bump once the refresh interval has passed, keeping the open connections", async ({
+    spawnMemcached: startExtra,
+  }) => {
     advertise(nodes);
     const client = clusterClient({ refreshIntervalMs: REFRESH_MS });
     await Promise.all(keysFor("grow:before", 60).map((key) => client.set(key, key)));
@@ -427,7 +422,9 @@ describe("getMany over three nodes", () => {
 });
 
 describe("a dead node", () => {
-  it("fails its keys fast with MemcacheNodeDeadError and does not remap them (documented), while other nodes keep working", async () => {
+  it("fails its keys fast with MemcacheNodeDeadError and does not remap them (documented), while other nodes keep working", async ({
+    spawnMemcached: startExtra,
+  }) => {
     const victim = await startExtra();
     const [live1, live2] = nodes as [MemcachedProcess, MemcachedProcess];
     advertise([live1, live2, victim]);
@@ -481,17 +478,16 @@ describe("TLS with discovered hostnames", () => {
   let tlsNode: MemcachedProcess;
   let tlsDiscovery: DiscoveryServer;
 
-  beforeAll(async () => {
-    certs = await makeTestCertificates();
-    const serverFiles = { certFile: certs.certFile, keyFile: certs.keyFile };
-    [tlsNode, tlsDiscovery] = await Promise.all([
-      startMemcached({ tls: serverFiles }),
-      startDiscoveryServer({ tls: serverFiles }),
-    ]);
+  it.beforeAll(async ({ certs: testCerts, tlsMemcached }) => {
+    certs = testCerts;
+    tlsNode = tlsMemcached;
+    tlsDiscovery = await startDiscoveryServer({
+      tls: { certFile: certs.certFile, keyFile: certs.keyFile },
+    });
   });
 
   afterAll(async () => {
-    await Promise.all([tlsNode?.stop(), tlsDiscovery?.close()]);
+    await tlsDiscovery?.close();
   });
 
   /** A TLS client of the TLS discovery endpoint; records every name a certificate is checked against. */
