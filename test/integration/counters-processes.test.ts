@@ -4,33 +4,17 @@
 // and the counter ends at their sum (4,000, plus the seed during a cutover).
 
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { readCounter } from "../../lib/cache/counters.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
+import { it } from "../helpers/fixtures.ts";
 import { race, startRacer } from "../helpers/racers.ts";
 
 const PROCESSES = 8;
 const UPDATES = 500;
 const WORKER = path.join(import.meta.dirname, "../fixtures/counter-worker.ts");
 
-let newMc: MemcachedProcess;
-let oldMc: MemcachedProcess;
-let newClient: MemcacheClient;
-let oldClient: MemcacheClient;
-
-beforeAll(async () => {
-  [newMc, oldMc] = await Promise.all([startMemcached(), startMemcached()]);
-  newClient = new MemcacheClient({ servers: newMc.endpoint, timeoutMs: 2_000 });
-  oldClient = new MemcacheClient({ servers: oldMc.endpoint, timeoutMs: 2_000 });
-});
-
-afterAll(async () => {
-  newClient?.close();
-  oldClient?.close();
-  await Promise.all([newMc?.stop(), oldMc?.stop()]);
-});
+// The two clusters and a client of each come from the fixtures (newMemcached, newClient, ...).
 
 /** Runs PROCESSES workers with `args`, releases them together, and collects their tallies. */
 function runWorkers(args: readonly string[]): Promise<CounterWorkerResult[]> {
@@ -55,9 +39,9 @@ function summary(results: readonly CounterWorkerResult[]) {
 }
 
 describe(`${PROCESSES} processes x ${UPDATES} CAS increments on one key`, () => {
-  it("end exactly at 4,000 on one memcached", async () => {
+  it("end exactly at 4,000 on one memcached", async ({ newMemcached, newClient }) => {
     const key = "processes:direct";
-    const results = await runWorkers(["direct", newMc.endpoint, "-", key, String(UPDATES)]);
+    const results = await runWorkers(["direct", newMemcached.endpoint, "-", key, String(UPDATES)]);
     const totals = summary(results);
     console.info("direct:", JSON.stringify(totals));
 
@@ -69,14 +53,19 @@ describe(`${PROCESSES} processes x ${UPDATES} CAS increments on one key`, () => 
     expect(await readCounter(newClient, key)).toBe(4_000);
   }, 60_000);
 
-  it("end exactly at 4,100 in new through the fallback layer, seeded once from old's 100", async () => {
+  it("end exactly at 4,100 in new through the fallback layer, seeded once from old's 100", async ({
+    newMemcached,
+    oldMemcached,
+    newClient,
+    oldClient,
+  }) => {
     const key = "processes:fallback";
     await oldClient.set(key, 100);
     await newClient.delete(key);
     const results = await runWorkers([
       "fallback",
-      newMc.endpoint,
-      oldMc.endpoint,
+      newMemcached.endpoint,
+      oldMemcached.endpoint,
       key,
       String(UPDATES),
     ]);

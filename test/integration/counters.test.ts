@@ -2,7 +2,7 @@
 // clients, each with its own socket, many calls in flight on each), with every returned value
 // checked so a lost or doubled update shows, and the commands each path sends.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import {
   type CounterClient,
   casIncrement,
@@ -10,19 +10,16 @@ import {
   increment,
   readCounter,
 } from "../../lib/cache/counters.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
+import type { MemcacheClient } from "../../lib/memcache/client.ts";
 import {
   MemcacheCasConflictError,
   MemcacheClientError,
   MemcacheCounterValueError,
 } from "../../lib/memcache/errors.ts";
 import { FLAG_INTEGER, FLAG_JSON } from "../../lib/memcache/serde.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { test } from "../helpers/fixtures.ts";
 
-let mc: MemcachedProcess;
-let client: MemcacheClient;
 let keyCount = 0;
-const extraClients: MemcacheClient[] = [];
 
 /** A key no other test uses. */
 function key(name: string): string {
@@ -30,15 +27,10 @@ function key(name: string): string {
   return `counters:${keyCount}:${name}`;
 }
 
-/** `n` more clients, each with its own connection to the server. */
-function moreClients(n: number): MemcacheClient[] {
-  const created = Array.from(
-    { length: n },
-    () => new MemcacheClient({ servers: mc.endpoint, timeoutMs: 2_000 }),
-  );
-  extraClients.push(...created);
-  return created;
-}
+/** The fixtures, and `moreClients(n)`: n more clients, each with its own connection to the server. */
+const it = test.extend("moreClients", async ({ extraClient }) => {
+  return (n: number): MemcacheClient[] => Array.from({ length: n }, () => extraClient());
+});
 
 /** A CounterClient over `target` that records the name of every command it sends. */
 function recording(target: MemcacheClient): { calls: string[]; client: CounterClient } {
@@ -77,22 +69,8 @@ function oneTo(n: number): number[] {
 
 const plusOne = (current: number | undefined) => (current ?? 0) + 1;
 
-beforeAll(async () => {
-  mc = await startMemcached();
-  client = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 2_000 });
-});
-
-afterEach(() => {
-  for (const extra of extraClients.splice(0)) extra.close();
-});
-
-afterAll(async () => {
-  client?.close();
-  await mc?.stop();
-});
-
 describe("casUpdate", () => {
-  it("creates a missing key with add, passing undefined to the update", async () => {
+  it("creates a missing key with add, passing undefined to the update", async ({ client }) => {
     const k = key("create");
     const { calls, client: recorded } = recording(client);
     const seen: unknown[] = [];
@@ -108,7 +86,7 @@ describe("casUpdate", () => {
     expect(await client.get(k)).toBe(10);
   });
 
-  it("updates an existing key with gets and cas", async () => {
+  it("updates an existing key with gets and cas", async ({ client }) => {
     const k = key("update");
     await client.set(k, { items: ["a"] });
     const { calls, client: recorded } = recording(client);
@@ -122,7 +100,7 @@ describe("casUpdate", () => {
     expect(await client.get(k)).toEqual({ items: ["a", "b"] });
   });
 
-  it("stores the value with the TTL given", async () => {
+  it("stores the value with the TTL given", async ({ client }) => {
     const k = key("ttl");
     await casUpdate(client, k, plusOne, { ttlSeconds: 120 });
     await casUpdate(client, k, plusOne, { ttlSeconds: 120 });
@@ -133,7 +111,10 @@ describe("casUpdate", () => {
     expect(Number(reply.flags.t)).toBeLessThanOrEqual(120);
   });
 
-  it("loses no update: 8 clients x 100 concurrent +1 on a missing key end at exactly 800", async () => {
+  it("loses no update: 8 clients x 100 concurrent +1 on a missing key end at exactly 800", async ({
+    client,
+    moreClients,
+  }) => {
     const k = key("contended");
     const clients = moreClients(8);
 
@@ -147,7 +128,10 @@ describe("casUpdate", () => {
     expect([...results].sort((a, b) => a - b)).toEqual(oneTo(800));
   });
 
-  it("gives up with MemcacheCasConflictError when maxAttempts is 1 under contention, keeping every success", async () => {
+  it("gives up with MemcacheCasConflictError when maxAttempts is 1 under contention, keeping every success", async ({
+    client,
+    moreClients,
+  }) => {
     const k = key("give-up");
     await client.set(k, 0);
     const clients = moreClients(4);
@@ -173,7 +157,9 @@ describe("casUpdate", () => {
   // An undecodable value reads as absent (update gets undefined) but is overwritten with cas using
   // its token: add() would never succeed on the existing key and the loop would end in a
   // MemcacheCasConflictError blaming contention that does not exist.
-  it("refuses to update a value that cannot be decoded and leaves the stored bytes alone", async () => {
+  it("refuses to update a value that cannot be decoded and leaves the stored bytes alone", async ({
+    client,
+  }) => {
     const k = key("undecodable");
     await client.set(k, Buffer.from("{not json"), { flags: FLAG_JSON });
     const { calls, client: recorded } = recording(client);
@@ -187,7 +173,9 @@ describe("casUpdate", () => {
     expect(raw?.value).toBeUndefined();
   });
 
-  it("overwrites a value that cannot be decoded when repairUndecodable is set", async () => {
+  it("overwrites a value that cannot be decoded when repairUndecodable is set", async ({
+    client,
+  }) => {
     const k = key("repair");
     await client.set(k, Buffer.from("{not json"), { flags: FLAG_JSON });
     const { calls, client: recorded } = recording(client);
@@ -201,7 +189,9 @@ describe("casUpdate", () => {
 });
 
 describe("increment", () => {
-  it("seeds a missing counter with add and increments it with incr afterwards", async () => {
+  it("seeds a missing counter with add and increments it with incr afterwards", async ({
+    client,
+  }) => {
     const k = key("seed");
     const { calls, client: recorded } = recording(client);
 
@@ -214,7 +204,7 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(6);
   });
 
-  it("seeds the counter with the TTL given", async () => {
+  it("seeds the counter with the TTL given", async ({ client }) => {
     const k = key("seed-ttl");
     await increment(client, k, 3, { ttlSeconds: 90 });
 
@@ -223,7 +213,10 @@ describe("increment", () => {
     expect(Number(reply.flags.t)).toBeLessThanOrEqual(90);
   });
 
-  it("loses no update: 50 concurrent increments across 5 clients on a missing key end at exactly 50", async () => {
+  it("loses no update: 50 concurrent increments across 5 clients on a missing key end at exactly 50", async ({
+    client,
+    moreClients,
+  }) => {
     const k = key("concurrent");
     const clients = moreClients(5);
 
@@ -235,7 +228,7 @@ describe("increment", () => {
     expect([...results].sort((a, b) => Number(a) - Number(b))).toEqual(oneTo(50));
   });
 
-  it("subtracts a negative delta with decr and stops at 0", async () => {
+  it("subtracts a negative delta with decr and stops at 0", async ({ client }) => {
     const k = key("decr");
     await increment(client, k, 10);
     const { calls, client: recorded } = recording(client);
@@ -247,7 +240,7 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(0);
   });
 
-  it("seeds a missing counter at 0 for a negative delta", async () => {
+  it("seeds a missing counter at 0 for a negative delta", async ({ client }) => {
     const k = key("decr-missing");
     const { calls, client: recorded } = recording(client);
 
@@ -256,7 +249,7 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(0);
   });
 
-  it("counts on from a value casUpdate wrote (both keep a decimal integer)", async () => {
+  it("counts on from a value casUpdate wrote (both keep a decimal integer)", async ({ client }) => {
     const k = key("mixed");
     await casUpdate(client, k, () => 41);
     expect(await increment(client, k)).toBe(42);
@@ -264,7 +257,9 @@ describe("increment", () => {
     expect(await readCounter(client, k)).toBe(43);
   });
 
-  it("turns the server's refusal to increment a value that is not a number into MemcacheCounterValueError", async () => {
+  it("turns the server's refusal to increment a value that is not a number into MemcacheCounterValueError", async ({
+    client,
+  }) => {
     const k = key("not-a-number");
     await client.set(k, "hello");
 
@@ -274,7 +269,9 @@ describe("increment", () => {
     expect(await client.get(k)).toBe("hello");
   });
 
-  it("refuses a negative counter (incr is unsigned), which casIncrement counts on", async () => {
+  it("refuses a negative counter (incr is unsigned), which casIncrement counts on", async ({
+    client,
+  }) => {
     const k = key("negative");
     await client.set(k, -5);
 
@@ -285,11 +282,11 @@ describe("increment", () => {
 });
 
 describe("readCounter", () => {
-  it("returns 0 for a key that was never counted", async () => {
+  it("returns 0 for a key that was never counted", async ({ client }) => {
     expect(await readCounter(client, key("never"))).toBe(0);
   });
 
-  it("returns the current count, also after decr shortened it in place", async () => {
+  it("returns the current count, also after decr shortened it in place", async ({ client }) => {
     const k = key("read");
     await increment(client, k, 100);
     expect(await readCounter(client, k)).toBe(100);
@@ -298,7 +295,7 @@ describe("readCounter", () => {
     expect(await readCounter(client, k)).toBe(99);
   });
 
-  it.each<[string, unknown, number | undefined]>([
+  it.for<[string, unknown, number | undefined]>([
     ["integer-flagged bytes that are not digits", Buffer.from("12ab"), FLAG_INTEGER],
     ["JSON that does not parse", Buffer.from("{not json"), FLAG_JSON],
     ["a word stored as text", "lots", undefined],
@@ -306,7 +303,7 @@ describe("readCounter", () => {
     ["a fraction", 1.5, undefined],
   ])(
     "refuses a key holding %s (MemcacheCounterValueError), as casIncrement does, and leaves it",
-    async (_label, value, flags) => {
+    async ([_label, value, flags], { client }) => {
       const k = key("garbage");
       await client.set(k, value, flags === undefined ? {} : { flags });
       const before = await client.gets(k);
@@ -318,9 +315,9 @@ describe("readCounter", () => {
 
   // The counter rule: decimal text is a counter whatever its flags (pymemcache's default
   // client keeps flags 0, its serde 2, pylibmc 4, PHP 1; a str "100" has 16).
-  it.each([0, 1, 2, 4, 16, 32, 64, 3, 0x7442_0001])(
+  it.for([0, 1, 2, 4, 16, 32, 64, 3, 0x7442_0001])(
     "reads decimal text under flags %d as the counter, and casIncrement and increment count on from it",
-    async (flags) => {
+    async (flags, { client }) => {
       const k = key(`flags-${flags}`);
       await client.set(k, Buffer.from("100"), { flags });
       expect(await readCounter(client, k)).toBe(100);
@@ -330,7 +327,9 @@ describe("readCounter", () => {
     },
   );
 
-  it("keeps counters exact past 2^53 and up to 2^64 - 1 (bigint), through incr, CAS and reads", async () => {
+  it("keeps counters exact past 2^53 and up to 2^64 - 1 (bigint), through incr, CAS and reads", async ({
+    client,
+  }) => {
     const k = key("big");
     await client.set(k, Buffer.from("9007199254740993")); // 2^53 + 1: not a double
     expect(await readCounter(client, k)).toBe(9007199254740993n);

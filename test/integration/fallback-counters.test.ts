@@ -3,7 +3,7 @@
 // concurrent CAS and incr callers on separate sockets lose no update and count old's value once;
 // old is only ever read.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import {
   type CounterClient,
   type CounterValue,
@@ -15,13 +15,10 @@ import {
 import { fallbackCounters } from "../../lib/cache/fallback.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheCounterValueError } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { range } from "../helpers/app.ts";
 import { counters } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
-let oldServer: MemcachedProcess;
-let newServer: MemcachedProcess;
-let oldClient: MemcacheClient;
-let newClient: MemcacheClient;
 /** Five new/old client pairs, each with its own sockets, and a counter view over each. */
 let views: CounterClient[];
 let keyCount = 0;
@@ -44,30 +41,26 @@ function concurrently<T>(total: number, run: (view: CounterClient) => Promise<T>
   return Promise.all(Array.from({ length: total }, (_, i) => run(views[i % views.length]!)));
 }
 
-/** from..to, to compare with the sorted values concurrent updates resolved with. */
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}
-
 const plusOne = (n: number | undefined) => (n ?? 0) + 1;
 const ascending = (a: CounterValue, b: CounterValue) => Number(a) - Number(b);
 
-beforeAll(async () => {
-  [oldServer, newServer] = await Promise.all([startMemcached(), startMemcached()]);
-  oldClient = client(oldServer.endpoint);
-  newClient = client(newServer.endpoint);
+// The clusters and one client of each come from the fixtures (newMemcached, oldMemcached,
+// newClient, oldClient); the views' own clients are opened here.
+it.beforeAll(({ newMemcached, oldMemcached }) => {
   views = Array.from({ length: 5 }, () =>
-    fallbackCounters(client(newServer.endpoint), client(oldServer.endpoint)),
+    fallbackCounters(client(newMemcached.endpoint), client(oldMemcached.endpoint)),
   );
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const c of clients.splice(0)) c.close();
-  await Promise.all([oldServer?.stop(), newServer?.stop()]);
 });
 
 describe("a counter that only old holds", () => {
-  it("reads old's value through the view before anything was counted in new", async () => {
+  it("reads old's value through the view before anything was counted in new", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("read");
     await oldClient.set(k, 100);
 
@@ -75,7 +68,10 @@ describe("a counter that only old holds", () => {
     expect(await newClient.get(k)).toBeUndefined();
   });
 
-  it("counts old's value once under 50 concurrent CAS updates over 5 client pairs: 100 + 50 = 150 in new, old still 100", async () => {
+  it("counts old's value once under 50 concurrent CAS updates over 5 client pairs: 100 + 50 = 150 in new, old still 100", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("cas");
     await oldClient.set(k, 100);
     const oldSets = await counters(oldClient, ["cmd_set"]);
@@ -90,7 +86,10 @@ describe("a counter that only old holds", () => {
     expect(await counters(oldClient, ["cmd_set"])).toEqual(oldSets);
   });
 
-  it("counts old's value once under 50 concurrent increments (incr) over 5 client pairs: 100 + 50 = 150 in new, old still 100", async () => {
+  it("counts old's value once under 50 concurrent increments (incr) over 5 client pairs: 100 + 50 = 150 in new, old still 100", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("incr");
     await oldClient.set(k, 100);
     const oldCounts = await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"]);
@@ -104,7 +103,10 @@ describe("a counter that only old holds", () => {
     expect(await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"])).toEqual(oldCounts);
   });
 
-  it("seeds from old only while new misses: a counter already in new ignores old's value", async () => {
+  it("seeds from old only while new misses: a counter already in new ignores old's value", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("in-both");
     await oldClient.set(k, 100);
     await newClient.set(k, 7);
@@ -118,9 +120,9 @@ describe("a counter that only old holds", () => {
 
 describe("a counter another client keeps in old (the counter rule: decimal text, any flags)", () => {
   // pymemcache's default client: flags 0; its serde: 2; pylibmc: 4; PHP: 1; a str: 16.
-  it.each([0, 1, 2, 4, 16])(
+  it.for([0, 1, 2, 4, 16])(
     "reads it, then continues it with casIncrement and increment, under flags %d",
-    async (flags) => {
+    async (flags, { oldClient, newClient }) => {
       const k = key(`foreign-${flags}`);
       await oldClient.set(k, Buffer.from("123"), { flags });
 
@@ -133,7 +135,10 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
     },
   );
 
-  it("copies old's bytes and flags verbatim when incr seeds new, exact past 2^53", async () => {
+  it("copies old's bytes and flags verbatim when incr seeds new, exact past 2^53", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("verbatim");
     await oldClient.set(k, Buffer.from("9007199254740993"), { flags: 4 });
 
@@ -143,7 +148,10 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
     expect(await readCounter(views[1]!, k)).toBe(9007199254740995n);
   });
 
-  it("counts old's value once under 40 concurrent casIncrement and increment calls mixed", async () => {
+  it("counts old's value once under 40 concurrent casIncrement and increment calls mixed", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("mixed");
     await oldClient.set(k, Buffer.from("1000"));
 
@@ -155,7 +163,10 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
     expect(await readCounter(oldClient, k)).toBe(1000);
   });
 
-  it("refuses a key old holds that is not a counter (MemcacheCounterValueError), writing nothing", async () => {
+  it("refuses a key old holds that is not a counter (MemcacheCounterValueError), writing nothing", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("not-a-counter");
     await oldClient.set(k, { not: "a counter" });
 
@@ -166,7 +177,10 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
 });
 
 describe("a counter in neither cluster", () => {
-  it("starts at 0 and reaches exactly 50 under 50 concurrent CAS updates, created in new only", async () => {
+  it("starts at 0 and reaches exactly 50 under 50 concurrent CAS updates, created in new only", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("fresh-cas");
     expect(await readCounter(views[0]!, k)).toBe(0);
 
@@ -178,7 +192,10 @@ describe("a counter in neither cluster", () => {
     expect(await oldClient.get(k)).toBeUndefined();
   });
 
-  it("starts at 0 and reaches exactly 50 under 50 concurrent increments, created in new only", async () => {
+  it("starts at 0 and reaches exactly 50 under 50 concurrent increments, created in new only", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("fresh-incr");
     expect(await readCounter(views[0]!, k)).toBe(0);
 
