@@ -10,7 +10,7 @@ import {
   type DescribeCacheClustersCommand,
   type DescribeCacheClustersCommandOutput,
 } from "@aws-sdk/client-elasticache";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import {
   type ClusterStatus,
   clusterIds,
@@ -20,9 +20,10 @@ import {
   isWarm,
 } from "../../infra/cutover.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import { freePort } from "../../tools/ports.ts";
 import { counters } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
 const service = "lambda-memcache";
 const stage = "ci";
@@ -30,9 +31,9 @@ const ids = clusterIds(service, stage);
 const keyCount = 60;
 const keys = Array.from({ length: keyCount }, (_, i) => `product:${i}`);
 
+/** Two nodes of each cluster (from the fixtures; stopped when the file ends). */
 let oldNodes: MemcachedProcess[] = [];
 let newNodes: MemcachedProcess[] = [];
-const processes: MemcachedProcess[] = [];
 const clients: MemcacheClient[] = [];
 
 function clientFor(nodes: readonly MemcachedProcess[]): MemcacheClient {
@@ -123,9 +124,8 @@ async function expectMatchesServers(cluster: ClusterStatus, nodes: readonly Memc
   expect(cluster.answeringNodes).toBe(nodes.length);
 }
 
-beforeAll(async () => {
-  const started = await Promise.all([1, 2, 3, 4].map(() => startMemcached()));
-  processes.push(...started);
+it.beforeAll(async ({ spawnFileMemcached }) => {
+  const started = await Promise.all([1, 2, 3, 4].map(() => spawnFileMemcached()));
   oldNodes = started.slice(0, 2);
   newNodes = started.slice(2, 4);
   // The old cluster has served for a while: every key written, read once, plus some misses.
@@ -135,9 +135,8 @@ beforeAll(async () => {
   await old.getMany(keys.slice(0, 10).map((key) => `absent:${key}`));
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const client of clients) client.close();
-  await Promise.all(processes.map((node) => node.stop()));
 });
 
 describe("cutoverStatus", () => {
@@ -235,10 +234,11 @@ describe("cutoverStatus", () => {
     expect(status.verdict).toMatchObject({ code: "new-missing", warm: false });
   });
 
-  it("reports nodes that do not answer, within the stats timeout, and judges nothing", async () => {
+  it("reports nodes that do not answer, within the stats timeout, and judges nothing", async ({
+    spawnMemcached,
+  }) => {
     const refused = await freePort(); // nothing listens there
-    const hung = await startMemcached();
-    processes.push(hung);
+    const hung = await spawnMemcached();
     await hung.pause(); // accepts TCP, never answers
     const elasticache = fakeElastiCache([
       describedCluster(ids.new, [...ports(newNodes), refused, hung.port]),
