@@ -7,7 +7,7 @@
 // checked with each lease implementation — meta (mg N / ms C, the default on this memcached),
 // lock (add of <key>#lock, used where new lacks the meta protocol) and off (plain read/write).
 
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, vi } from "vitest";
 import {
   CacheAside,
   type CacheAsideOptions,
@@ -18,14 +18,11 @@ import type { LeaseMode, LeaseOptions } from "../../lib/cache/leases.ts";
 import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters, timed } from "../helpers/client.ts";
+import { test } from "../helpers/fixtures.ts";
 
-let oldServer: MemcachedProcess;
-let newServer: MemcachedProcess;
-/** Clients on the shared servers, generous timeouts: these tests are not about slowness. */
-let oldClient: MemcacheClient;
-let newClient: MemcacheClient;
+// The clusters (newMemcached, oldMemcached) and a client of each with patient timeouts (newClient,
+// oldClient: these tests are not about slowness) come from the fixtures.
 let keyCount = 0;
 const clients: MemcacheClient[] = [];
 /** The lease implementations getOrLoad can run with over FallbackStore. */
@@ -45,8 +42,8 @@ function client(servers: string, options: Partial<ClientOptions> = {}): Memcache
 
 /** CacheAside over FallbackStore(newC, oldC), with every old-cluster error collected. */
 function cutover(
-  newC: MemcacheClient = newClient,
-  oldC: MemcacheClient = oldClient,
+  newC: MemcacheClient,
+  oldC: MemcacheClient,
   options: Partial<FallbackOptions> = {},
   cacheOptions: Partial<CacheAsideOptions> = {},
 ) {
@@ -73,12 +70,12 @@ function gate(): { promise: Promise<void>; open: () => void } {
 }
 
 /**
- * An old-cluster client whose reads (mg and get) fetch the reply from the server, then report
- * `reached` and hold it until `release` opens: the reader is frozen between its read of old
- * and its copy into new, where the races are.
+ * The fixtures, and `heldOldClient()`: an old-cluster client whose reads (mg and get) fetch the
+ * reply from the server, then report `reached` and hold it until `release` opens: the reader is
+ * frozen between its read of old and its copy into new, where the races are.
  */
-function heldOldClient() {
-  const held = client(oldServer.endpoint);
+const it = test.extend("heldOldClient", async ({ oldMemcached }) => () => {
+  const held = client(oldMemcached.endpoint);
   const reached = gate();
   const release = gate();
   const metaGet = held.metaGet.bind(held);
@@ -96,21 +93,17 @@ function heldOldClient() {
     return value;
   };
   return { held, reached: reached.promise, release: release.open };
-}
-
-beforeAll(async () => {
-  [oldServer, newServer] = await Promise.all([startMemcached(), startMemcached()]);
-  oldClient = client(oldServer.endpoint);
-  newClient = client(newServer.endpoint);
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const c of clients.splice(0)) c.close();
-  await Promise.all([oldServer?.stop(), newServer?.stop()]);
 });
 
 describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
-  it("serves 500 keys warmed in old without one origin call: HIT-FALLBACK first, HIT after, all copied into new", async () => {
+  it("serves 500 keys warmed in old without one origin call: HIT-FALLBACK first, HIT after, all copied into new", async ({
+    newClient,
+    oldClient,
+  }) => {
     const keys = Array.from({ length: 500 }, (_, i) => key(`warm-${i}`));
     const productFor = (k: string) => ({ key: k, name: `product ${k}`, price: 9.99 });
     await Promise.all(keys.map((k) => oldClient.set(k, productFor(k), { ttlSeconds: 300 })));
@@ -131,7 +124,10 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     for (const k of keys) expect(inNew.get(k)).toEqual(productFor(k));
   });
 
-  it("copies a value into new with the TTL it has left in old", async () => {
+  it("copies a value into new with the TTL it has left in old", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("ttl-100");
     await oldClient.set(k, "v", { ttlSeconds: 100 });
     const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
@@ -149,7 +145,10 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     expect(t).toBeLessThanOrEqual(100);
   });
 
-  it("copies a value that never expires in old as one that never expires in new", async () => {
+  it("copies a value that never expires in old as one that never expires in new", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("ttl-none");
     await oldClient.set(k, "v"); // ttlSeconds 0
     const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
@@ -163,7 +162,10 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
 
   // A remaining TTL over 30 days must go on the wire as an absolute time; sent as a relative
   // number, memcached would read it as a date in 1970 and the copy would expire at once.
-  it("copies a remaining TTL of more than 30 days without expiring the copy", async () => {
+  it("copies a remaining TTL of more than 30 days without expiring the copy", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("ttl-40d");
     const fortyDays = 40 * 24 * 3600;
     await oldClient.set(k, "v", { ttlSeconds: fortyDays });
@@ -179,7 +181,7 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
     expect(t).toBeLessThanOrEqual(fortyDays + 2);
   });
 
-  it("prefers new over old when both hold the key", async () => {
+  it("prefers new over old when both hold the key", async ({ newClient, oldClient }) => {
     const k = key("both");
     await oldClient.set(k, "old value");
     await newClient.set(k, "new value");
@@ -196,7 +198,11 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
   //   reader: miss in new (meta: placeholder + lease; lock: lock key); mg old -> "stale"  (held)
   //   writer: set new "fresh"
   //   reader: copy "stale" into new -> must lose (add: NOT_STORED; meta fill: ms C<cas> -> EX)
-  it("never overwrites a value written to new while the copy from old was on its way", async () => {
+  it("never overwrites a value written to new while the copy from old was on its way", async ({
+    newClient,
+    oldClient,
+    heldOldClient,
+  }) => {
     const k = key("add-race");
     await oldClient.set(k, "stale");
     const { held, reached, release } = heldOldClient();
@@ -214,13 +220,16 @@ describe.each(leaseModes)("reads during a cutover (leases: %s)", (mode) => {
 });
 
 describe("writes during a cutover", () => {
-  it("writes to new only: old's cmd_set does not move and old never holds the written keys", async () => {
+  it("writes to new only: old's cmd_set does not move and old never holds the written keys", async ({
+    newClient,
+    oldClient,
+  }) => {
     const loaded = key("loaded");
     const written = key("written");
     const storeWritten = key("store-written");
     const copied = key("copied");
     await oldClient.set(copied, "from old");
-    const { store, cache } = cutover();
+    const { store, cache } = cutover(newClient, oldClient);
     const before = await counters(oldClient, ["cmd_set"]);
 
     expect((await cache.getOrLoad(loaded, countingLoader("loaded value"))).status).toBe("MISS");
@@ -237,7 +246,10 @@ describe("writes during a cutover", () => {
 });
 
 describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) => {
-  it("removes the key from old, and the next read is a MISS that loads the new value", async () => {
+  it("removes the key from old, and the next read is a MISS that loads the new value", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("invalidate");
     await oldClient.set(k, "v1");
     const { cache } = cutover(newClient, oldClient, { leaseMode: mode });
@@ -254,7 +266,10 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
 
   // The PUT handler invalidates; if only new were cleared, a flush of new (or its tombstone
   // expiring) would let old's v1 resurface through the fallback.
-  it("serves the origin, not old's stale value, after an invalidation followed by a flush of new", async () => {
+  it("serves the origin, not old's stale value, after an invalidation followed by a flush of new", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("put-then-flush");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1");
@@ -273,7 +288,11 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
   //   writer: origin := v2; invalidate: tombstone new, delete old
   //   reader: copy v1 into new -> refused by the tombstone  v1 does not live on in new
   //   next reader: tombstone -> MISS -> origin v2
-  it("does not let a reader holding old's value copy it into new after a concurrent invalidation", async () => {
+  it("does not let a reader holding old's value copy it into new after a concurrent invalidation", async ({
+    newClient,
+    oldClient,
+    heldOldClient,
+  }) => {
     const k = key("invalidate-race");
     await oldClient.set(k, "v1");
     const { held, reached, release } = heldOldClient();
@@ -295,10 +314,14 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     expect(loader).toHaveBeenCalledTimes(1);
   });
 
-  it("does not fall back to old behind a tombstone, even when old missed the delete", async () => {
+  it("does not fall back to old behind a tombstone, even when old missed the delete", async ({
+    newClient,
+    oldClient,
+    oldMemcached,
+  }) => {
     const k = key("tombstone-old-kept");
     await oldClient.set(k, "v1");
-    const failingOld = client(oldServer.endpoint);
+    const failingOld = client(oldMemcached.endpoint);
     failingOld.delete = () =>
       Promise.reject(new MemcacheConnectionClosedError("test: old cluster dropped the delete"));
     const { store, cache, oldErrors } = cutover(newClient, failingOld, { leaseMode: mode });
@@ -318,7 +341,10 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
 // refreshes it (md I, meta protocol only). Old must still be cleared: once the stale copy in new
 // ends, a reader would otherwise fall back to old's v1.
 describe("invalidation marked stale during a cutover (leases: meta)", () => {
-  it("deletes the key in old, so old's value does not return once new's stale copy has expired", async () => {
+  it("deletes the key in old, so old's value does not return once new's stale copy has expired", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("invalidate-stale");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1", { ttlSeconds: 300 });
@@ -341,7 +367,10 @@ describe("invalidation marked stale during a cutover (leases: meta)", () => {
 // invalidation (a PUT) is when a hot key is missed by many callers at once; with only new in use
 // (clientStore) the delete lets mg N elect one loader, and the cutover must not do worse.
 describe.each(["meta", "lock"] as const)("stampede after an invalidation (leases: %s)", (mode) => {
-  it("lets one of 20 concurrent readers load an invalidated key from the origin", async () => {
+  it("lets one of 20 concurrent readers load an invalidated key from the origin", async ({
+    newClient,
+    oldClient,
+  }) => {
     const k = key("stampede-after-invalidate");
     await oldClient.set(k, "v1");
     await newClient.set(k, "v1");
@@ -380,24 +409,29 @@ describe("when the old cluster fails", () => {
   const failuresBeforeDead = 2;
   const fastMs = 20;
 
-  /** A private old memcached (this test breaks it), its keys warmed and its client connected. */
-  async function brokenOldSetup(name: string, count: number) {
-    const server = await startMemcached();
-    const oldC = client(server.endpoint, {
-      timeoutMs,
-      connectTimeoutMs: timeoutMs,
-      failuresBeforeDead,
-      deadRetryMs: 1_000,
-    });
-    const keys = Array.from({ length: count }, (_, i) => key(`${name}-${i}`));
-    await Promise.all(keys.map((k) => oldC.set(k, `old ${k}`)));
-    const setup = cutover(newClient, oldC);
-    // One read through the fallback opens the socket and probes meta support, as in steady state.
-    const warm = key(`${name}-warm`);
-    await oldC.set(warm, "warm");
-    expect((await setup.cache.read(warm)).status).toBe("HIT-FALLBACK");
-    return { server, keys, ...setup };
-  }
+  /**
+   * The fixtures, and `brokenOldSetup(name, count)`: a private old memcached (this test breaks
+   * it), its keys warmed and its client connected.
+   */
+  const it = test.extend("brokenOldSetup", async ({ spawnMemcached, newClient }) => {
+    return async (name: string, count: number) => {
+      const server = await spawnMemcached();
+      const oldC = client(server.endpoint, {
+        timeoutMs,
+        connectTimeoutMs: timeoutMs,
+        failuresBeforeDead,
+        deadRetryMs: 1_000,
+      });
+      const keys = Array.from({ length: count }, (_, i) => key(`${name}-${i}`));
+      await Promise.all(keys.map((k) => oldC.set(k, `old ${k}`)));
+      const setup = cutover(newClient, oldC);
+      // One read through the fallback opens the socket and probes meta support, as in steady state.
+      const warm = key(`${name}-warm`);
+      await oldC.set(warm, "warm");
+      expect((await setup.cache.read(warm)).status).toBe("HIT-FALLBACK");
+      return { server, keys, ...setup };
+    };
+  });
 
   /** Reads every key in turn through getOrLoad, timing each. */
   async function readAll(cache: CacheAside, keys: readonly string[]) {
@@ -410,7 +444,9 @@ describe("when the old cluster fails", () => {
     return { loader, reads };
   }
 
-  it("reads keys missing in new as MISS from the origin once old is killed, waiting at most on failuresBeforeDead reads", async () => {
+  it("reads keys missing in new as MISS from the origin once old is killed, waiting at most on failuresBeforeDead reads", async ({
+    brokenOldSetup,
+  }) => {
     const { server, keys, cache, oldErrors } = await brokenOldSetup("killed", 50);
     try {
       await server.kill("SIGKILL");
@@ -438,7 +474,9 @@ describe("when the old cluster fails", () => {
   //   read 1: mg old ... timeoutMs -> failure 1 (socket destroyed)
   //   read 2: mg old on a new socket ... timeoutMs -> failure 2 -> old marked dead for 1 s
   //   read 3..50: old refused at once (MemcacheNodeDeadError) -> MISS without waiting
-  it("reads keys as MISS while old is a black hole, only the first failuresBeforeDead reads waiting timeoutMs", async () => {
+  it("reads keys as MISS while old is a black hole, only the first failuresBeforeDead reads waiting timeoutMs", async ({
+    brokenOldSetup,
+  }) => {
     const { server, keys, cache, oldErrors } = await brokenOldSetup("paused", 50);
     try {
       await server.pause();
@@ -461,7 +499,10 @@ describe("when the old cluster fails", () => {
     }
   });
 
-  it("invalidates in new and reports old's failure to onOldError without surfacing it", async () => {
+  it("invalidates in new and reports old's failure to onOldError without surfacing it", async ({
+    newClient,
+    brokenOldSetup,
+  }) => {
     const { server, keys, cache, oldErrors } = await brokenOldSetup("invalidate-killed", 1);
     const k = keys[0]!;
     try {
@@ -479,8 +520,11 @@ describe("when the old cluster fails", () => {
 });
 
 describe.each(leaseModes)("when the new cluster fails (leases: %s)", (mode) => {
-  it("fails open while new is a black hole: old's value as HIT-FALLBACK without a copy, else BYPASS from the origin", async () => {
-    const server = await startMemcached();
+  it("fails open while new is a black hole: old's value as HIT-FALLBACK without a copy, else BYPASS from the origin", async ({
+    oldClient,
+    spawnMemcached,
+  }) => {
+    const server = await spawnMemcached();
     const newC = client(server.endpoint, {
       timeoutMs: 100,
       connectTimeoutMs: 100,
