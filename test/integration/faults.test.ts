@@ -7,7 +7,7 @@
 // idle while its peer went away without a FIN.
 
 import { setTimeout as delay } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import { CacheAside } from "../../lib/cache/cacheAside.ts";
 import { type CounterClient, casUpdate } from "../../lib/cache/counters.ts";
 import { FallbackStore } from "../../lib/cache/fallback.ts";
@@ -30,8 +30,9 @@ import {
   startFaultProxy,
   summarizeServed,
 } from "../../tools/fault-proxy.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import { rejection, timed } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
 const timeoutMs = 100;
 const connectTimeoutMs = 200;
@@ -52,11 +53,11 @@ const traffic = {
   keys: 16,
 };
 
+/** "new", the server behind the fault proxies: the file's `memcached` fixture. */
 let newServer: MemcachedProcess;
-let oldServer: MemcachedProcess;
 /** Direct to "new" (no proxy): to verify what the server holds. */
 let direct: MemcacheClient;
-/** Direct to "old": the fallback's old cluster, never faulted. */
+/** Direct to "old" (the `oldMemcached` fixture): the fallback's old cluster, never faulted. */
 let oldDirect: MemcacheClient;
 const clients: MemcacheClient[] = [];
 const proxies: FaultProxy[] = [];
@@ -82,16 +83,15 @@ async function newProxy(): Promise<FaultProxy> {
   return proxy;
 }
 
-beforeAll(async () => {
-  [newServer, oldServer] = await Promise.all([startMemcached(), startMemcached()]);
-  direct = newClient(newServer.endpoint, { timeoutMs: 2_000 });
-  oldDirect = newClient(oldServer.endpoint);
+it.beforeAll(({ memcached, oldMemcached }) => {
+  newServer = memcached;
+  direct = newClient(memcached.endpoint, { timeoutMs: 2_000 });
+  oldDirect = newClient(oldMemcached.endpoint);
 });
 
 afterAll(async () => {
   for (const client of clients.splice(0)) client.close();
   await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
-  await Promise.all([newServer?.stop(), oldServer?.stop()]);
 });
 
 /** The origin's value for a key: what every cache-aside answer must equal. */
@@ -294,15 +294,17 @@ describe.each(faults)("under fault: $name", ({ name, fault, bit }) => {
 describe("replies corrupted in flight (1% of bytes, 300 requests, node never marked dead)", () => {
   const corruptRun = { requests: 300, durationMs: 1_500, concurrency: 4 };
 
-  async function corruptedClient(): Promise<MemcacheClient> {
-    const proxy = await newProxy();
+  /** A client through `proxy` (the test's `faultProxy`), which corrupts from now on. */
+  function corruptedClient(proxy: FaultProxy): MemcacheClient {
     const client = newClient(proxy.endpoint, { failuresBeforeDead: 1_000_000 });
     proxy.setFault({ kind: "corrupt", probability: 0.01 });
     return client;
   }
 
-  it("never answers a cache-aside request with a value other than the origin's", async () => {
-    const cache = new CacheAside(clientStore(await corruptedClient()));
+  it("never answers a cache-aside request with a value other than the origin's", async ({
+    faultProxy,
+  }) => {
+    const cache = new CacheAside(clientStore(corruptedClient(faultProxy)));
     const key = (i: number) => `corrupted:aside:${i % traffic.keys}`;
     for (let i = 0; i < traffic.keys; i++) await direct.set(key(i), product(key(i)));
 
@@ -318,8 +320,8 @@ describe("replies corrupted in flight (1% of bytes, 300 requests, node never mar
     expect(summary.answered).toBe(summary.sent);
   });
 
-  it("loses no casUpdate: resolved <= final <= resolved + unknown", async () => {
-    const recorded = recordingCounters(await corruptedClient());
+  it("loses no casUpdate: resolved <= final <= resolved + unknown", async ({ faultProxy }) => {
+    const recorded = recordingCounters(corruptedClient(faultProxy));
     const key = "corrupted:counter";
 
     const samples = await runTraffic({
@@ -338,21 +340,21 @@ describe("replies corrupted in flight (1% of bytes, 300 requests, node never mar
 
 describe("a socket that sat idle while its peer went away without a FIN (thawed Lambda)", () => {
   const staleSocketMs = 200;
-  let proxy: FaultProxy;
   let client: MemcacheClient;
 
-  /** A client through a fresh proxy, its socket open and then idle longer than staleSocketMs. */
-  async function frozenAndThawed(key: string): Promise<void> {
-    proxy = await newProxy();
+  /** A client through `proxy` (the test's `faultProxy`), its socket open and then idle longer than staleSocketMs. */
+  async function frozenAndThawed(proxy: FaultProxy, key: string): Promise<void> {
     client = newClient(proxy.endpoint, { staleSocketMs });
     expect(await client.get(key)).toBe("v1"); // the socket is open
     proxy.setFault({ kind: "silent-drop" });
     await delay(staleSocketMs + 50); // the idle time is the condition under test
   }
 
-  it("detects the dead socket within timeoutMs, reconnects and retries a get once", async () => {
+  it("detects the dead socket within timeoutMs, reconnects and retries a get once", async ({
+    faultProxy: proxy,
+  }) => {
     await direct.set("thawed:get", "v1");
-    await frozenAndThawed("thawed:get");
+    await frozenAndThawed(proxy, "thawed:get");
     const connectionsBefore = proxy.connections;
 
     const { ms, result } = await timed(() => client.get("thawed:get"));
@@ -363,12 +365,14 @@ describe("a socket that sat idle while its peer went away without a FIN (thawed 
     expect(proxy.connections).toBe(connectionsBefore + 1);
   });
 
-  it("does not retry an incr: it rejects with MemcacheTimeoutError and the server counted it at most once", async () => {
+  it("does not retry an incr: it rejects with MemcacheTimeoutError and the server counted it at most once", async ({
+    faultProxy: proxy,
+  }) => {
     // incr works on plain decimal values; a checksummed value carries a CRC trailer.
     const plain = newClient(newServer.endpoint, { timeoutMs: 2_000, checksums: false });
     await plain.set("thawed:incr", 10);
     await direct.set("thawed:incr-probe", "v1");
-    await frozenAndThawed("thawed:incr-probe");
+    await frozenAndThawed(proxy, "thawed:incr-probe");
     const connectionsBefore = proxy.connections;
 
     const { ms, result } = await timed(() => client.incr("thawed:incr", 1));
@@ -384,9 +388,11 @@ describe("a socket that sat idle while its peer went away without a FIN (thawed 
     expect(await client.incr("thawed:incr", 1)).toBe(onServer! + 1);
   });
 
-  it("does not retry a set: it rejects with MemcacheTimeoutError and the server kept its value", async () => {
+  it("does not retry a set: it rejects with MemcacheTimeoutError and the server kept its value", async ({
+    faultProxy: proxy,
+  }) => {
     await direct.set("thawed:set", "v1");
-    await frozenAndThawed("thawed:set");
+    await frozenAndThawed(proxy, "thawed:set");
     const connectionsBefore = proxy.connections;
 
     const { result } = await timed(() => client.set("thawed:set", "v2"));
