@@ -19,7 +19,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from "aws-lambda";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeEach, describe, expect } from "vitest";
 import { CacheAside, type CacheEvent } from "../../lib/cache/cacheAside.ts";
 import {
   HttpCache,
@@ -31,19 +31,18 @@ import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 import {
   checkCommandStream,
   type RecordingRelay,
   startRecordingRelay,
 } from "../helpers/recording-relay.ts";
 
-let mc: MemcachedProcess;
 let relay: RecordingRelay;
-/** The client under test: through the recording relay. */
+/** The client under test: through the recording relay to the file's memcached (a fixture). */
 let client: MemcacheClient;
-/** For setup and inspection, straight to memcached (not recorded). */
+/** For setup and inspection, straight to memcached (not recorded): the fixtures' `client`. */
 let direct: MemcacheClient;
 let cacheEvents: CacheEvent[] = [];
 let cache: CacheAside;
@@ -51,11 +50,10 @@ let cache: CacheAside;
 const context = {} as Context;
 const VICTIM = "victim";
 
-beforeAll(async () => {
-  mc = await startMemcached();
-  relay = await startRecordingRelay(mc);
-  client = new MemcacheClient({ servers: relay.endpoint, timeoutMs: 1_000 });
-  direct = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 1_000 });
+it.beforeAll(async ({ memcached, client: directClient }) => {
+  relay = await startRecordingRelay(memcached);
+  client = new MemcacheClient({ servers: relay.endpoint, timeoutMs: patientTimeoutMs });
+  direct = directClient;
   cache = new CacheAside(clientStore(client), {
     onEvent: (event) => cacheEvents.push(event),
   });
@@ -63,9 +61,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  direct?.close();
   await relay?.close();
-  await mc?.stop();
 });
 
 beforeEach(async () => {
