@@ -12,7 +12,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from "aws-lambda";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { beforeEach, describe, expect, vi } from "vitest";
 import { CacheAside } from "../../lib/cache/cacheAside.ts";
 import {
   type HttpCacheOptions,
@@ -23,22 +23,16 @@ import {
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
+import { it } from "../helpers/fixtures.ts";
 
-let mc: MemcachedProcess;
+/** The fixtures' client of the file's memcached, and a cache over it. */
 let client: MemcacheClient;
 let cache: CacheAside;
 
-beforeAll(async () => {
-  mc = await startMemcached();
-  client = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
+it.beforeAll(({ client: fileClient }) => {
+  client = fileClient;
   cache = new CacheAside(clientStore(client));
-});
-
-afterAll(async () => {
-  client?.close();
-  await mc?.stop();
 });
 
 beforeEach(async () => {
@@ -443,7 +437,9 @@ describe.each(variants)("$name", ({ wrap }) => {
     expect(await client.get("sentinel")).toBe("still here");
   });
 
-  it("serves every GET from the handler as BYPASS while memcached is paused, and caches again after it resumes", async () => {
+  it("serves every GET from the handler as BYPASS while memcached is paused, and caches again after it resumes", async ({
+    memcached: mc,
+  }) => {
     const pausable = new MemcacheClient({
       servers: mc.endpoint,
       timeoutMs: 150,
