@@ -1,11 +1,12 @@
-// The memcached test helper itself, against real processes: readiness, pause/resume,
-// restart on the same port, stop, start failures, and TLS with certificate verification.
+// The memcached launcher (tools/memcached.ts) itself, against real processes: readiness,
+// pause/resume, restart on the same port, stop, start failures, and TLS with certificate
+// verification. Where a test is not about starting or stopping, its memcached is a fixture's.
 
 import net from "node:net";
 import tls from "node:tls";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
+import { describe, expect } from "vitest";
+import { startMemcached } from "../../tools/memcached.ts";
+import { it } from "../helpers/fixtures.ts";
 
 /** Resolves with the first reply line on `socket`, or "" if none arrives within `withinMs`. */
 function firstLine(socket: net.Socket, withinMs = 5_000): Promise<string> {
@@ -59,28 +60,22 @@ function connectTls(port: number, ca: string, servername: string): Promise<tls.T
 }
 
 describe("startMemcached", () => {
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    server = await startMemcached();
+  it.afterEach(({ memcached }) => {
+    memcached.resume(); // a failed pause test must not leave the server stopped for the next
   });
 
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  afterEach(() => {
-    server.resume(); // a failed pause test must not leave the server stopped for the next
-  });
-
-  it("starts a server on a free loopback port that answers the text protocol", async () => {
+  it("starts a server on a free loopback port that answers the text protocol", async ({
+    memcached: server,
+  }) => {
     expect(server.host).toBe("127.0.0.1");
     expect(server.endpoint).toBe(`127.0.0.1:${server.port}`);
     expect(server.pid).toBeGreaterThan(0);
     expect(await versionOverTcp(server.port)).toMatch(/^VERSION 1\.6\./);
   });
 
-  it("stops answering while paused and answers the queued request after resume", async () => {
+  it("stops answering while paused and answers the queued request after resume", async ({
+    memcached: server,
+  }) => {
     await server.pause();
     const socket = await connectTcp(server.port); // the kernel still accepts connections
     try {
@@ -95,7 +90,7 @@ describe("startMemcached", () => {
     }
   });
 
-  it("restarts on the same port with a new process", async () => {
+  it("restarts on the same port with a new process", async ({ memcached: server }) => {
     const { port, pid } = server;
     await server.restart();
     expect(server.port).toBe(port);
@@ -103,7 +98,7 @@ describe("startMemcached", () => {
     expect(await versionOverTcp(port)).toMatch(/^VERSION /);
   });
 
-  it("restarts a paused server", async () => {
+  it("restarts a paused server", async ({ memcached: server }) => {
     await server.pause();
     await server.restart();
     expect(await versionOverTcp(server.port)).toMatch(/^VERSION /);
@@ -156,19 +151,10 @@ describe("start failures", () => {
 });
 
 describe("TLS", () => {
-  let certs: TestCertificates;
-  let server: MemcachedProcess;
-
-  beforeAll(async () => {
-    certs = await makeTestCertificates();
-    server = await startMemcached({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } });
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  it("serves TLS with a certificate the test CA verifies for memcached.test", async () => {
+  it("serves TLS with a certificate the test CA verifies for memcached.test", async ({
+    certs,
+    tlsMemcached: server,
+  }) => {
     expect(certs.serverName).toBe("memcached.test");
     const socket = await connectTls(server.port, certs.caPem, certs.serverName);
     try {
@@ -181,7 +167,10 @@ describe("TLS", () => {
     }
   });
 
-  it("fails the handshake when the server name does not match the certificate", async () => {
+  it("fails the handshake when the server name does not match the certificate", async ({
+    certs,
+    tlsMemcached: server,
+  }) => {
     await expect(connectTls(server.port, certs.caPem, "other.test")).rejects.toMatchObject({
       code: "ERR_TLS_CERT_ALTNAME_INVALID",
     });

@@ -1,23 +1,18 @@
 // ping(): every node is asked on its own, so a dead node shows as down without hiding the
 // others (what GET /health reports).
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { test } from "../helpers/fixtures.ts";
 
-let live: MemcachedProcess;
-let dying: MemcachedProcess;
-
-beforeAll(async () => {
-  [live, dying] = await Promise.all([startMemcached(), startMemcached()]);
-});
-
-afterAll(async () => {
-  await Promise.all([live?.stop(), dying?.stop()]);
+/** Two memcached processes for one test (stopped after it): `dying` may be killed. */
+const it = test.extend("nodes", async ({ spawnMemcached }) => {
+  const [live, dying] = await Promise.all([spawnMemcached(), spawnMemcached()]);
+  return { live, dying };
 });
 
 describe("ping", () => {
-  it("reports each node's version while all answer", async () => {
+  it("reports each node's version while all answer", async ({ nodes: { live, dying } }) => {
     const client = new MemcacheClient({ servers: [live.endpoint, dying.endpoint], timeoutMs: 500 });
     try {
       const health = await client.ping();
@@ -31,7 +26,9 @@ describe("ping", () => {
     }
   });
 
-  it("reports a killed node as down and the other as up, without rejecting", async () => {
+  it("reports a killed node as down and the other as up, without rejecting", async ({
+    nodes: { live, dying },
+  }) => {
     const client = new MemcacheClient({ servers: [live.endpoint, dying.endpoint], timeoutMs: 500 });
     try {
       await dying.kill("SIGKILL");
