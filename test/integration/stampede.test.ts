@@ -9,7 +9,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, vi } from "vitest";
 import {
   CacheAside,
   type CacheAsideOptions,
@@ -24,8 +24,9 @@ import { type CacheStore, clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import type { MetaReply } from "../../lib/memcache/protocol.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import { counters } from "../helpers/client.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 
 /** Latency of the simulated origin, in ms. */
 const ORIGIN_DELAY_MS = 100;
@@ -44,10 +45,9 @@ const SERVED_MS = ORIGIN_DELAY_MS;
 
 type Mode = "meta" | "lock";
 
-let server: MemcachedProcess;
-let newServer: MemcachedProcess;
-let oldServer: MemcachedProcess;
-/** CLIENTS clients on `server`; `probe` inspects it without taking part. */
+// Three memcached processes from the fixtures: `memcached` for the single-cluster tests,
+// `newMemcached` and `oldMemcached` for the cutover; the probes are the fixtures' clients.
+/** CLIENTS clients on `memcached`; `probe` inspects it without taking part. */
 let clients: MemcacheClient[];
 let probe: MemcacheClient;
 let newClients: MemcacheClient[];
@@ -61,30 +61,25 @@ function client(endpoint: string): MemcacheClient {
   // Generous timeouts: 200 requests in flight on a busy machine must not turn into BYPASS.
   const created = new MemcacheClient({
     servers: endpoint,
-    timeoutMs: 2_000,
-    connectTimeoutMs: 2_000,
+    timeoutMs: patientTimeoutMs,
+    connectTimeoutMs: patientTimeoutMs,
   });
   opened.push(created);
   return created;
 }
 
-beforeAll(async () => {
-  [server, newServer, oldServer] = await Promise.all([
-    startMemcached(),
-    startMemcached(),
-    startMemcached(),
-  ]);
-  clients = Array.from({ length: CLIENTS }, () => client(server.endpoint));
-  newClients = Array.from({ length: CLIENTS }, () => client(newServer.endpoint));
-  oldClients = Array.from({ length: CLIENTS }, () => client(oldServer.endpoint));
-  probe = client(server.endpoint);
-  newProbe = client(newServer.endpoint);
-  oldProbe = client(oldServer.endpoint);
+const clientsOf = (memcached: MemcachedProcess) =>
+  Array.from({ length: CLIENTS }, () => client(memcached.endpoint));
+
+it.beforeAll(({ memcached, newMemcached, oldMemcached, client, newClient, oldClient }) => {
+  clients = clientsOf(memcached);
+  newClients = clientsOf(newMemcached);
+  oldClients = clientsOf(oldMemcached);
+  [probe, newProbe, oldProbe] = [client, newClient, oldClient];
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const c of opened) c.close();
-  await Promise.all([server?.stop(), newServer?.stop(), oldServer?.stop()]);
 });
 
 /** A key no other test uses. */
