@@ -46,6 +46,12 @@ export interface StackOptions {
   ports?: StackPorts;
   /** Extra arguments for `serverless offline start` (e.g. ["--httpPort", "3001"]). */
   serverlessArgs?: string[];
+  /**
+   * Environment for serverless-offline on top of this process's own; serverless.yml passes
+   * CACHE_TIMEOUT_MS and CACHE_CONNECT_TIMEOUT_MS on to the functions (tests give a loaded
+   * machine longer cache timeouts this way).
+   */
+  env?: Record<string, string>;
   /** serverless-offline output: the terminal ("inherit", default) or captured ("pipe"). */
   stdio?: "inherit" | "pipe";
   /** How long serverless-offline may take to answer HTTP; default 60 s. */
@@ -338,6 +344,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     // which would pull the bundles from under another stack running at the same time.
     serverless = spawnServerless(args, opts.stdio ?? "inherit", {
       ...process.env,
+      ...opts.env,
       STACK_WATCH: opts.watch === true ? "on" : "off",
       SLS_ESBUILD_WORK_FOLDER: `.esbuild-stack-${ports.http}`,
     });

@@ -2,75 +2,74 @@
 // to the functions, a real memcached started here (so the test can stop, pause and restart it
 // under the running stack) and the demo origin, whose /_stats shows when the cache was skipped.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Stack, startStack } from "../../infra/local/stack.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { describe, expect } from "vitest";
 import {
-  type AppClient,
   type AppResponse,
+  appCacheTimeoutMs,
   appClient,
   memcachedKeys,
   originStats,
   outcome,
   type Product,
   range,
+  startTestStack,
   startWorkers,
   tally,
   waitFor,
 } from "../helpers/app.ts";
 import { counters } from "../helpers/client.ts";
-
-/** A request the cache could not serve must still answer within this (cache timeouts are 100 ms). */
-const bypassBoundMs = 1_000;
-
-let memcached: MemcachedProcess;
-let stack: Stack;
-let app: AppClient;
-let client: MemcacheClient;
-
-const reads = async () => (await originStats(stack.originUrl)).reads;
+import { test } from "../helpers/fixtures.ts";
 
 /**
- * GETs `id` until the cache is usable again and the sequence of x-cache values reaches
- * "MISS, HIT"; returns every value seen, so the assertion can show the whole sequence.
+ * A request the cache could not serve must still answer within this: one cache timeout (the
+ * functions' CACHE_TIMEOUT_MS) and a second for the origin and the HTTP path on a loaded machine.
  */
-async function pollUntilMissThenHit(id: string): Promise<string[]> {
-  const seen: string[] = [];
-  await waitFor(`x-cache MISS then HIT for /products/${id}`, async () => {
-    const response = await app.getProduct(id);
-    expect(response.status).toBe(200);
-    seen.push(String(response.cache));
-    return seen.slice(-2).join(",") === "MISS,HIT" ? true : undefined;
+const bypassBoundMs = appCacheTimeoutMs + 1_000;
+
+/**
+ * The fixtures (`memcached`, and `client` to look into it), and for the whole file: `stack`, the
+ * app on that memcached alone; `app`, its HTTP client; `reads()`, the origin's read count; and
+ * `pollUntilMissThenHit(id)`, which GETs `id` until the cache is usable again and the x-cache
+ * values reach "MISS, HIT", returning every value seen so the assertion can show them all.
+ */
+const it = test
+  .extend("stack", { scope: "file" }, async ({ memcached }, { onCleanup }) => {
+    const stack = await startTestStack({ newEndpoint: memcached.endpoint, oldEndpoint: "" });
+    onCleanup(() => stack.stop());
+    return stack;
+  })
+  .extend("app", { scope: "file" }, async ({ stack }) => appClient(stack.httpUrl))
+  .extend("reads", { scope: "file" }, async ({ stack }) => {
+    return async () => (await originStats(stack.originUrl)).reads;
+  })
+  .extend("pollUntilMissThenHit", { scope: "file" }, async ({ app }) => {
+    return async (id: string): Promise<string[]> => {
+      const seen: string[] = [];
+      await waitFor(`x-cache MISS then HIT for /products/${id}`, async () => {
+        const response = await app.getProduct(id);
+        expect(response.status).toBe(200);
+        seen.push(String(response.cache));
+        return seen.slice(-2).join(",") === "MISS,HIT" ? true : undefined;
+      });
+      return seen;
+    };
   });
-  return seen;
-}
 
 function expectProduct(response: AppResponse<Product>, id: string): void {
   expect(response.status).toBe(200);
   expect(response.body).toMatchObject({ id, name: `Product ${id}`, version: 1 });
 }
 
-beforeAll(async () => {
-  memcached = await startMemcached();
-  stack = await startStack({
-    newEndpoint: memcached.endpoint,
-    oldEndpoint: "",
-    ports: { http: 0, lambda: 0, origin: 0 },
-    stdio: "pipe",
-  });
-  app = appClient(stack.httpUrl);
-  client = new MemcacheClient({ servers: memcached.endpoint, timeoutMs: 1_000 });
+// The stack starts before the first test, given a minute to answer on a loaded machine.
+it.beforeAll(async ({ app }) => {
+  expect((await app.health()).status).toBe(200);
 }, 60_000);
 
-afterAll(async () => {
-  client?.close();
-  await stack?.stop();
-  await memcached?.stop();
-});
-
 describe("reference app over HTTP, one cluster", () => {
-  it("serves a product as MISS from the origin, then as HIT without touching the origin", async () => {
+  it("serves a product as MISS from the origin, then as HIT without touching the origin", async ({
+    app,
+    reads,
+  }) => {
     const before = await reads();
     const first = await app.getProduct("101");
     expectProduct(first, "101");
@@ -84,7 +83,7 @@ describe("reference app over HTTP, one cluster", () => {
     expect(await reads()).toBe(before + 1);
   });
 
-  it("returns the written data right after a PUT, never the cached old copy", async () => {
+  it("returns the written data right after a PUT, never the cached old copy", async ({ app }) => {
     const id = "202";
     expect((await app.getProduct(id)).cache).toBe("MISS");
     expect((await app.getProduct(id)).cache).toBe("HIT");
@@ -104,7 +103,10 @@ describe("reference app over HTTP, one cluster", () => {
     }
   });
 
-  it("answers 404 for an unknown product without caching it, and shows it once created", async () => {
+  it("answers 404 for an unknown product without caching it, and shows it once created", async ({
+    app,
+    reads,
+  }) => {
     const id = "no-such-product";
     const before = await reads();
     const first = await app.getProduct(id);
@@ -127,7 +129,9 @@ describe("reference app over HTTP, one cluster", () => {
     expect(created.body).toEqual(put.body);
   });
 
-  it("counts 100 concurrent POST /counters/x to exactly 100", { timeout: 90_000 }, async () => {
+  it("counts 100 concurrent POST /counters/x to exactly 100", { timeout: 90_000 }, async ({
+    app,
+  }) => {
     // 100 workers started first: their cold starts at once are not what this test measures.
     await startWorkers(100, () => app.postCounter("warm-up"));
     expect((await app.getCounter("x")).body).toEqual({ name: "x", value: 0 });
@@ -142,7 +146,11 @@ describe("reference app over HTTP, one cluster", () => {
     expect(read.body).toEqual({ name: "x", value: 100 });
   });
 
-  it("never sends a product id with CR/LF, spaces or 300 characters to memcached raw", async () => {
+  it("never sends a product id with CR/LF, spaces or 300 characters to memcached raw", async ({
+    app,
+    client,
+    memcached,
+  }) => {
     await client.set("sentinel", "still here");
     const hostile = [
       "a\r\nflush_all",
@@ -194,7 +202,10 @@ describe("reference app over HTTP, one cluster", () => {
     );
   });
 
-  it("reports phase single and the new cluster's node on GET /health", async () => {
+  it("reports phase single and the new cluster's node on GET /health", async ({
+    app,
+    memcached,
+  }) => {
     const health = await app.health();
     expect(health.status).toBe(200);
     expect(health.body.phase).toBe("single");
@@ -208,7 +219,7 @@ describe("reference app over HTTP, one cluster", () => {
 
   it("serves every GET from the origin (BYPASS) while memcached is down, and HITs once it is back", {
     timeout: 60_000,
-  }, async () => {
+  }, async ({ app, memcached, pollUntilMissThenHit }) => {
     expect((await app.getProduct("303")).cache).toBe("MISS");
     await memcached.stop();
     try {
@@ -232,7 +243,7 @@ describe("reference app over HTTP, one cluster", () => {
 
   it("serves every GET from the origin (BYPASS) while memcached hangs, and HITs once it answers", {
     timeout: 60_000,
-  }, async () => {
+  }, async ({ app, memcached, pollUntilMissThenHit }) => {
     expect((await app.getProduct("501")).cache).toBe("MISS");
     expect((await app.getProduct("501")).cache).toBe("HIT");
     await memcached.pause();

@@ -1,11 +1,40 @@
-// End-to-end helpers: the reference app and the demo origin over real HTTP (fetch), a raw
-// listing of the keys a memcached holds, and waiting for a condition instead of sleeping.
+// End-to-end helpers: the local stack as the tests start it, the reference app and the demo
+// origin over real HTTP (fetch), a raw listing of the keys a memcached holds, and waiting for a
+// condition instead of sleeping.
 
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import type { Product } from "../../infra/local/origin.ts";
+import { type Stack, type StackOptions, startStack } from "../../infra/local/stack.ts";
+import { patientTimeoutMs } from "./fixtures.ts";
 
 export type { Product };
+
+/**
+ * The cache timeouts the functions get in end-to-end tests (CACHE_TIMEOUT_MS and
+ * CACHE_CONNECT_TIMEOUT_MS; production uses 100 and 200 ms): the tests check what the app
+ * answers, and on a loaded machine (other test files, other work on every core) a 100 ms cas
+ * or get times out now and then without anything being wrong. Tests of how long a failure
+ * costs express their bounds in this timeout.
+ */
+export const appCacheTimeoutMs = patientTimeoutMs;
+
+/**
+ * Starts the local stack for a test: free ports, output captured, and the patient cache
+ * timeouts above. The caller stops it (a fixture's cleanup).
+ */
+export function startTestStack(opts: StackOptions): Promise<Stack> {
+  return startStack({
+    ports: { http: 0, lambda: 0, origin: 0 },
+    stdio: "pipe",
+    ...opts,
+    env: {
+      CACHE_TIMEOUT_MS: String(appCacheTimeoutMs),
+      CACHE_CONNECT_TIMEOUT_MS: String(appCacheTimeoutMs),
+      ...opts.env,
+    },
+  });
+}
 
 export interface AppResponse<T = unknown> {
   status: number;
