@@ -2,6 +2,10 @@
 // the app in its single-cluster phase, then the app runs the fallback phase with an empty "new"
 // in front of it. Both memcached processes and the demo origin are started here, so they outlive
 // the first stack into the second, and the test can flush new or kill old under the running app.
+//
+// Load: the functions get patient cache timeouts (appCacheTimeoutMs, 2 s), so what the app answers
+// does not depend on an idle machine; the time bounds are expressed in that timeout and hold with
+// two CPU-bound processes running beside the suite on 2 cores.
 
 import { describe, expect } from "vitest";
 import { startOrigin } from "../../infra/local/origin.ts";

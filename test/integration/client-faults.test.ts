@@ -2,6 +2,9 @@
 // and small TCP servers that close at once, never answer, never finish a TLS handshake or
 // break the protocol. Every request settles within its bound, typed; the client recovers on
 // its own; and an idle client never holds the process open.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";

@@ -1,6 +1,9 @@
 // MemcacheClient over TLS (ElastiCache in-transit encryption) against a real memcached -Z with
 // certificates from a throwaway CA: commands work with the CA and the right server name, and
 // a wrong name, an unknown CA or a plain client fail fast with typed errors.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { describe, expect } from "vitest";
 import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";

@@ -4,6 +4,9 @@
 // interval), bad discovery replies change nothing, a plain memcached endpoint means static mode,
 // getMany is one round trip per node, dead nodes are not remapped, and discovered hostnames are
 // what TLS verifies.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { setTimeout as delay } from "node:timers/promises";
 import tls from "node:tls";

@@ -3,6 +3,9 @@
 // items, hits and misses come from real `stats`. Old gets traffic first (hits), new stays cold,
 // then new is filled and read until the verdict flips; a removed old cluster and nodes that do
 // not answer are reported, never thrown.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import {
   type CacheCluster,

@@ -6,6 +6,9 @@
 // getOrLoad takes its stampede lease in new (FallbackStore.readLease): the cutover guarantees are
 // checked with each lease implementation — meta (mg N / ms C, the default on this memcached),
 // lock (add of <key>#lock, used where new lacks the meta protocol) and off (plain read/write).
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { afterAll, describe, expect, vi } from "vitest";
 import {

@@ -5,6 +5,9 @@
 // bounded time and hit the cache again soon after the fault clears; counters may fail during a
 // fault but never lose or double an update. Then the frozen-and-thawed Lambda: a socket that sat
 // idle while its peer went away without a FIN.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect } from "vitest";

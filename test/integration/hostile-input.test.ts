@@ -10,6 +10,9 @@
 //   - Corrupt cached bytes and wrong flags under the middleware's own key: a MISS (the handler
 //     answers), never a crash, and the next write repairs the entry.
 //   - Oversized responses: served, not cached (a write-error event, nothing thrown).
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import middy from "@middy/core";
 import type {

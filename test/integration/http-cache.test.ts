@@ -3,6 +3,9 @@
 // handler, so "the handler ran" and "the response came from the cache" are both observable.
 // Then the Middy-only behaviour: early return on a hit and where to attach the cache relative to
 // other middlewares.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import middy, { type MiddlewareObj } from "@middy/core";
 import type {

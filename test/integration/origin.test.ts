@@ -1,5 +1,8 @@
 // The demo origin over real HTTP on a free port: generated products, 404s, PUT versions,
 // read/write counting, stats reset, body limits and the artificial delay.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type Origin, startOrigin } from "../../infra/local/origin.ts";

@@ -5,6 +5,9 @@
 // Origins are counting loaders with a fixed latency (the latency is what they simulate, not a
 // wait for a condition). Also: the cutover fallback layer (leases live in new) and the Middy
 // middleware with a deadline from the Lambda context.
+//
+// Load: the time bounds in this file hold on a loaded machine — the suite's other files running
+// beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
 
 import { setTimeout as delay } from "node:timers/promises";
 import middy from "@middy/core";
