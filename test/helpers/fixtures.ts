@@ -2,23 +2,20 @@
 // context — `it("...", async ({ client }) => ...)` — and gets it started on free ports; whatever
 // a fixture started is stopped by PID (or closed) in its teardown, also when the test fails.
 //
-//   memcached, client                      one memcached for the file, a client on it
+// For the file (started on first use, shared by the file's tests and hooks, ended with the file):
+//   memcached, client                  one memcached, a client of it
 //   newMemcached, newClient,
-//   oldMemcached, oldClient                two clusters for the cutover, a client on each
-//   certs, tlsMemcached                    a throwaway CA + server certificate, memcached serving TLS
-//   faultProxy                             a fault proxy in front of `memcached`, for one test
-//   spawnMemcached(options?)               more memcached processes, stopped after the test
-//   spawnFileMemcached(options?)           more memcached processes, stopped when the file ends
-//                                          (for setup in beforeAll)
-//   openClient(servers, options?)          more clients, closed after the test
-//   extraClient(options?)                  another client on `memcached`, closed after the test
-//   tlsClient(options)                     a client on `tlsMemcached` (TLS options are the test's),
-//                                          closed after the test
+//   oldMemcached, oldClient            two clusters for the cutover, a client of each
+//   certs, tlsMemcached                a throwaway CA + server certificate, memcached serving TLS
+//   spawnFileMemcached(options?)       more memcached processes (for setup in beforeAll)
+// For one test (ended with it):
+//   faultProxy                         a fault proxy in front of `memcached`
+//   spawnMemcached(options?)           more memcached processes
+//   openClient(servers, options?)      more clients
+//   extraClient(options?)              another client of `memcached`
+//   tlsClient(options)                 a client of `tlsMemcached` (the TLS options are the test's)
 //
-// File-scoped fixtures (all but the last three) start on first use and live until the file ends:
-// tests of one file share them, as they shared what beforeAll started. `clientOptions` (file
-// scope) is merged into every client the fixtures open; a file changes it with
-// `test.override("clientOptions", { scope: "file" }, {...})`.
+// Every client gets the patient timeouts below unless the test passes its own.
 
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -31,7 +28,7 @@ import {
   type StartMemcachedOptions,
   startMemcached,
 } from "../../tools/memcached.ts";
-import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts";
+import { makeTestCertificates } from "../../tools/tls.ts";
 
 /**
  * The cache timeout for tests that check what happens rather than how fast: long enough that a
@@ -40,7 +37,7 @@ import { makeTestCertificates, type TestCertificates } from "../../tools/tls.ts"
  */
 export const patientTimeoutMs = 2_000;
 
-/** Options of every client the fixtures open, before `clientOptions` and per-call options. */
+/** Options of every client the fixtures open, before the test's own. */
 const patientClient = { timeoutMs: patientTimeoutMs, connectTimeoutMs: patientTimeoutMs };
 
 // Vitest reads a fixture's dependencies from its first parameter, which must be a destructuring
@@ -61,13 +58,13 @@ function memcachedStarter({ onCleanup }: Cleanup) {
 }
 
 /** Opens clients with the patient timeouts; the fixture's cleanup closes every one of them. */
-function clientOpener({ onCleanup }: Cleanup, clientOptions: Partial<ClientOptions>) {
+function clientOpener({ onCleanup }: Cleanup) {
   const clients: MemcacheClient[] = [];
   onCleanup(() => {
     for (const client of clients) client.close();
   });
   return (servers: string, options: Partial<ClientOptions> = {}): MemcacheClient => {
-    const client = new MemcacheClient({ ...patientClient, ...clientOptions, ...options, servers });
+    const client = new MemcacheClient({ ...patientClient, ...options, servers });
     clients.push(client);
     return client;
   };
@@ -77,18 +74,17 @@ function clientOpener({ onCleanup }: Cleanup, clientOptions: Partial<ClientOptio
 const oneMemcached = async ({}, cleanup: Cleanup) => memcachedStarter(cleanup)();
 
 export const test = base
-  .extend("clientOptions", { scope: "file" }, {} as Partial<ClientOptions>)
   .extend("memcached", { scope: "file" }, oneMemcached)
-  .extend("client", { scope: "file" }, async ({ memcached, clientOptions }, cleanup) =>
-    clientOpener(cleanup, clientOptions)(memcached.endpoint),
+  .extend("client", { scope: "file" }, async ({ memcached }, cleanup) =>
+    clientOpener(cleanup)(memcached.endpoint),
   )
   .extend("newMemcached", { scope: "file" }, oneMemcached)
   .extend("oldMemcached", { scope: "file" }, oneMemcached)
-  .extend("newClient", { scope: "file" }, async ({ newMemcached, clientOptions }, cleanup) =>
-    clientOpener(cleanup, clientOptions)(newMemcached.endpoint),
+  .extend("newClient", { scope: "file" }, async ({ newMemcached }, cleanup) =>
+    clientOpener(cleanup)(newMemcached.endpoint),
   )
-  .extend("oldClient", { scope: "file" }, async ({ oldMemcached, clientOptions }, cleanup) =>
-    clientOpener(cleanup, clientOptions)(oldMemcached.endpoint),
+  .extend("oldClient", { scope: "file" }, async ({ oldMemcached }, cleanup) =>
+    clientOpener(cleanup)(oldMemcached.endpoint),
   )
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
   .extend("certs", { scope: "file" }, async ({}, { onCleanup }) => {
@@ -108,7 +104,8 @@ export const test = base
   .extend("spawnFileMemcached", { scope: "file" }, async ({}, cleanup) => memcachedStarter(cleanup))
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
   .extend("spawnMemcached", async ({}, cleanup) => memcachedStarter(cleanup))
-  .extend("openClient", async ({ clientOptions }, cleanup) => clientOpener(cleanup, clientOptions))
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("openClient", async ({}, cleanup) => clientOpener(cleanup))
   .extend("extraClient", async ({ memcached, openClient }) => {
     return (options: Partial<ClientOptions> = {}) => openClient(memcached.endpoint, options);
   })
@@ -117,5 +114,3 @@ export const test = base
   });
 
 export const it = test;
-
-export type { MemcachedProcess, TestCertificates };
