@@ -3,13 +3,16 @@
 // the fallback phase over real HTTP through serverless-offline with an empty new cluster in front
 // of that old one: it serves Python's cached responses as HIT-FALLBACK without one origin read,
 // and its counters read Python's values and count on from them, exactly, also past 2^53.
+//
+// Load: the functions get patient cache timeouts (appCacheTimeoutMs, 2 s), so what the app answers
+// does not depend on an idle machine.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
 import { type Origin, startOrigin } from "../../infra/local/origin.ts";
-import { type Stack, startStack } from "../../infra/local/stack.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
+import type { Stack } from "../../infra/local/stack.ts";
+import type { MemcacheClient } from "../../lib/memcache/client.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import {
   type AppClient,
   appClient,
@@ -17,9 +20,11 @@ import {
   originStats,
   range,
   resetOriginStats,
+  startTestStack,
   tally,
 } from "../helpers/app.ts";
-import { type PythonAgent, type PyValue, py, startPythonAgent } from "../helpers/python.ts";
+import { it } from "../helpers/fixtures.ts";
+import { type PythonAgent, type PyValue, py } from "../helpers/python.ts";
 
 // The app's keys, as functions/products.ts and functions/counters.ts build them.
 const productKey = (id: string) => safeKey(`product/${id}`, "products:");
@@ -57,13 +62,16 @@ let stack: Stack;
 let app: AppClient;
 let newClient: MemcacheClient;
 
+// The clusters, a client of new and the Python agent come from the fixtures; the stack gets the
+// patient cache timeouts of the end-to-end tests (startTestStack).
+it.beforeAll(
+  ({ oldMemcached: oldProcess, newMemcached: newProcess, newClient: client, python: agent }) => {
+    [oldMemcached, newMemcached, newClient, python] = [oldProcess, newProcess, client, agent];
+  },
+);
+
 beforeAll(async () => {
-  [oldMemcached, newMemcached, origin, python] = await Promise.all([
-    startMemcached(),
-    startMemcached(),
-    startOrigin({ port: 0 }),
-    startPythonAgent(),
-  ]);
+  origin = await startOrigin({ port: 0 });
   const old = [oldMemcached.endpoint];
   // The Python service fills old: cached responses as JSON (the README's JsonSerde, flags 32),
   // counters as each Python client keeps them, one of them counted on with incr there.
@@ -85,22 +93,17 @@ beforeAll(async () => {
   // A value the app must never decode: a pickle under a product key.
   await python.set("pymemcache-serde", old, productKey("61"), py.json({ pickled: true }));
 
-  newClient = new MemcacheClient({ servers: newMemcached.endpoint, timeoutMs: 1_000 });
-  stack = await startStack({
+  stack = await startTestStack({
     newEndpoint: newMemcached.endpoint,
     oldEndpoint: oldMemcached.endpoint,
     originUrl: origin.url,
-    ports: { http: 0, lambda: 0 },
-    stdio: "pipe",
   });
   app = appClient(stack.httpUrl);
 }, 90_000);
 
 afterAll(async () => {
-  newClient?.close();
   await stack?.stop();
-  await python?.close();
-  await Promise.all([oldMemcached?.stop(), newMemcached?.stop(), origin?.close()]);
+  await origin?.close();
 });
 
 describe("a cutover from a cluster a Python service filled, over HTTP", () => {

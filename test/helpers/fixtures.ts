@@ -8,6 +8,7 @@
 //   oldMemcached, oldClient            two clusters for the cutover, a client of each
 //   certs, tlsMemcached                a throwaway CA + server certificate, memcached serving TLS
 //   spawnFileMemcached(options?)       more memcached processes (for setup in beforeAll)
+//   python                             the Python agent: pymemcache and pylibmc in one process
 // For one test (ended with it):
 //   faultProxy                         a fault proxy in front of `memcached`
 //   spawnMemcached(options?)           more memcached processes
@@ -29,6 +30,7 @@ import {
   startMemcached,
 } from "../../tools/memcached.ts";
 import { makeTestCertificates } from "../../tools/tls.ts";
+import { startPythonAgent } from "./python.ts";
 
 /**
  * The cache timeout for tests that check what happens rather than how fast: long enough that a
@@ -99,6 +101,12 @@ export const test = base
     const proxy = await startFaultProxy(memcached);
     onCleanup(() => proxy.close());
     return proxy;
+  })
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("python", { scope: "file" }, async ({}, { onCleanup }) => {
+    const python = await startPythonAgent();
+    onCleanup(() => python.close());
+    return python;
   })
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
   .extend("spawnFileMemcached", { scope: "file" }, async ({}, cleanup) => memcachedStarter(cleanup))

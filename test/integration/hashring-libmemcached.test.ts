@@ -5,11 +5,12 @@
 // the same through real memcached processes: what one side stores, the other finds.
 
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { HashRing } from "../../lib/memcache/hashring.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
-import { type PythonAgent, py, startPythonAgent } from "../helpers/python.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
+import { type PythonAgent, py } from "../helpers/python.ts";
 
 interface Server {
   host: string;
@@ -17,14 +18,11 @@ interface Server {
   weight: number;
 }
 
+/** The Python agent, from the fixtures. */
 let python: PythonAgent;
 
-beforeAll(async () => {
-  python = await startPythonAgent();
-});
-
-afterAll(async () => {
-  await python?.close();
+it.beforeAll(({ python: agent }) => {
+  python = agent;
 });
 
 /** Printable ASCII without space: the characters a memcached key may hold. */
@@ -107,15 +105,14 @@ describe("through real memcached processes", () => {
   let client: MemcacheClient;
   let endpoints: string[];
 
-  beforeAll(async () => {
-    nodes = await Promise.all([startMemcached(), startMemcached(), startMemcached()]);
+  it.beforeAll(async ({ spawnFileMemcached }) => {
+    nodes = await Promise.all([spawnFileMemcached(), spawnFileMemcached(), spawnFileMemcached()]);
     endpoints = nodes.map((node) => node.endpoint);
-    client = new MemcacheClient({ servers: endpoints, timeoutMs: 2_000 });
+    client = new MemcacheClient({ servers: endpoints, timeoutMs: patientTimeoutMs });
   });
 
-  afterAll(async () => {
+  afterAll(() => {
     client?.close();
-    await Promise.all((nodes ?? []).map((node) => node.stop()));
   });
 
   const keys = Array.from({ length: 300 }, (_, i) => `ring:${i}`);

@@ -3,20 +3,13 @@
 // every value type in both directions, nothing we write ever unpickled there, pickles never
 // decoded here (a miss, reported), counters shared by the counter rule.
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { casIncrement, increment, readCounter } from "../../lib/cache/counters.ts";
 import { MemcacheClient, type UndecodableValue } from "../../lib/memcache/client.ts";
 import { FLAG_INTERNAL } from "../../lib/memcache/serde.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
-import {
-  type PyResult,
-  type PythonAgent,
-  type PythonClient,
-  py,
-  startPythonAgent,
-} from "../helpers/python.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
+import { type PyResult, type PythonAgent, type PythonClient, py } from "../helpers/python.ts";
 
-let mc: MemcachedProcess;
 let client: MemcacheClient;
 let python: PythonAgent;
 let servers: string[];
@@ -29,20 +22,20 @@ function key(name: string): string {
   return `py:${keyCount}:${name}`;
 }
 
-beforeAll(async () => {
-  [mc, python] = await Promise.all([startMemcached(), startPythonAgent()]);
-  servers = [mc.endpoint];
+// memcached and the Python agent come from the fixtures; the client here reports what it cannot
+// decode.
+it.beforeAll(({ memcached, python: agent }) => {
+  python = agent;
+  servers = [memcached.endpoint];
   client = new MemcacheClient({
-    servers: mc.endpoint,
-    timeoutMs: 2_000,
+    servers: memcached.endpoint,
+    timeoutMs: patientTimeoutMs,
     onUndecodable: (value) => reported.push(value),
   });
 });
 
-afterAll(async () => {
+afterAll(() => {
   client?.close();
-  await python?.close();
-  await mc?.stop();
 });
 
 const readers: PythonClient[] = ["pymemcache", "pymemcache-serde", "pylibmc"];
@@ -221,7 +214,7 @@ describe("the onUndecodable report", () => {
     expect(await python.get("pylibmc", servers, k)).toEqual(py.bytes("invalidated"));
   });
 
-  it("never turns a miss into a failure when the observer throws", async () => {
+  it("never turns a miss into a failure when the observer throws", async ({ memcached: mc }) => {
     const k = key("throwing-observer");
     await client.set(k, Buffer.from("x"), { flags: 1 });
     const throwing = new MemcacheClient({

@@ -5,31 +5,26 @@
 // write 2): no update may be lost or doubled, so the counter ends at the exact sum.
 
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { readCounter } from "../../lib/cache/counters.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcacheClient } from "../../lib/memcache/client.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
-import { type PythonAgent, py, startPythonAgent, startPythonRacer } from "../helpers/python.ts";
+import { it } from "../helpers/fixtures.ts";
+import { type PythonAgent, py, startPythonRacer } from "../helpers/python.ts";
 import { type Racer, race, startRacer } from "../helpers/racers.ts";
 
 const WORKER = path.join(import.meta.dirname, "../fixtures/counter-worker.ts");
 const EACH = 300;
 const SEED = 1_000;
 
+// memcached, a client of it and the Python agent come from the fixtures.
 let mc: MemcachedProcess;
 let client: MemcacheClient;
 let python: PythonAgent;
 
-beforeAll(async () => {
-  [mc, python] = await Promise.all([startMemcached(), startPythonAgent()]);
-  client = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 2_000 });
-});
-
-afterAll(async () => {
-  client?.close();
-  await python?.close();
-  await mc?.stop();
+it.beforeAll(({ memcached, client: fileClient, python: agent }) => {
+  [mc, client, python] = [memcached, fileClient, agent];
 });
 
 type Tally = { ok: number };
