@@ -2,9 +2,14 @@
 // consistent hashing is used for (balance, little movement when nodes join or leave). Placement
 // against the real libmemcached (through pylibmc) is test/integration/hashring-libmemcached.test.ts.
 
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { HashRing, ketamaHash, type RingNode } from "../../../lib/memcache/hashring.ts";
+import {
+  HashRing,
+  ketamaHash,
+  md5FirstWordAscii,
+  type RingNode,
+} from "../../../lib/memcache/hashring.ts";
 
 interface Server {
   host: string;
@@ -82,6 +87,36 @@ describe("libmemcached compatibility", () => {
     ["P1[Ma3=K1/", 1989324036],
   ])("hashes %j to %d (first four bytes of MD5, little-endian)", (key, hash) => {
     expect(ketamaHash(key)).toBe(hash);
+  });
+
+  it("hashes like node:crypto's MD5 for random printable keys of every length 0..300", () => {
+    // Lengths around 55/56 and 119/120 are where the padding spills into another block.
+    let checked = 0;
+    for (let length = 0; length <= 300; length++) {
+      for (let sample = 0; sample < 20; sample++) {
+        const key = Array.from(randomBytes(length), (byte) =>
+          String.fromCharCode(0x21 + (byte % 94)),
+        ).join("");
+        expect(md5FirstWordAscii(key), JSON.stringify(key)).toBe(md5(key).readUInt32LE(0));
+        checked++;
+      }
+    }
+    expect(checked).toBe(301 * 20);
+  });
+
+  it("hashes ASCII control and space characters too (node names, bench keys)", () => {
+    for (const text of ["", " ", "a b", "\t\r\n", "\x00\x7f", "host-0", "10.0.0.1:11212-159"]) {
+      expect(md5FirstWordAscii(text)).toBe(md5(text).readUInt32LE(0));
+    }
+  });
+
+  it("leaves text with non-ASCII characters to node:crypto, over its UTF-8 bytes", () => {
+    for (const text of ["caf\u00e9", "\u{1f600}", `${"x".repeat(70)}\u0080`]) {
+      expect(md5FirstWordAscii(text)).toBeUndefined();
+      expect(ketamaHash(text)).toBe(
+        createHash("md5").update(text, "utf8").digest().readUInt32LE(0),
+      );
+    }
   });
 
   it("wraps a hash past the last point to the owner of the ring's first point", () => {
