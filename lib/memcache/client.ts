@@ -10,8 +10,10 @@ import {
   connectionDefaults,
   connectionRules,
   Reply,
+  type ReplyKind,
   type RetrievedValue,
   type SendOptions,
+  VERSION_REPLY,
 } from "./connection.ts";
 import {
   AutoDiscovery,
@@ -19,7 +21,7 @@ import {
   discoveryDefaults,
   discoveryRules,
 } from "./discovery.ts";
-import { MemcacheIllegalInputError, MemcacheUnknownCommandError } from "./errors.ts";
+import { MemcacheIllegalInputError } from "./errors.ts";
 import { assertValidKey } from "./keys.ts";
 import {
   booleanRule,
@@ -34,7 +36,9 @@ import {
 import {
   encodeLine,
   encodeMetaSet,
+  encodeMetaSetText,
   encodeStorage,
+  encodeStorageText,
   type MetaReply,
   type StorageVerb,
   toWireExptime,
@@ -157,19 +161,24 @@ export interface NodeHealth {
 
 const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
 
-// What each command may answer; anything else is a protocol violation and resets the socket.
+// What each command may answer (anything else is a protocol violation and resets the socket),
+// and what the answer means to the caller. Module constants: a command allocates none of this.
 const READ: SendOptions = { retryIfStale: true };
 const WITH_DATA: SendOptions = { hasData: true };
-const oneOf = (...lines: string[]): SendOptions => {
+const oneOf = (lines: string[], result?: (line: string) => unknown): SendOptions => {
   const allowed = new Set(lines);
-  return { accept: (line) => allowed.has(line) };
+  return { accept: (line) => allowed.has(line), result };
 };
-const DELETE_REPLY = oneOf("DELETED", "NOT_FOUND");
-const TOUCH_REPLY = oneOf("TOUCHED", "NOT_FOUND");
-const OK_REPLY = oneOf("OK");
-const VERSION_REPLY: SendOptions = { accept: (line) => line.startsWith("VERSION ") };
+const DELETE_REPLY = oneOf(["DELETED", "NOT_FOUND"], (line) => line === "DELETED");
+const TOUCH_REPLY = oneOf(["TOUCHED", "NOT_FOUND"], (line) => line === "TOUCHED");
+const OK_REPLY = oneOf(["OK"]);
 const NUMBER_REPLY: SendOptions = {
   accept: (line) => line === "NOT_FOUND" || /^[0-9]{1,20}$/.test(line),
+  result: (line: string) => {
+    if (line === "NOT_FOUND") return undefined;
+    const n = Number(line);
+    return Number.isSafeInteger(n) ? n : BigInt(line);
+  },
 };
 
 const STORAGE_REPLIES: Record<string, StorageResult> = {
@@ -178,15 +187,27 @@ const STORAGE_REPLIES: Record<string, StorageResult> = {
   EXISTS: "exists",
   NOT_FOUND: "not_found",
 };
+const isStorageReply = (line: string) => Object.hasOwn(STORAGE_REPLIES, line);
+/** Storage commands that resolve with the outcome's name (cas). */
 const STORAGE_REPLY: SendOptions = {
   hasData: true,
-  accept: (line) => Object.hasOwn(STORAGE_REPLIES, line),
+  accept: isStorageReply,
+  result: (line: string) => STORAGE_REPLIES[line],
+};
+/** Storage commands that resolve true when stored (set, add, replace, append, prepend). */
+const STORED_REPLY: SendOptions = {
+  hasData: true,
+  accept: isStorageReply,
+  result: (line: string) => line === "STORED",
 };
 
 // Read-only stats groups with a STAT...END reply ("reset" and "detail" answer differently).
 const STATS_GROUPS = new Set(["settings", "items", "slabs", "sizes", "conns"]);
 
 const MAX_CAS = 2n ** 64n - 1n;
+/** append/prepend: raw bytes, flags 0, TTL unchanged. */
+const RAW_BYTES: SetOptions = { flags: 0 };
+const META_REPLY: SendOptions = {};
 
 // Meta flags that would break request/reply pairing (q: no reply on success) or key encoding.
 const META_FLAG = /^[A-Za-z][\x21-\x7e]*$/;
@@ -200,6 +221,11 @@ export class MemcacheClient {
   private readonly serde: Serde;
   private readonly maxValueBytes: number;
   private readonly onUndecodable: ((value: UndecodableValue) => void) | undefined;
+  // Reads of one key, with the reply decoded by this client's serde before the promise resolves.
+  private readonly readValue: SendOptions;
+  private readonly readCasItem: SendOptions;
+  /** The flags of a string value when the serde stores strings as their UTF-8 bytes. */
+  private readonly textFlags: number | undefined;
 
   constructor(options: Partial<ClientOptions>) {
     const checked = checkOptions("MemcacheClient", options, clientRules, clientDefaults);
@@ -233,6 +259,12 @@ export class MemcacheClient {
     this.serde = checksums ? withChecksum(serde) : serde;
     this.maxValueBytes = maxValueBytes;
     this.onUndecodable = checked.onUndecodable;
+    this.textFlags = textFlagsOf(this.serde);
+    this.readValue = { retryIfStale: true, result: this.decodeFirst };
+    this.readCasItem = {
+      retryIfStale: true,
+      result: (items: RetrievedValue[]) => this.casItem(items[0]),
+    };
   }
 
   /** The node connections (for health checks and tests). */
@@ -245,33 +277,46 @@ export class MemcacheClient {
     return this.discovery?.beforeCommand();
   }
 
-  /** The node for `key`, once the node list is known. */
-  private async route(key: string): Promise<Connection> {
-    await this.ready();
-    return this.cluster.nodeFor(key);
+  /**
+   * The one path of every keyed command once its request is built: check the key, route it to
+   * its node, send. Nothing is awaited before the request is queued, so commands made in one
+   * tick leave in one write; a bad key (or no node) rejects, and nothing is sent.
+   */
+  private dispatch<R>(
+    key: string,
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    options: SendOptions,
+  ): Promise<R> {
+    try {
+      assertValidKey(key);
+      return this.sendTo<R>(key, payload, kind, verb, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** dispatch() for a request whose key is already checked; throws if there is no node. */
+  private sendTo<R>(
+    key: string,
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    options: SendOptions,
+  ): Promise<R> {
+    const pending = this.ready();
+    if (pending !== undefined) {
+      return pending.then(() => this.cluster.nodeFor(key).send<R>(payload, kind, verb, options));
+    }
+    return this.cluster.nodeFor(key).send<R>(payload, kind, verb, options);
   }
 
   // ---- retrieval ----
 
   /** The value, or undefined on a miss (also when the stored bytes cannot be decoded). */
   get<T = unknown>(key: string): Promise<T | undefined> {
-    // The hot path: no async wrapper, one promise from send() plus one then().
-    const pending = this.ready();
-    if (pending !== undefined) return pending.then(() => this.getNow<T>(key));
-    return this.getNow<T>(key);
-  }
-
-  private getNow<T>(key: string): Promise<T | undefined> {
-    let node: Connection;
-    try {
-      assertValidKey(key);
-      node = this.cluster.nodeFor(key);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    return node
-      .send<RetrievedValue[]>(`get ${key}\r\n`, Reply.VALUES, "get", READ)
-      .then(this.decodeFirst) as Promise<T | undefined>;
+    return this.dispatch(key, `get ${key}\r\n`, Reply.VALUES, "get", this.readValue);
   }
 
   /** Many keys in one pipelined round trip per node; missing keys are absent from the map. */
@@ -286,48 +331,59 @@ export class MemcacheClient {
   }
 
   /** The value with its CAS token, for a later cas(). */
-  async gets<T = unknown>(key: string): Promise<CasItem<T> | undefined> {
-    const [item] = await this.fetch("gets", [key]);
-    return this.casItem<T>(item);
+  gets<T = unknown>(key: string): Promise<CasItem<T> | undefined> {
+    return this.dispatch(key, `gets ${key}\r\n`, Reply.VALUES, "gets", this.readCasItem);
   }
 
   /** Get and touch: the value, with its TTL reset to `ttlSeconds`. */
-  async gat<T = unknown>(key: string, ttlSeconds: number): Promise<T | undefined> {
-    const [item] = await this.fetch("gat", [key], ttlSeconds);
-    return item === undefined ? undefined : (this.decode(item) as T | undefined);
+  gat<T = unknown>(key: string, ttlSeconds: number): Promise<T | undefined> {
+    return this.touching("gat", key, ttlSeconds, this.readValue);
   }
 
   /** gat with the CAS token. */
-  async gats<T = unknown>(key: string, ttlSeconds: number): Promise<CasItem<T> | undefined> {
-    const [item] = await this.fetch("gats", [key], ttlSeconds);
-    return this.casItem<T>(item);
+  gats<T = unknown>(key: string, ttlSeconds: number): Promise<CasItem<T> | undefined> {
+    return this.touching("gats", key, ttlSeconds, this.readCasItem);
+  }
+
+  private touching<R>(
+    verb: "gat" | "gats",
+    key: string,
+    ttlSeconds: number,
+    options: SendOptions,
+  ): Promise<R> {
+    try {
+      const line = encodeLine(verb, toWireExptime(ttlSeconds), key);
+      return this.dispatch(key, line, Reply.VALUES, verb, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   // ---- storage ----
 
   /** Stores unconditionally. Resolves true when stored. */
-  async set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.storage("set", key, value, options)) === "stored";
+  set(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.storage("set", key, value, options, undefined, STORED_REPLY);
   }
 
   /** Stores only if the key is absent. Resolves false when it exists. */
-  async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.storage("add", key, value, options)) === "stored";
+  add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.storage("add", key, value, options, undefined, STORED_REPLY);
   }
 
   /** Stores only if the key exists. Resolves false when it is absent. */
-  async replace(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
-    return (await this.storage("replace", key, value, options)) === "stored";
+  replace(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+    return this.storage("replace", key, value, options, undefined, STORED_REPLY);
   }
 
   /** Appends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
-  async append(key: string, data: string | Buffer): Promise<boolean> {
-    return (await this.storage("append", key, Buffer.from(data), { flags: 0 })) === "stored";
+  append(key: string, data: string | Buffer): Promise<boolean> {
+    return this.storage("append", key, Buffer.from(data), RAW_BYTES, undefined, STORED_REPLY);
   }
 
   /** Prepends raw bytes to an existing value (flags and TTL unchanged). False when absent. */
-  async prepend(key: string, data: string | Buffer): Promise<boolean> {
-    return (await this.storage("prepend", key, Buffer.from(data), { flags: 0 })) === "stored";
+  prepend(key: string, data: string | Buffer): Promise<boolean> {
+    return this.storage("prepend", key, Buffer.from(data), RAW_BYTES, undefined, STORED_REPLY);
   }
 
   /**
@@ -340,16 +396,14 @@ export class MemcacheClient {
         new MemcacheIllegalInputError(`cas token must be a 64-bit unsigned decimal, got "${cas}"`),
       );
     }
-    return this.storage("cas", key, value, options, cas) as Promise<CasResult>;
+    return this.storage("cas", key, value, options, cas, STORAGE_REPLY);
   }
 
   // ---- other keyed commands ----
 
   /** Resolves true when the key existed. */
-  async delete(key: string): Promise<boolean> {
-    return (
-      (await this.simple(key, encodeLine("delete", key), "delete", DELETE_REPLY)) === "DELETED"
-    );
+  delete(key: string): Promise<boolean> {
+    return this.dispatch(key, `delete ${key}\r\n`, Reply.LINE, "delete", DELETE_REPLY);
   }
 
   /** Adds `delta` to a decimal counter; undefined when the key is absent. 64-bit, wraps at 2^64. */
@@ -363,9 +417,13 @@ export class MemcacheClient {
   }
 
   /** Sets a new TTL. Resolves true when the key existed. */
-  async touch(key: string, ttlSeconds: number): Promise<boolean> {
-    const line = encodeLine("touch", key, toWireExptime(ttlSeconds));
-    return (await this.simple(key, line, "touch", TOUCH_REPLY)) === "TOUCHED";
+  touch(key: string, ttlSeconds: number): Promise<boolean> {
+    try {
+      const line = encodeLine("touch", key, toWireExptime(ttlSeconds));
+      return this.dispatch(key, line, Reply.LINE, "touch", TOUCH_REPLY);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   // ---- whole-server commands (sent to every node) ----
@@ -379,14 +437,14 @@ export class MemcacheClient {
     }
     const line = delaySeconds > 0 ? encodeLine("flush_all", delaySeconds) : "flush_all\r\n";
     await this.eachNode(async (node) => {
-      await node.send<string>(line, Reply.LINE, "flush_all", OK_REPLY);
+      await node.send<string>(line, Reply.LINE, "flush_all", OK_REPLY, 0);
     });
   }
 
   /** Server version per node endpoint, e.g. `{ "10.0.0.5:11211": "1.6.22" }`. */
   version(): Promise<Record<string, string>> {
     return this.eachNode(async (node) => {
-      const line = await node.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY);
+      const line = await node.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY, 0);
       return line.slice(8);
     });
   }
@@ -405,7 +463,9 @@ export class MemcacheClient {
     }
     const nodes = this.cluster.nodes;
     const results = await Promise.allSettled(
-      nodes.map((node) => node.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY)),
+      nodes.map((node) =>
+        node.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY, 0),
+      ),
     );
     const out: Record<string, NodeHealth> = {};
     nodes.forEach((node, i) => {
@@ -434,31 +494,27 @@ export class MemcacheClient {
       );
     }
     const line = group === undefined ? "stats\r\n" : encodeLine("stats", group);
-    return this.eachNode((node) => node.send<Record<string, string>>(line, Reply.STATS, "stats"));
+    return this.eachNode((node) =>
+      node.send<Record<string, string>>(line, Reply.STATS, "stats", undefined, 0),
+    );
   }
 
   // ---- meta protocol (memcached >= 1.6.10: HD/VA/EN replies) ----
 
   /**
    * Whether the node holding `key` speaks the meta protocol as this client expects (answers `mn`
-   * with MN and runs 1.6.10 or later, where replies are HD/VA/EN). Probed once per connection.
+   * with MN and is not a release before 1.6.10, whose meta replies differ; see metaCapable()).
+   * Asked once per connection, with the version, and queued at once: a request sent right after
+   * this call leaves in the same write, so the probe costs no round trip of its own.
    */
-  async hasMeta(key = ""): Promise<boolean> {
-    const node = await this.route(key);
-    if (node.metaSupport !== undefined) return node.metaSupport;
-    const versionLine = node.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY);
-    const noop = node.send<MetaReply>("mn\r\n", Reply.META, "mn");
-    const [version, probe] = await Promise.allSettled([versionLine, noop]);
-    if (version.status === "rejected") throw version.reason;
-    if (probe.status === "rejected" && !(probe.reason instanceof MemcacheUnknownCommandError)) {
-      throw probe.reason;
+  hasMeta(key = ""): Promise<boolean> {
+    try {
+      const pending = this.ready();
+      if (pending !== undefined) return pending.then(() => this.cluster.nodeFor(key).probeMeta());
+      return this.cluster.nodeFor(key).probeMeta();
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const supported =
-      probe.status === "fulfilled" &&
-      probe.value.code === "MN" &&
-      versionAtLeast(version.value.slice(8), [1, 6, 10]);
-    node.metaSupport = supported;
-    return supported;
   }
 
   /** `mg <key> <flags>*`: code VA (with value), HD (found, no value asked) or EN (miss). */
@@ -471,13 +527,24 @@ export class MemcacheClient {
    * `F<flags>` unless `flags` already has an F). TTLs: `T${toWireExptime(ttlSeconds)}`.
    * Codes: HD stored, NS not stored, EX cas mismatch, NF not found.
    */
-  async metaSet(key: string, value: unknown, flags: readonly string[] = []): Promise<MetaReply> {
-    assertValidKey(key);
-    assertMetaFlags(flags);
-    const encoded = this.encode(value);
-    const all = flags.some((f) => f[0] === "F") ? flags : [...flags, `F${encoded.flags}`];
-    const payload = encodeMetaSet(key, encoded.data, all);
-    return (await this.route(key)).send<MetaReply>(payload, Reply.META, "ms", WITH_DATA);
+  metaSet(key: string, value: unknown, flags: readonly string[] = []): Promise<MetaReply> {
+    try {
+      assertValidKey(key);
+      assertMetaFlags(flags);
+      const hasFlags = flags.some((f) => f[0] === "F");
+      let payload: string | Buffer;
+      if (typeof value === "string" && this.textFlags !== undefined) {
+        const all = hasFlags ? flags : [...flags, `F${this.textFlags}`];
+        payload = encodeMetaSetText(key, value, this.textBytes(value), all);
+      } else {
+        const encoded = this.encode(value);
+        const all = hasFlags ? flags : [...flags, `F${encoded.flags}`];
+        payload = encodeMetaSet(key, encoded.data, all);
+      }
+      return this.sendTo(key, payload, Reply.META, "ms", WITH_DATA);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** `md <key> <flags>*`: HD deleted (or marked stale with I), NF not found, EX cas mismatch. */
@@ -492,7 +559,8 @@ export class MemcacheClient {
 
   /** `mn`: answers MN after every earlier request on the node holding `key`. */
   async metaNoop(key = ""): Promise<MetaReply> {
-    return (await this.route(key)).send<MetaReply>("mn\r\n", Reply.META, "mn");
+    await this.ready();
+    return this.cluster.nodeFor(key).send<MetaReply>("mn\r\n", Reply.META, "mn", undefined, 0);
   }
 
   /**
@@ -507,14 +575,15 @@ export class MemcacheClient {
 
   /**
    * ElastiCache Auto Discovery: `config get <name>`; the CONFIG block, or undefined if the
-   * server answered END alone. Plain memcached answers ERROR (MemcacheUnknownCommandError).
+   * server answered END alone. Plain memcached answers ERROR (UnknownCommandError).
    */
   async configGet(name = "cluster", key = ""): Promise<Buffer | undefined> {
     if (!/^[a-z_]{1,32}$/.test(name)) {
       throw new MemcacheIllegalInputError(`config name must be a lowercase word, got "${name}"`);
     }
-    const node = await this.route(key);
-    return node.send<Buffer | undefined>(encodeLine("config", "get", name), Reply.CONFIG, "config");
+    await this.ready();
+    const line = encodeLine("config", "get", name);
+    return this.cluster.nodeFor(key).send<Buffer | undefined>(line, Reply.CONFIG, "config", {}, 0);
   }
 
   /** Closes every socket. The client stays usable: the next call reconnects. */
@@ -523,7 +592,7 @@ export class MemcacheClient {
     this.discovery?.close();
   }
 
-  // ---- the three protocol helpers ----
+  // ---- the protocol helpers (each ends in dispatch(), or in send() for many keys) ----
 
   /** get/gets/gat/gats of many keys: one pipelined round trip per node, lines under 2 KB. */
   private async fetch(
@@ -532,16 +601,6 @@ export class MemcacheClient {
     ttlSeconds?: number,
   ): Promise<RetrievedValue[]> {
     const prefix = ttlSeconds === undefined ? verb : `${verb} ${toWireExptime(ttlSeconds)}`;
-    if (keys.length === 1) {
-      const key = keys[0]!;
-      assertValidKey(key);
-      return (await this.route(key)).send<RetrievedValue[]>(
-        `${prefix} ${key}\r\n`,
-        Reply.VALUES,
-        verb,
-        READ,
-      );
-    }
     await this.ready();
     const byNode = new Map<Connection, string[]>();
     for (const key of new Set(keys)) {
@@ -554,14 +613,17 @@ export class MemcacheClient {
     const requests: Promise<RetrievedValue[]>[] = [];
     for (const [node, nodeKeys] of byNode) {
       let line = prefix;
+      let count = 0;
       for (const key of nodeKeys) {
         if (line.length + key.length + 1 > MAX_GET_LINE) {
-          requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ));
+          requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ, count));
           line = prefix;
+          count = 0;
         }
         line += ` ${key}`;
+        count++;
       }
-      requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ));
+      requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ, count));
     }
     // One failing node does not sink the others' hits: its keys read as misses. Only when every
     // node failed does the whole call fail.
@@ -582,44 +644,40 @@ export class MemcacheClient {
     return items;
   }
 
-  /** set/add/replace/append/prepend/cas. */
-  private async storage(
+  /** set/add/replace/append/prepend/cas: the value encoded and checked before dispatch. */
+  private storage<R>(
     verb: StorageVerb,
     key: string,
     value: unknown,
     options: SetOptions | undefined,
-    cas?: string,
-  ): Promise<StorageResult> {
-    assertValidKey(key);
-    if (options !== undefined) assertSetOptions(verb, options);
-    const encoded = this.encode(value);
-    const flags = options?.flags ?? encoded.flags;
-    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
-      throw new MemcacheIllegalInputError(`flags must be a 32-bit unsigned integer, got ${flags}`);
+    cas: string | undefined,
+    reply: SendOptions,
+  ): Promise<R> {
+    try {
+      assertValidKey(key);
+      if (options !== undefined) assertSetOptions(verb, options);
+      // A string under the default serde goes out as text: no Buffer for the value or the command.
+      const text = typeof value === "string" && this.textFlags !== undefined ? value : undefined;
+      const encoded = text === undefined ? this.encode(value) : undefined;
+      const flags = options?.flags ?? encoded?.flags ?? this.textFlags!;
+      if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff) {
+        throw new MemcacheIllegalInputError(
+          `flags must be a 32-bit unsigned integer, got ${flags}`,
+        );
+      }
+      const ttlSeconds = options?.ttlSeconds;
+      const exptime = ttlSeconds === undefined || ttlSeconds === 0 ? 0 : toWireExptime(ttlSeconds);
+      const payload =
+        text === undefined
+          ? encodeStorage(verb, key, flags, exptime, encoded!.data, cas)
+          : encodeStorageText(verb, key, flags, exptime, text, this.textBytes(text), cas);
+      return this.sendTo(key, payload, Reply.LINE, verb, reply);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    const exptime = toWireExptime(options?.ttlSeconds ?? 0);
-    const payload = encodeStorage(verb, key, flags, exptime, encoded.data, cas);
-    const line = await (await this.route(key)).send<string>(
-      payload,
-      Reply.LINE,
-      verb,
-      STORAGE_REPLY,
-    );
-    return STORAGE_REPLIES[line]!;
   }
 
-  /** Any keyed command with a one-line reply. */
-  private async simple(
-    key: string,
-    line: string,
-    verb: string,
-    options: SendOptions,
-  ): Promise<string> {
-    assertValidKey(key);
-    return (await this.route(key)).send<string>(line, Reply.LINE, verb, options);
-  }
-
-  private async arithmetic(
+  private arithmetic(
     verb: "incr" | "decr",
     key: string,
     delta: number | bigint,
@@ -628,41 +686,49 @@ export class MemcacheClient {
       (typeof delta === "number" && !(Number.isSafeInteger(delta) && delta >= 0)) ||
       (typeof delta === "bigint" && (delta < 0n || delta >= 2n ** 64n))
     ) {
-      throw new MemcacheIllegalInputError(
-        `${verb} delta must be an integer in 0..2^64-1, got ${delta}`,
+      return Promise.reject(
+        new MemcacheIllegalInputError(
+          `${verb} delta must be an integer in 0..2^64-1, got ${delta}`,
+        ),
       );
     }
-    const line = await this.simple(
-      key,
-      encodeLine(verb, key, delta.toString()),
-      verb,
-      NUMBER_REPLY,
-    );
-    if (line === "NOT_FOUND") return undefined;
-    const n = Number(line);
-    return Number.isSafeInteger(n) ? n : BigInt(line);
+    return this.dispatch(key, `${verb} ${key} ${delta}\r\n`, Reply.LINE, verb, NUMBER_REPLY);
   }
 
-  private async meta(
+  private meta(
     verb: "mg" | "md" | "ma",
     key: string,
     flags: readonly string[],
   ): Promise<MetaReply> {
-    assertValidKey(key);
-    assertMetaFlags(flags);
+    try {
+      assertMetaFlags(flags);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const line =
       flags.length === 0 ? `${verb} ${key}\r\n` : `${verb} ${key} ${flags.join(" ")}\r\n`;
-    return (await this.route(key)).send<MetaReply>(line, Reply.META, verb);
+    return this.dispatch(key, line, Reply.META, verb, META_REPLY);
   }
 
   private encode(value: unknown) {
     const encoded = this.serde.encode(value);
-    if (encoded.data.length > this.maxValueBytes) {
+    this.checkSize(encoded.data.length);
+    return encoded;
+  }
+
+  /** The UTF-8 size of a string value, checked against maxValueBytes. */
+  private textBytes(text: string): number {
+    const bytes = Buffer.byteLength(text, "utf8");
+    this.checkSize(bytes);
+    return bytes;
+  }
+
+  private checkSize(bytes: number): void {
+    if (bytes > this.maxValueBytes) {
       throw new MemcacheIllegalInputError(
-        `value is ${encoded.data.length} bytes, over maxValueBytes (${this.maxValueBytes}); raise it only if the server runs with a larger -I`,
+        `value is ${bytes} bytes, over maxValueBytes (${this.maxValueBytes}); raise it only if the server runs with a larger -I`,
       );
     }
-    return encoded;
   }
 
   private decode(item: RetrievedValue): unknown {
@@ -709,6 +775,17 @@ export class MemcacheClient {
   }
 }
 
+/**
+ * The flags word under which `serde` stores a string as its UTF-8 bytes, if it does (the default
+ * serde; checked on a sample rather than assumed), so such a value can go out as text.
+ */
+function textFlagsOf(serde: Serde): number | undefined {
+  if (serde !== defaultSerde) return undefined;
+  const sample = "x\u00e9\u{1f600}";
+  const encoded = serde.encode(sample);
+  return encoded.data.equals(Buffer.from(sample, "utf8")) ? encoded.flags : undefined;
+}
+
 const SET_OPTION_NAMES = ["ttlSeconds", "flags"] as const;
 
 /** A typo in a command's options (`{ ttl: 60 }`) would silently store without a TTL: refuse it. */
@@ -727,16 +804,6 @@ function assertMetaFlags(flags: readonly string[]): void {
       );
     }
   }
-}
-
-function versionAtLeast(version: string, minimum: readonly number[]): boolean {
-  const parts = version.split(/[.-]/).map((p) => Number.parseInt(p, 10));
-  for (let i = 0; i < minimum.length; i++) {
-    const part = parts[i] ?? 0;
-    if (Number.isNaN(part)) return false;
-    if (part !== minimum[i]) return part > minimum[i]!;
-  }
-  return true;
 }
 
 /** The connection options out of the client's (the rest are the client's own). */

@@ -6,6 +6,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import { formatAddress, type NodeAddress } from "./address.ts";
+import { type CommandContext, commandChannel } from "./diagnostics.ts";
 import {
   MemcacheClientError,
   MemcacheConnectionClosedError,
@@ -97,6 +98,11 @@ export interface SendOptions {
    * protocol violation: the socket is destroyed and every request on it rejects.
    */
   accept?: (line: string) => boolean;
+  /**
+   * Turns the gathered reply into the command's result, applied before the promise resolves (so
+   * a command costs one promise, not one per layer). A throw rejects the request only.
+   */
+  result?: (reply: never) => unknown;
 }
 
 const NO_OPTIONS: SendOptions = {};
@@ -108,20 +114,38 @@ export interface RetrievedValue {
   cas: string | undefined;
 }
 
-interface Pending {
-  kind: ReplyKind;
-  /** Command name, for error messages. */
-  verb: string;
-  /** The request carried a data block: after ERROR the server would read it as commands. */
-  hasData: boolean;
-  accept: ((line: string) => boolean) | undefined;
+/** One request on the wire, waiting for its reply. */
+class Pending {
+  /** Counts from the write (see flushWrites()); set at enqueue time until then. */
   deadline: number;
-  resolve: (value: never) => void;
-  reject: (error: Error) => void;
-  values: RetrievedValue[] | undefined;
-  stats: Record<string, string> | undefined;
-  config: Buffer | undefined;
+  values: RetrievedValue[] | undefined = undefined;
+  stats: Record<string, string> | undefined = undefined;
+  config: Buffer | undefined = undefined;
+  resolve: (value: unknown) => void = noop;
+  reject: (error: Error) => void = noop;
+  readonly kind: ReplyKind;
+  /** Command name, for error messages. */
+  readonly verb: string;
+  readonly options: SendOptions;
+  /** The diagnostics event of this request, when someone subscribes (see diagnostics.ts). */
+  readonly trace: CommandContext | undefined;
+
+  constructor(
+    kind: ReplyKind,
+    verb: string,
+    options: SendOptions,
+    deadline: number,
+    trace: CommandContext | undefined,
+  ) {
+    this.kind = kind;
+    this.verb = verb;
+    this.options = options;
+    this.deadline = deadline;
+    this.trace = trace;
+  }
 }
+
+function noop(): void {}
 
 export class Connection implements ReplyHandler {
   /** The node this connection talks to, as configured or discovered. */
@@ -132,18 +156,24 @@ export class Connection implements ReplyHandler {
   /** `host:port` (`[v6]:port`), as errors and health checks show the node. */
   readonly endpoint: string;
   readonly options: ConnectionOptions;
-  /** Meta-protocol support as probed on this node (undefined until probed). */
+  /** Meta-protocol support as probed on this socket (undefined until probed; see probeMeta()). */
   metaSupport: boolean | undefined;
+  /** The server's version as its `version` reply gave it on this socket (undefined until asked). */
+  serverVersion: string | undefined;
 
   private socket: net.Socket | null = null;
   private parser: ReplyParser | null = null;
   private connected = false;
-  // This tick's outgoing commands, sent as one write on the next tick (see send()).
+  // Commands queued since the last write, sent as one write in a microtask (see enqueue()).
   private outText = "";
   private outParts: Array<string | Buffer> | null = null;
   private flushScheduled = false;
+  private readonly flushSoon = () => this.flushWrites();
+  // Requests in wire order: queue[head..tail) await replies. The array is reused while requests
+  // come and go one at a time, so a request does not reallocate it.
   private queue: Array<Pending | undefined> = [];
   private head = 0;
+  private tail = 0;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
   private deadUntil = 0;
@@ -152,6 +182,7 @@ export class Connection implements ReplyHandler {
   /** Queue index of the first request not yet written (-1: none); see flushWrites(). */
   private unflushedFrom = -1;
   private retiring = false;
+  private metaProbe: Promise<boolean> | undefined;
   /** Reads retried after failing on a socket that had sat idle (see send()). */
   staleRetries = 0;
 
@@ -171,7 +202,7 @@ export class Connection implements ReplyHandler {
 
   /** Requests sent and not yet answered. */
   get inFlight(): number {
-    return this.queue.length - this.head;
+    return this.tail - this.head;
   }
 
   /** True while the node is marked dead (requests are refused without being sent). */
@@ -185,8 +216,9 @@ export class Connection implements ReplyHandler {
   }
 
   /**
-   * Sends one command and resolves with its reply, gathered as `kind` says. Rejects with a
-   * MemcacheError subclass; never hangs longer than timeoutMs.
+   * Sends one command and resolves with its reply, gathered as `kind` says (and turned into the
+   * result by `options.result`). Rejects with a MemcacheError subclass; never hangs longer than
+   * timeoutMs. `keyCount` is reported to diagnostics subscribers only.
    *
    * `retryIfStale` (reads only, never writes): when the socket sat idle for staleSocketMs or
    * more — a thawed Lambda's socket may be dead without any FIN — and the request fails with a
@@ -197,24 +229,104 @@ export class Connection implements ReplyHandler {
     kind: ReplyKind,
     verb: string,
     options: SendOptions = NO_OPTIONS,
+    keyCount = 1,
   ): Promise<T> {
+    // Diagnostics cost one check when nobody listens: no context object, no closure.
+    if (commandChannel.hasSubscribers) {
+      return this.traced<T>(payload, kind, verb, options, keyCount);
+    }
+    return this.sendOnce<T>(payload, kind, verb, options, undefined);
+  }
+
+  private sendOnce<T>(
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    options: SendOptions,
+    trace: CommandContext | undefined,
+  ): Promise<T> {
+    const now = Date.now();
     if (
       options.retryIfStale === true &&
       this.connected &&
-      Date.now() - this.lastSendAt >= this.options.staleSocketMs
+      now - this.lastSendAt >= this.options.staleSocketMs
     ) {
-      return this.enqueue<T>(payload, kind, verb, options).catch((error: unknown) => {
+      return this.enqueue<T>(payload, kind, verb, options, trace, now).catch((error: unknown) => {
         if (
           error instanceof MemcacheTimeoutError ||
           error instanceof MemcacheConnectionClosedError
         ) {
           this.staleRetries++;
-          return this.enqueue<T>(payload, kind, verb, options);
+          return this.enqueue<T>(payload, kind, verb, options, trace, Date.now());
         }
         throw error;
       });
     }
-    return this.enqueue<T>(payload, kind, verb, options);
+    return this.enqueue<T>(payload, kind, verb, options, trace, now);
+  }
+
+  /** send() with a diagnostics event around it (see diagnostics.ts). */
+  private traced<T>(
+    payload: string | Buffer,
+    kind: ReplyKind,
+    verb: string,
+    options: SendOptions,
+    keyCount: number,
+  ): Promise<T> {
+    const context: CommandContext = {
+      command: verb,
+      node: this.endpoint,
+      serverAddress: this.host,
+      serverPort: this.port,
+      keyCount,
+      outcome: "error",
+      durationMs: 0,
+    };
+    const started = performance.now();
+    const run = () =>
+      this.sendOnce<T>(payload, kind, verb, options, context).then(
+        (result) => {
+          context.durationMs = performance.now() - started;
+          return result;
+        },
+        (error: unknown) => {
+          context.durationMs = performance.now() - started;
+          context.outcome = "error";
+          throw error;
+        },
+      );
+    return commandChannel.tracePromise(run, context);
+  }
+
+  /**
+   * Whether this node speaks the meta protocol as the client expects (see metaCapable()), asked
+   * once per socket. The probe (`version`, then `mn`) is queued at once, so it leaves in the same
+   * write as whatever else is sent in this tick: on a new socket it costs no round trip of its
+   * own when the caller sends its first request right after calling this.
+   */
+  probeMeta(): Promise<boolean> {
+    if (this.metaSupport !== undefined) return Promise.resolve(this.metaSupport);
+    if (this.metaProbe !== undefined) return this.metaProbe;
+    const version = this.send<string>("version\r\n", Reply.LINE, "version", VERSION_REPLY, 0);
+    const noop = this.send<MetaReply>("mn\r\n", Reply.META, "mn", NO_OPTIONS, 0);
+    const socket = this.socket; // opened by the sends above unless the node is marked dead
+    const probe = Promise.allSettled([version, noop]).then(([versionResult, noopResult]) => {
+      if (this.metaProbe === probe) this.metaProbe = undefined;
+      if (versionResult.status === "rejected") throw versionResult.reason;
+      if (
+        noopResult.status === "rejected" &&
+        !(noopResult.reason instanceof MemcacheUnknownCommandError)
+      ) {
+        throw noopResult.reason;
+      }
+      const answered = noopResult.status === "fulfilled" && noopResult.value.code === "MN";
+      const supported = metaCapable(versionResult.value.slice(8), answered);
+      // Remember it only for the socket that answered (a reconnect may reach another server).
+      if (socket !== null && this.socket === socket) this.metaSupport = supported;
+      return supported;
+    });
+    this.metaProbe = probe;
+    return probe;
   }
 
   private enqueue<T>(
@@ -222,57 +334,53 @@ export class Connection implements ReplyHandler {
     kind: ReplyKind,
     verb: string,
     options: SendOptions,
+    trace: CommandContext | undefined,
+    now: number,
   ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const now = Date.now();
-      this.lastSendAt = now;
-      if (this.deadUntil !== 0) {
-        if (now < this.deadUntil) {
-          reject(
-            new MemcacheNodeDeadError(
-              `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; retrying in ${this.deadUntil - now} ms (deadRetryMs)`,
-            ),
-          );
-          return;
-        }
-        this.deadUntil = 0; // half-open: this request is the probe
+    this.lastSendAt = now;
+    if (this.deadUntil !== 0) {
+      if (now < this.deadUntil) {
+        return Promise.reject(
+          new MemcacheNodeDeadError(
+            `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; retrying in ${this.deadUntil - now} ms (deadRetryMs)`,
+          ),
+        );
       }
-      const socket = this.socket ?? this.open();
-      if (this.unflushedFrom < 0) this.unflushedFrom = this.queue.length;
-      this.queue.push({
-        kind,
-        verb,
-        hasData: options.hasData === true,
-        accept: options.accept,
-        deadline: now + this.options.timeoutMs,
-        resolve: resolve as (value: never) => void,
-        reject,
-        values: undefined,
-        stats: undefined,
-        config: undefined,
-      });
-      if (this.inFlight === 1) {
-        socket.ref(); // keep the process alive only while a reply is owed
-        if (this.timer === null) this.armTimer(this.options.timeoutMs);
-        else if (!this.connected) {
-          // The timer waits for the connect deadline; this request's own deadline may be sooner.
-          this.armTimer(Math.min(this.options.timeoutMs, this.connectDeadline - now));
-        }
-      }
-      // Everything sent in this tick leaves in one write: pipelining without added latency.
-      if (typeof payload === "string") {
-        this.outText += payload;
-      } else {
-        this.outParts ??= [];
-        if (this.outText.length > 0) this.outParts.push(this.outText);
-        this.outText = "";
-        this.outParts.push(payload);
-      }
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        process.nextTick(flush, this);
-      }
+      this.deadUntil = 0; // half-open: this request is the probe
+    }
+    const socket = this.socket ?? this.open();
+    if (this.unflushedFrom < 0) this.unflushedFrom = this.tail;
+    const pending = new Pending(kind, verb, options, now + this.options.timeoutMs, trace);
+    const promise = new Promise<T>((resolve, reject) => {
+      pending.resolve = resolve as (value: unknown) => void;
+      pending.reject = reject;
     });
+    this.queue[this.tail++] = pending;
+    if (this.tail - this.head === 1) {
+      socket.ref(); // keep the process alive only while a reply is owed
+      if (this.timer === null) this.armTimer(this.options.timeoutMs);
+      else if (!this.connected) {
+        // The timer waits for the connect deadline; this request's own deadline may be sooner.
+        this.armTimer(Math.min(this.options.timeoutMs, this.connectDeadline - now));
+      }
+    }
+    // Everything queued until the current microtasks are done leaves in one write: pipelining
+    // without added latency. A reaction on a settled promise is the cheapest microtask (a
+    // process.nextTick object per request cost more than the rest of the request together, and
+    // queueMicrotask wraps its callback once AsyncLocalStorage is in use).
+    if (typeof payload === "string") {
+      this.outText += payload;
+    } else {
+      this.outParts ??= [];
+      if (this.outText.length > 0) this.outParts.push(this.outText);
+      this.outText = "";
+      this.outParts.push(payload);
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      SETTLED.then(this.flushSoon);
+    }
+    return promise;
   }
 
   /**
@@ -360,6 +468,7 @@ export class Connection implements ReplyHandler {
     this.parser = parser;
     this.connected = false;
     this.metaSupport = undefined;
+    this.serverVersion = undefined;
     // The connect deadline shares the one timer: until connected, the timer checks it.
     this.armTimer(options.connectTimeoutMs);
     this.connectDeadline = Date.now() + options.connectTimeoutMs;
@@ -444,18 +553,20 @@ export class Connection implements ReplyHandler {
     this.unflushedFrom = -1;
     const pending = this.queue;
     const start = this.head;
+    const end = this.tail;
     this.queue = [];
     this.head = 0;
+    this.tail = 0;
     // A server that closes an idle socket is not failing; one that drops requests or never
     // connects is.
-    if (isFailure && (pending.length > start || !this.connected)) {
+    if (isFailure && (end > start || !this.connected)) {
       this.failures++;
       if (this.failures >= this.options.failuresBeforeDead) {
         this.deadUntil = Date.now() + this.options.deadRetryMs;
       }
     }
     this.connected = false;
-    for (let i = start; i < pending.length; i++) pending[i]!.reject(error);
+    for (let i = start; i < end; i++) pending[i]!.reject(error);
   }
 
   private current(what: string): Pending {
@@ -470,16 +581,18 @@ export class Connection implements ReplyHandler {
     const head = this.queue[this.head]!;
     this.queue[this.head] = undefined;
     this.head++;
-    if (this.head === this.queue.length) {
-      this.queue.length = 0;
+    if (this.head === this.tail) {
       this.head = 0;
+      this.tail = 0;
+      if (this.queue.length > 1024) this.queue = []; // after a burst: give the memory back
       this.socket?.unref();
       if (this.retiring) {
         this.retiring = false;
         queueMicrotask(() => this.close()); // after this reply is delivered
       }
     } else if (this.head >= 1024 && this.unflushedFrom < 0) {
-      this.queue = this.queue.slice(this.head);
+      this.queue = this.queue.slice(this.head, this.tail);
+      this.tail -= this.head;
       this.head = 0;
     }
     this.failures = 0; // the server answered: it is alive
@@ -487,7 +600,21 @@ export class Connection implements ReplyHandler {
   }
 
   private complete(value: unknown): void {
-    (this.dequeue().resolve as (value: unknown) => void)(value);
+    const head = this.dequeue();
+    if (head.trace !== undefined) head.trace.outcome = outcomeOf(head.kind, value);
+    const result = head.options.result;
+    if (result === undefined) {
+      head.resolve(value);
+      return;
+    }
+    let mapped: unknown;
+    try {
+      mapped = (result as (reply: unknown) => unknown)(value);
+    } catch (error) {
+      head.reject(error as Error);
+      return;
+    }
+    head.resolve(mapped);
   }
 
   // ---- ReplyHandler: reply events from the parser, in wire order ----
@@ -517,12 +644,24 @@ export class Connection implements ReplyHandler {
   }
 
   onLine(line: string): void {
-    const head = this.current(JSON.stringify(line.slice(0, 40)));
+    const head = this.queue[this.head];
+    if (head === undefined) {
+      throw new MemcacheProtocolError(
+        `unexpected ${JSON.stringify(line.slice(0, 40))} with no request waiting`,
+      );
+    }
     switch (head.kind) {
-      case Reply.LINE:
+      case Reply.LINE: {
         if (isErrorLine(line)) return this.onErrorLine(head, line);
-        if (head.accept === undefined || head.accept(line)) return this.complete(line);
+        const accept = head.options.accept;
+        if (accept === undefined || accept(line)) {
+          if (head.verb === "version" && line.startsWith("VERSION ")) {
+            this.serverVersion = line.slice(8);
+          }
+          return this.complete(line);
+        }
         break;
+      }
       case Reply.VALUES:
         if (line === "END") return this.complete(head.values ?? []);
         break;
@@ -558,7 +697,7 @@ export class Connection implements ReplyHandler {
       // After an unknown command that carried data, the server reads that data as commands.
       return this.rejectHead(
         new MemcacheUnknownCommandError(`${where} ERROR: the server does not support this command`),
-        !head.hasData,
+        head.options.hasData !== true,
       );
     }
     if (line.startsWith("CLIENT_ERROR")) {
@@ -595,7 +734,7 @@ export class Connection implements ReplyHandler {
     // not use up a request's time before it was even sent.
     if (this.unflushedFrom >= 0) {
       const deadline = Date.now() + this.options.timeoutMs;
-      for (let i = this.unflushedFrom; i < this.queue.length; i++) {
+      for (let i = this.unflushedFrom; i < this.tail; i++) {
         const pending = this.queue[i];
         if (pending !== undefined) pending.deadline = deadline;
       }
@@ -606,23 +745,27 @@ export class Connection implements ReplyHandler {
     this.outText = "";
     this.outParts = null;
     if (socket === null) return;
+    // Text is written as UTF-8: commands are ASCII (keys and meta flags are checked), so only a
+    // string value's bytes depend on it, and those are meant to be UTF-8.
     if (parts === null) {
-      socket.write(text, "latin1");
+      socket.write(text, "utf8");
+      return;
+    }
+    if (text.length === 0 && parts.length === 1) {
+      socket.write(parts[0]!); // one storage command with a binary value: no cork, no writev
       return;
     }
     if (text.length > 0) parts.push(text);
     socket.cork();
     for (const part of parts) {
-      if (typeof part === "string") socket.write(part, "latin1");
+      if (typeof part === "string") socket.write(part, "utf8");
       else socket.write(part);
     }
     socket.uncork();
   }
 }
 
-function flush(connection: Connection): void {
-  connection.flushWrites();
-}
+const SETTLED = Promise.resolve();
 
 function onGrace(connection: Connection, socket: net.Socket, head: Pending | undefined): void {
   connection.expireIfStillOverdue(socket, head);
@@ -630,6 +773,43 @@ function onGrace(connection: Connection, socket: net.Socket, head: Pending | und
 
 function onTimer(connection: Connection): void {
   connection.checkDeadlines();
+}
+
+export const VERSION_REPLY: SendOptions = { accept: (line) => line.startsWith("VERSION ") };
+
+/**
+ * The meta protocol as this client speaks it (HD/VA/EN replies, `ms <key> <size>`) is there when
+ * `mn` answers MN and the version is not a release before 1.6.10: 1.6.0-1.6.9 answer meta
+ * commands differently (OK instead of HD, sizes as flags) and 1.5 has none (ERROR). A version
+ * that is not plain `x.y.z` (a proxy, or a managed service such as ElastiCache Serverless, which
+ * documents every memcached 1.6 command) is judged by its `mn` answer alone.
+ */
+export function metaCapable(version: string, answersMn: boolean): boolean {
+  if (!answersMn) return false;
+  const match = /^(\d+)\.(\d+)\.(\d+)(?:[^\d]|$)/.exec(version);
+  if (match === null) return true;
+  const [major, minor, patch] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  if (major !== 1) return major > 1;
+  if (minor !== 6) return minor > 6;
+  return patch >= 10;
+}
+
+/** A short word for how a request was answered, for diagnostics (see CommandContext.outcome). */
+function outcomeOf(kind: ReplyKind, reply: unknown): string {
+  switch (kind) {
+    case Reply.LINE: {
+      const line = reply as string;
+      const first = line.charCodeAt(0);
+      if ((first >= 0x30 && first <= 0x39) || line.startsWith("VERSION ")) return "ok";
+      return line.toLowerCase();
+    }
+    case Reply.VALUES:
+      return (reply as RetrievedValue[]).length === 0 ? "miss" : "hit";
+    case Reply.META:
+      return (reply as MetaReply).code.toLowerCase();
+    default:
+      return "ok";
+  }
 }
 
 // Meta reply codes (1.6.10+); VA arrives through onMetaValue.

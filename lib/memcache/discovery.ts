@@ -119,6 +119,8 @@ export class AutoDiscovery {
         "config get cluster\r\n",
         Reply.CONFIG,
         "config",
+        undefined,
+        0, // keys named, for diagnostics
       );
       if (data === undefined)
         throw new MemcacheDiscoveryError("config get cluster answered END without a CONFIG block");

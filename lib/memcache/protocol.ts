@@ -35,17 +35,57 @@ export function encodeStorage(
   data: Buffer,
   cas?: string,
 ): Buffer {
-  const header =
-    cas === undefined
-      ? `${verb} ${key} ${flags} ${exptime} ${data.length}\r\n`
-      : `${verb} ${key} ${flags} ${exptime} ${data.length} ${cas}\r\n`;
-  return withData(header, data);
+  return withData(storageLine(verb, key, flags, exptime, data.length, cas), data);
+}
+
+/**
+ * encodeStorage() for a value that is UTF-8 text of `bytes` bytes: one string, to be written as
+ * UTF-8 (the command part is ASCII, so its bytes do not change). No Buffer is made for it.
+ */
+export function encodeStorageText(
+  verb: StorageVerb,
+  key: string,
+  flags: number,
+  exptime: number,
+  text: string,
+  bytes: number,
+  cas?: string,
+): string {
+  return `${storageLine(verb, key, flags, exptime, bytes, cas)}${text}\r\n`;
+}
+
+function storageLine(
+  verb: StorageVerb,
+  key: string,
+  flags: number,
+  exptime: number,
+  bytes: number,
+  cas: string | undefined,
+): string {
+  return cas === undefined
+    ? `${verb} ${key} ${flags} ${exptime} ${bytes}\r\n`
+    : `${verb} ${key} ${flags} ${exptime} ${bytes} ${cas}\r\n`;
 }
 
 /** `ms <key> <datalen> <flags>*\r\n<data>\r\n`. */
 export function encodeMetaSet(key: string, data: Buffer, metaFlags: readonly string[]): Buffer {
-  const flags = metaFlags.length === 0 ? "" : ` ${metaFlags.join(" ")}`;
-  return withData(`ms ${key} ${data.length}${flags}\r\n`, data);
+  return withData(metaSetLine(key, data.length, metaFlags), data);
+}
+
+/** encodeMetaSet() for UTF-8 text of `bytes` bytes, as one string (see encodeStorageText). */
+export function encodeMetaSetText(
+  key: string,
+  text: string,
+  bytes: number,
+  metaFlags: readonly string[],
+): string {
+  return `${metaSetLine(key, bytes, metaFlags)}${text}\r\n`;
+}
+
+function metaSetLine(key: string, bytes: number, metaFlags: readonly string[]): string {
+  return metaFlags.length === 0
+    ? `ms ${key} ${bytes}\r\n`
+    : `ms ${key} ${bytes} ${metaFlags.join(" ")}\r\n`;
 }
 
 function withData(header: string, data: Buffer): Buffer {
@@ -149,9 +189,15 @@ export class ReplyParser {
     let offset = 0;
     const length = data.length;
     while (offset < length) {
-      const lf = data.indexOf(LF, offset);
-      if (lf === -1) break;
-      if (lf - offset > maxLineBytes) throw tooLong(maxLineBytes);
+      // Reply lines are short: a plain loop beats a call into Buffer.indexOf for them. It looks
+      // no further than the longest line allowed.
+      const scanEnd = Math.min(length, offset + maxLineBytes + 1);
+      let lf = offset;
+      while (lf < scanEnd && data[lf] !== LF) lf++;
+      if (lf === scanEnd) {
+        if (scanEnd < length) throw tooLong(maxLineBytes);
+        break;
+      }
       if (lf === offset || data[lf - 1] !== CR) {
         throw new MemcacheProtocolError("reply line not terminated by \\r\\n");
       }
@@ -192,7 +238,7 @@ export class ReplyParser {
         offset = start;
         this.handler.onLine(line);
       } else {
-        const line = data.toString("latin1", offset, lf - 1);
+        const line = commonLine(data, offset, lf - 1) ?? data.toString("latin1", offset, lf - 1);
         offset = lf + 1;
         this.handler.onLine(line);
       }
@@ -251,7 +297,7 @@ export class ReplyParser {
       cas = data.toString("latin1", casStart, end);
     }
     this.blockKind = BLOCK_VALUE;
-    this.blockKey = data.toString("latin1", start, keyEnd);
+    this.blockKey = latin1(data, start, keyEnd);
     this.blockFlags = flags;
     this.blockCas = cas;
     return this.checkSize(size);
@@ -308,6 +354,50 @@ export class ReplyParser {
       this.handler.onConfig(this.blockKey, data);
     }
   }
+}
+
+// The one-line replies of storage, delete, touch and meta commands, recognised from their bytes
+// so that the common case builds no string; by length, then bytes.
+const COMMON_LINES = new Map<number, Array<[Buffer, string]>>();
+for (const line of [
+  "STORED",
+  "NOT_STORED",
+  "EXISTS",
+  "NOT_FOUND",
+  "DELETED",
+  "TOUCHED",
+  "HD",
+  "EN",
+  "NF",
+  "NS",
+  "EX",
+  "MN",
+  "OK",
+]) {
+  const list = COMMON_LINES.get(line.length) ?? [];
+  list.push([Buffer.from(line, "latin1"), line]);
+  COMMON_LINES.set(line.length, list);
+}
+
+/** The reply line `data[start, end)` as a shared constant string if it is a common one. */
+function commonLine(data: Buffer, start: number, end: number): string | undefined {
+  const candidates = COMMON_LINES.get(end - start);
+  if (candidates === undefined) return undefined;
+  outer: for (const [bytes, line] of candidates) {
+    for (let i = 0; i < bytes.length; i++) {
+      if (data[start + i] !== bytes[i]) continue outer;
+    }
+    return line;
+  }
+  return undefined;
+}
+
+/** `data[start, end)` as a latin1 string; short ones (keys) without a call into C++. */
+function latin1(data: Buffer, start: number, end: number): string {
+  if (end - start > 32) return data.toString("latin1", start, end);
+  let text = "";
+  for (let i = start; i < end; i++) text += String.fromCharCode(data[i]!);
+  return text;
 }
 
 function parseUint(text: string, line: string): number {

@@ -139,6 +139,11 @@ describe("oversized values", () => {
     await expect(client.metaSet("too-big", Buffer.alloc(2 * 1024 * 1024))).rejects.toThrow(
       MemcacheIllegalInputError,
     );
+    // A string is measured in UTF-8 bytes: 600 Ki characters of 2 bytes each are over 1 MiB.
+    await expect(client.set("too-big", "é".repeat(600 * 1024))).rejects.toThrow(/1228800 bytes/);
+    await expect(client.metaSet("too-big", "é".repeat(600 * 1024))).rejects.toThrow(
+      MemcacheIllegalInputError,
+    );
     expect(client.nodes[0]!.isOpen).toBe(false);
     expect((await counters(observer, ["cmd_set"])).cmd_set).toBe(before.cmd_set);
     expect(await observer.get("too-big")).toBeUndefined();

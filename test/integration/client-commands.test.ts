@@ -317,6 +317,25 @@ describe("values", () => {
     expect(await client.get(k)).toEqual(value);
   });
 
+  it("stores a string as its UTF-8 bytes with set, add, cas and metaSet alike", async ({ client }) => {
+    const text = "héllo 👋🏽 世界 \u0000 \uFEFF end";
+    const utf8 = Buffer.from(text, "utf8");
+    const k = key("utf8");
+    const stored: Buffer[] = [];
+    const raw = async () => (await client.metaGet(k, ["v"])).value!;
+    await client.set(k, text);
+    stored.push(await raw());
+    await client.delete(k);
+    await client.add(k, text);
+    stored.push(await raw());
+    await client.cas(k, text, (await client.gets(k))!.cas);
+    stored.push(await raw());
+    await client.metaSet(k, text);
+    stored.push(await raw());
+    expect(stored).toEqual([utf8, utf8, utf8, utf8]);
+    expect(await client.get(k)).toBe(text);
+  });
+
   it("round-trips a 500 KiB random Buffer byte for byte", async ({ client }) => {
     const k = key("big");
     const value = randomBytes(500 * 1024);

@@ -8,7 +8,9 @@ import { MemcacheIllegalInputError, MemcacheProtocolError } from "../../../lib/m
 import {
   encodeLine,
   encodeMetaSet,
+  encodeMetaSetText,
   encodeStorage,
+  encodeStorageText,
   type ParserLimits,
   parseMetaFlags,
   type ReplyHandler,
@@ -531,6 +533,24 @@ describe("encoders", () => {
     expect(encodeMetaSet("k", Buffer.from("hi"), ["T60", "F1", "I"]).toString("latin1")).toBe(
       "ms k 2 T60 F1 I\r\nhi\r\n",
     );
+  });
+
+  it("encodes a storage command for UTF-8 text as one string with the byte count", () => {
+    const text = "héllo 👋";
+    const bytes = Buffer.byteLength(text, "utf8");
+    expect(encodeStorageText("set", "k", 1, 0, text, bytes)).toBe(
+      `set k 1 0 ${bytes}\r\n${text}\r\n`,
+    );
+    expect(encodeStorageText("cas", "k", 16, 60, "ab", 2, "99")).toBe("cas k 16 60 2 99\r\nab\r\n");
+    // Written as UTF-8, the text form is byte for byte the buffer form.
+    expect(Buffer.from(encodeStorageText("add", "k", 0, 0, text, bytes), "utf8")).toEqual(
+      encodeStorage("add", "k", 0, 0, Buffer.from(text, "utf8")),
+    );
+  });
+
+  it("encodes a meta set for UTF-8 text as one string", () => {
+    expect(encodeMetaSetText("k", "ü", 2, ["T60", "F1"])).toBe("ms k 2 T60 F1\r\nü\r\n");
+    expect(encodeMetaSetText("k", "", 0, [])).toBe("ms k 0\r\n\r\n");
   });
 
   it("encodes a meta set without flags", () => {
