@@ -15,7 +15,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { setTimeout as delay } from "node:timers/promises";
 import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
-import { type LeaseMode, leasesFor } from "../lib/cache/leases.ts";
+import type { LeaseMode } from "../lib/cache/leases.ts";
 import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
   );
   try {
     const version = Object.values(await clients[0]!.version())[0] ?? "unknown";
-    const autoMode = (await leasesFor(clients[0]!, "auto")).mode;
+    const autoMode = (await clients[0]!.hasMeta()) ? "meta" : "lock";
     const over = (leaseMode: LeaseMode) =>
       clients.map((c) => new CacheAside(clientStore(c, { leaseMode })));
     const subjects: Subject[] = [

@@ -163,7 +163,7 @@ export class FallbackStore implements CacheStore {
       flags: TOMBSTONE_FLAGS,
     });
     const leases = await this.leases();
-    if (leases.mode === "meta") await leases.markStale(key, this.options.tombstoneSeconds);
+    await leases.markStale(key, this.options.tombstoneSeconds); // false without I/O for lock
   }
 
   private async readOld(key: string): Promise<OldRead | undefined> {

@@ -9,6 +9,8 @@
 //   loses against an invalidation that happened during the load.
 // - lockLeases (older servers, or forced): an `add` of `<key>#lock` with a short TTL is the lease.
 //   Same guarantee for misses; no early refresh and no stale marking (invalidation deletes).
+// - autoLeases (the default): meta where the server has it, else lock, decided by a probe that
+//   rides in the same write as the first read (see autoLeases).
 // - plainLeases ("off"): no stampede protection. Every miss wins at once; the fill is still
 //   conditional (add, or cas over what was read), so it never overwrites a value or tombstone
 //   written after the read.
@@ -129,7 +131,8 @@ export class Lease<T = unknown> {
 
 /** The implementation a store uses: meta protocol, add-lock, or none ("off"). */
 export interface Leases {
-  readonly mode: "meta" | "lock" | "off";
+  /** "auto" until autoLeases knows which of meta and lock the server takes. */
+  readonly mode: "meta" | "lock" | "off" | "auto";
   readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>>;
   /** Marks the item stale for `staleSeconds` instead of deleting it; false if unsupported/absent. */
   markStale(key: string, staleSeconds: number): Promise<boolean>;
@@ -349,8 +352,8 @@ export type LeaseMode = "auto" | "meta" | "lock" | "off";
 export const LEASE_MODES: readonly LeaseMode[] = ["auto", "meta", "lock", "off"];
 
 /**
- * The lease implementation for `client`, resolved once (auto probes the meta protocol on the
- * first call; a probe that fails is retried on the next call).
+ * The lease implementation for `client`, resolved once. No mode needs a round trip of its own
+ * (auto learns the server's meta support with its first read; see autoLeases).
  */
 export function leaseResolver(client: MemcacheClient, mode: LeaseMode): () => Promise<Leases> {
   let resolved: Promise<Leases> | undefined;
@@ -363,10 +366,56 @@ export function leaseResolver(client: MemcacheClient, mode: LeaseMode): () => Pr
   };
 }
 
-/** Resolves the lease implementation for `client` (probing the meta protocol for auto). */
+/** The lease implementation for `client` (auto: see autoLeases). */
 export async function leasesFor(client: MemcacheClient, mode: LeaseMode): Promise<Leases> {
   if (mode === "off") return plainLeases(client);
   if (mode === "lock") return lockLeases(client);
-  if (mode === "meta" || (await client.hasMeta())) return metaLeases(client);
-  return lockLeases(client);
+  if (mode === "meta") return metaLeases(client);
+  return autoLeases(client);
+}
+
+/**
+ * Meta leases where the server has the meta protocol, lock leases elsewhere, decided by the
+ * client's probe (`version` + `mn`) without a round trip of its own: the first read of a new
+ * client sends the probe and a plain `gets` of the key in one write.
+ *
+ *   cold client   write 1: version, mn, gets key  ->  a hit: served (one round trip in all)
+ *                                                 ->  a miss: the probe has answered too, so
+ *                                                     the lease is taken the chosen way
+ *
+ * A plain `gets` cannot see a vivified meta placeholder (empty, flags 0) as such, nor an item
+ * marked stale: an empty flags-0 value or an undecodable one goes the lease way, and a stale
+ * item read this way is served as a hit (one reader, once per client; the next reader's
+ * `mg` wins the refresh).
+ */
+export function autoLeases(client: MemcacheClient): Leases {
+  let chosen: Leases | undefined;
+  const choose = async (probe: Promise<boolean>) => {
+    chosen ??= (await probe) ? metaLeases(client) : lockLeases(client);
+    return chosen;
+  };
+  return {
+    get mode() {
+      return chosen?.mode ?? "auto";
+    },
+    async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
+      if (chosen !== undefined) return chosen.readLease<T>(key, options);
+      const probe = client.hasMeta(key); // queued first: leaves in the same write as the gets
+      const plain = client.gets<T>(key);
+      const [learned, item] = await Promise.allSettled([probe, plain]);
+      if (item.status === "rejected") throw item.reason;
+      const value = item.value?.value;
+      // Empty bytes under flags 0: what `mg ... N` leaves while another client loads the key.
+      if (value !== undefined && !(item.value!.flags === 0 && item.value!.data.length === 0)) {
+        if (learned.status === "fulfilled") await choose(probe);
+        return { status: "hit", value, stale: false, fallback: false };
+      }
+      if (learned.status === "rejected") throw learned.reason;
+      return (await choose(probe)).readLease<T>(key, options);
+    },
+    async markStale(key, staleSeconds) {
+      const leases = chosen ?? (await choose(client.hasMeta(key)));
+      return leases.markStale(key, staleSeconds);
+    },
+  };
 }

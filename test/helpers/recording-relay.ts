@@ -10,6 +10,13 @@ import { closeServer, type LoopbackAddress, listenOnLoopback } from "../../tools
 export interface RecordingRelay extends LoopbackAddress {
   /** Client -> server bytes of each connection accepted so far, in order of acceptance. */
   streams(): Buffer[];
+  /**
+   * Request/reply exchanges of each connection so far: bytes from the client that arrive after
+   * the server said something since the client's previous bytes start a new exchange (so
+   * requests pipelined in one write are one exchange; a request sent after waiting for a reply
+   * is another). The TCP handshake is not counted.
+   */
+  exchanges(): number[];
   /** Forgets what was recorded (open connections go on recording from here). */
   clear(): void;
   /** Destroys every socket and stops listening. */
@@ -21,13 +28,14 @@ export async function startRecordingRelay(target: {
   host: string;
   port: number;
 }): Promise<RecordingRelay> {
-  let recorded: Buffer[][] = [];
+  // One record per connection: its client bytes and its exchange count.
+  let recorded: Array<{ chunks: Buffer[]; exchanges: number }> = [];
   const sockets = new Set<net.Socket>();
 
   const server = net.createServer((client) => {
-    const chunks: Buffer[] = [];
-    recorded.push(chunks);
-    let current = chunks;
+    let current = { chunks: [] as Buffer[], exchanges: 0 };
+    recorded.push(current);
+    let answeredSinceRequest = true;
     const upstream = net.connect({ host: target.host, port: target.port });
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -42,18 +50,24 @@ export async function startRecordingRelay(target: {
     client.on("data", (chunk: Buffer) => {
       // clear() replaces `recorded`; keep recording this connection into the new list.
       if (!recorded.includes(current)) {
-        current = [];
+        current = { chunks: [], exchanges: 0 };
         recorded.push(current);
       }
-      current.push(Buffer.from(chunk));
+      current.chunks.push(Buffer.from(chunk));
+      if (answeredSinceRequest) current.exchanges++;
+      answeredSinceRequest = false;
       upstream.write(chunk);
     });
-    upstream.on("data", (chunk: Buffer) => client.write(chunk));
+    upstream.on("data", (chunk: Buffer) => {
+      answeredSinceRequest = true;
+      client.write(chunk);
+    });
   });
 
   return {
     ...(await listenOnLoopback(server)),
-    streams: () => recorded.map((chunks) => Buffer.concat(chunks)),
+    streams: () => recorded.map((record) => Buffer.concat(record.chunks)),
+    exchanges: () => recorded.map((record) => record.exchanges),
     clear: () => {
       recorded = [];
     },

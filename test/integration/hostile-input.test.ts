@@ -286,7 +286,8 @@ describe("protocol injection through request text", () => {
     const commands = receivedCommands();
     expect(commands.length).toBeGreaterThan(0);
     for (const command of commands) {
-      expect(["mn", "version", "mg", "ms", "md"]).toContain(command.verb);
+      // gets: a new client's first read, sent with the meta probe (see autoLeases).
+      expect(["mn", "version", "gets", "mg", "ms", "md"]).toContain(command.verb);
       for (const key of command.keys) {
         expect(key).toMatch(plainOrHashed);
         expect(key).not.toBe(VICTIM);
