@@ -2,10 +2,11 @@
 // (per connection), and a checker for that stream: every line must be one well-formed command
 // of the memcached text or meta protocol with a key of 1..250 printable ASCII bytes, or the data
 // block a storage command announced. So a test sees exactly what memcached received, without
-// memcached's -vv log.
+// memcached's -vv log. It also counts request/reply exchanges per connection (tests and
+// bench:client's cold-start figure).
 
 import net from "node:net";
-import { closeServer, type LoopbackAddress, listenOnLoopback } from "../../tools/ports.ts";
+import { closeServer, type LoopbackAddress, listenOnLoopback } from "./ports.ts";
 
 export interface RecordingRelay extends LoopbackAddress {
   /** Client -> server bytes of each connection accepted so far, in order of acceptance. */

@@ -317,7 +317,9 @@ describe("values", () => {
     expect(await client.get(k)).toEqual(value);
   });
 
-  it("stores a string as its UTF-8 bytes with set, add, cas and metaSet alike", async ({ client }) => {
+  it("stores a string as its UTF-8 bytes with set, add, cas and metaSet alike", async ({
+    client,
+  }) => {
     const text = "héllo 👋🏽 世界 \u0000 \uFEFF end";
     const utf8 = Buffer.from(text, "utf8");
     const k = key("utf8");

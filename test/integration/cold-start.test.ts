@@ -3,25 +3,27 @@
 // one request/reply exchange. Counted with a recording relay in front of a real memcached; the
 // servers whose meta protocol differs (1.6.6) or is missing (1.5) are scripted fakes.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, describe, expect, vi } from "vitest";
 import { CacheAside } from "../../lib/cache/cacheAside.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { answerLines, type FakeServer, startFakeServer } from "../helpers/fake-server.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 import {
   checkCommandStream,
   type RecordingRelay,
   startRecordingRelay,
-} from "../helpers/recording-relay.ts";
+} from "../../tools/recording-relay.ts";
+import { answerLines, type FakeServer, startFakeServer } from "../helpers/fake-server.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 
-let server: MemcachedProcess;
+/** Straight to memcached (not recorded), for setup and inspection: the fixtures' `client`. */
 let seeder: MemcacheClient;
+/** In front of the file's memcached (a fixture). */
 let relay: RecordingRelay;
 const opened: Array<{ close(): unknown }> = [];
 
+/** A brand-new client (a cold Lambda), closed after the test. */
 function newClient(endpoint: string): MemcacheClient {
-  const client = new MemcacheClient({ servers: endpoint, timeoutMs: 1_000 });
+  const client = new MemcacheClient({ servers: endpoint, timeoutMs: patientTimeoutMs });
   opened.push(client);
   return client;
 }
@@ -35,10 +37,9 @@ function verbs(streams: Buffer[]): string[][] {
   });
 }
 
-beforeAll(async () => {
-  server = await startMemcached();
-  seeder = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1_000 });
-  relay = await startRecordingRelay(server);
+it.beforeAll(async ({ memcached, client }) => {
+  seeder = client;
+  relay = await startRecordingRelay(memcached);
 });
 
 afterEach(() => {
@@ -47,9 +48,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  seeder?.close();
   await relay?.close();
-  await server?.stop();
 });
 
 describe("a brand-new client and cache-aside", () => {

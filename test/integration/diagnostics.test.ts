@@ -9,7 +9,7 @@ import {
   InMemorySpanExporter,
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect } from "vitest";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import {
   COMMAND_CHANNEL,
@@ -17,9 +17,11 @@ import {
   commandChannel,
   otelAttributes,
 } from "../../lib/memcache/diagnostics.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import { blackHole, type FakeServer, startFakeServer } from "../helpers/fake-server.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { it } from "../helpers/fixtures.ts";
 
+/** The file's memcached and a client of it (fixtures). */
 let server: MemcachedProcess;
 let client: MemcacheClient;
 const channel = tracingChannel<unknown, CommandContext>(COMMAND_CHANNEL);
@@ -42,19 +44,14 @@ function collect(): CommandContext[] {
   return settled;
 }
 
-beforeAll(async () => {
-  server = await startMemcached();
-  client = new MemcacheClient({ servers: server.endpoint, timeoutMs: 1_000 });
+it.beforeAll(async ({ memcached, client: fileClient }) => {
+  server = memcached;
+  client = fileClient;
 });
 
 afterEach(() => {
   unsubscribe?.();
   unsubscribe = undefined;
-});
-
-afterAll(async () => {
-  client?.close();
-  await server?.stop();
 });
 
 describe("the lambda-memcache:command tracing channel", () => {

@@ -34,13 +34,13 @@ import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError, MemcacheServerError } from "../../lib/memcache/errors.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/httpCache.ts";
-import { counters } from "../helpers/client.ts";
-import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 import {
   checkCommandStream,
   type RecordingRelay,
   startRecordingRelay,
-} from "../helpers/recording-relay.ts";
+} from "../../tools/recording-relay.ts";
+import { counters } from "../helpers/client.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 
 let relay: RecordingRelay;
 /** The client under test: through the recording relay to the file's memcached (a fixture). */
