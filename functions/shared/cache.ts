@@ -7,7 +7,7 @@ import type { CounterClient } from "../../lib/cache/counters.ts";
 import { FallbackStore, fallbackCounters } from "../../lib/cache/fallback.ts";
 import { clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
-import { recordCacheEvent, recordUndecodable } from "./metrics.ts";
+import { recordCacheEvent, recordOldClusterError, recordUndecodable } from "./metrics.ts";
 
 /** The cache variables, parsed strictly: a bad one stops the function here, at init. */
 export const cacheConfig = cacheConfigFromEnv();
@@ -33,25 +33,10 @@ export const oldClient =
 const store =
   oldClient === undefined
     ? clientStore(newClient)
-    : new FallbackStore(newClient, oldClient, {
-        onOldError: (operation, key, error) =>
-          recordCacheEvent({
-            type: "bypass",
-            key,
-            durationMs: 0,
-            error: annotate(operation, error),
-          }),
-      });
+    : new FallbackStore(newClient, oldClient, { onOldError: recordOldClusterError });
 
 export const cache = new CacheAside(store, { onEvent: recordCacheEvent });
 
 /** Where counters live: new, seeded once from old during a cutover. */
 export const counterClient: CounterClient =
   oldClient === undefined ? newClient : fallbackCounters(newClient, oldClient);
-
-function annotate(operation: string, error: unknown): Error {
-  const cause = error as Error;
-  return Object.assign(new Error(`old cluster ${operation}: ${cause.message}`), {
-    name: cause.name,
-  });
-}

@@ -14,6 +14,7 @@ import {
   secondsFromEnv,
   urlFromEnv,
 } from "../../lib/cache/config.ts";
+import { DEFAULT_METRICS_NAMESPACE } from "./emf.ts";
 
 export interface AppConfig {
   /** Without a trailing slash. */
@@ -25,7 +26,7 @@ export interface AppConfig {
 }
 
 export function appConfigFromEnv(env: Env = process.env): AppConfig {
-  const namespace = (env.METRICS_NAMESPACE ?? "").trim() || "LambdaMemcache";
+  const namespace = (env.METRICS_NAMESPACE ?? "").trim() || DEFAULT_METRICS_NAMESPACE;
   if (!/^[\x21-\x7e]{1,255}$/.test(namespace)) {
     throw envError(
       "METRICS_NAMESPACE",

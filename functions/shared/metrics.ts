@@ -1,9 +1,17 @@
 // Cache outcomes as CloudWatch metrics through the Embedded Metric Format: one structured JSON
 // log line per event, turned into metrics by CloudWatch Logs. No SDK, no extra cold-start cost.
 // Set CACHE_METRICS=off to silence it (tests that count log lines, local noise).
+// The names and Outcome values are in emf.ts (the dashboard and the local live view read them too).
 
 import type { CacheEvent } from "../../lib/cache/cacheAside.ts";
 import { appConfig } from "./config.ts";
+import {
+  metricNames,
+  OLD_CLUSTER_ERROR,
+  type Outcome,
+  outcomeDimensions,
+  undecodableDimensions,
+} from "./emf.ts";
 
 const namespace = appConfig.metricsNamespace;
 const enabled = appConfig.metrics;
@@ -11,6 +19,22 @@ const functionName = process.env.AWS_LAMBDA_FUNCTION_NAME ?? "local";
 
 /** onEvent hook for CacheAside: emits `CacheOutcome` (count) and `CacheLatency` (ms). */
 export function recordCacheEvent(event: CacheEvent): void {
+  recordOutcome(event.type, event.key, event.durationMs, event.error);
+}
+
+/**
+ * onOldError hook for FallbackStore: the old cluster failed during a cutover (never surfaced to
+ * the caller). A `CacheOutcome` line with Outcome `old-error`, the operation in the message.
+ */
+export function recordOldClusterError(operation: string, key: string, error: unknown): void {
+  const cause = error as Error;
+  const annotated = Object.assign(new Error(`old cluster ${operation}: ${cause.message}`), {
+    name: cause.name,
+  });
+  recordOutcome(OLD_CLUSTER_ERROR, key, 0, annotated);
+}
+
+function recordOutcome(outcome: Outcome, key: string, durationMs: number, error: unknown): void {
   if (!enabled) return;
   const line: Record<string, unknown> = {
     _aws: {
@@ -18,24 +42,24 @@ export function recordCacheEvent(event: CacheEvent): void {
       CloudWatchMetrics: [
         {
           Namespace: namespace,
-          Dimensions: [["Function", "Outcome"]],
+          Dimensions: [[...outcomeDimensions]],
           Metrics: [
-            { Name: "CacheOutcome", Unit: "Count" },
-            { Name: "CacheLatency", Unit: "Milliseconds" },
+            { Name: metricNames.outcome, Unit: "Count" },
+            { Name: metricNames.latency, Unit: "Milliseconds" },
           ],
         },
       ],
     },
     Function: functionName,
-    Outcome: event.type,
-    CacheOutcome: 1,
-    CacheLatency: Math.round(event.durationMs * 1000) / 1000,
-    key: event.key,
+    Outcome: outcome,
+    [metricNames.outcome]: 1,
+    [metricNames.latency]: Math.round(durationMs * 1000) / 1000,
+    key,
   };
-  if (event.error !== undefined) {
-    const error = event.error as Error;
+  if (error !== undefined) {
+    const failure = error as Error;
     line.level = "WARN";
-    line.error = { name: error.name, message: error.message };
+    line.error = { name: failure.name, message: failure.message };
   }
   console.log(JSON.stringify(line));
 }
@@ -54,14 +78,14 @@ export function recordUndecodable(value: { key: string; flags: number; bytes: nu
         CloudWatchMetrics: [
           {
             Namespace: namespace,
-            Dimensions: [["Function"]],
-            Metrics: [{ Name: "CacheUndecodable", Unit: "Count" }],
+            Dimensions: [[...undecodableDimensions]],
+            Metrics: [{ Name: metricNames.undecodable, Unit: "Count" }],
           },
         ],
       },
       level: "WARN",
       Function: functionName,
-      CacheUndecodable: 1,
+      [metricNames.undecodable]: 1,
       key: value.key,
       flags: value.flags,
       bytes: value.bytes,
