@@ -1,11 +1,12 @@
 // `npm run dev`: the whole reference app on loopback — memcached "new" (11211) and "old"
-// (11212), the demo origin (4000) and serverless-offline (3000, its Lambda endpoint on 3002).
+// (11212), the demo origin (4000), serverless-offline (3000, its Lambda endpoint on 3002) and the
+// live view of the cutover (3003; infra/local/live/).
 //
 //   CACHE_NEW_ENDPOINT   use this cluster as "new" instead of starting memcached on 11211
 //   CACHE_OLD_ENDPOINT   use this cluster as "old"; set but empty = one cluster, no "old"
 //   ORIGIN_URL           use this origin instead of starting the demo origin
 //   ORIGIN_DELAY_MS      latency of the demo origin (default 50)
-//   HTTP_PORT, LAMBDA_PORT, ORIGIN_PORT   ports (default 3000, 3002, 4000)
+//   HTTP_PORT, LAMBDA_PORT, ORIGIN_PORT, LIVE_PORT   ports (default 3000, 3002, 4000, 3003)
 //   npm run dev -- <args>                 extra arguments for `serverless offline start`
 //
 // Every port is checked before anything starts. Ctrl+C / SIGTERM stops every process this
@@ -19,6 +20,8 @@ import { setTimeout as delay } from "node:timers/promises";
 import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { bindProblem, freePort, loopback } from "../../tools/ports.ts";
 import { settlesWithin } from "../../tools/timing.ts";
+import { EventSeries, lineSplitter } from "./live/events.ts";
+import { type LiveView, startLiveView } from "./live/server.ts";
 import { type Origin, startOrigin } from "./origin.ts";
 
 export interface StackPorts {
@@ -32,6 +35,8 @@ export interface StackPorts {
   memcachedNew?: number;
   /** memcached "old"; default 11212. */
   memcachedOld?: number;
+  /** The live view's page (with `liveView`); default 3003. */
+  live?: number;
 }
 
 export interface StackOptions {
@@ -54,6 +59,12 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** serverless-offline output: the terminal ("inherit", default) or captured ("pipe"). */
   stdio?: "inherit" | "pipe";
+  /**
+   * Serve the live view (infra/local/live/): the functions' cache events are then read from
+   * serverless-offline's output (still shown on the terminal with "inherit"). Off unless asked
+   * for; the `npm run dev` command line turns it on.
+   */
+  liveView?: boolean;
   /** How long serverless-offline may take to answer HTTP; default 60 s. */
   readyTimeoutMs?: number;
   /** Aborting during startup stops what was started and rejects. */
@@ -78,6 +89,10 @@ export interface Stack {
   newEndpoint: string;
   /** "" in single-cluster mode. */
   oldEndpoint: string;
+  /** The live view's page, with `liveView`. */
+  liveView?: LiveView;
+  /** The cache events counted from the functions' output, with `liveView`. */
+  events?: EventSeries;
   /** What this stack started itself (external ones are absent). */
   started: { memcachedNew?: MemcachedProcess; memcachedOld?: MemcachedProcess; origin?: Origin };
   /** PIDs of the processes this stack started; serverless is also its process group id. */
@@ -101,6 +116,7 @@ export const defaultPorts = {
   origin: 4000,
   memcachedNew: 11211,
   memcachedOld: 11212,
+  live: 3003,
 } as const;
 const defaultReadyTimeoutMs = 60_000;
 const readyPollMs = 250;
@@ -134,6 +150,7 @@ export function optionsFromEnv(
     ["HTTP_PORT", "http"],
     ["LAMBDA_PORT", "lambda"],
     ["ORIGIN_PORT", "origin"],
+    ["LIVE_PORT", "live"],
   ] as const) {
     const value = env[variable]?.trim();
     if (value) opts.ports![key] = parsePort(value, variable);
@@ -258,6 +275,9 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       hint: "set ORIGIN_PORT (or ORIGIN_URL)",
     });
   }
+  if (opts.liveView) {
+    claims.push({ port: ports.live, host: loopback, what: "live view", hint: "set LIVE_PORT" });
+  }
   claims.push(
     { port: ports.http, host: listenHost, what: "serverless-offline", hint: "set HTTP_PORT" },
     {
@@ -271,8 +291,10 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
 
   const started: Stack["started"] = {};
   let serverless: ServerlessHandle | undefined;
+  let liveView: LiveView | undefined;
   const stopAll = async (): Promise<void> => {
     const problems: unknown[] = [];
+    await liveView?.close();
     if (serverless) await serverless.stop().catch((error) => problems.push(error));
     const rest = await Promise.allSettled([
       started.origin?.close(),
@@ -342,18 +364,38 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     );
     // Each stack builds into its own folder: serverless-esbuild deletes its work folder on exit,
     // which would pull the bundles from under another stack running at the same time.
-    serverless = spawnServerless(args, opts.stdio ?? "inherit", {
-      ...process.env,
-      ...opts.env,
-      STACK_WATCH: opts.watch === true ? "on" : "off",
-      SLS_ESBUILD_WORK_FOLDER: `.esbuild-stack-${ports.http}`,
-    });
+    // The functions' cache events, counted from their output for the live view.
+    const events = opts.liveView ? new EventSeries() : undefined;
+    const lines = events && lineSplitter((line) => events.addLine(line));
+    serverless = spawnServerless(
+      args,
+      opts.stdio ?? "inherit",
+      {
+        ...process.env,
+        ...opts.env,
+        STACK_WATCH: opts.watch === true ? "on" : "off",
+        SLS_ESBUILD_WORK_FOLDER: `.esbuild-stack-${ports.http}`,
+      },
+      lines?.push,
+    );
     await waitUntilAnswering(
       httpUrl,
       serverless,
       opts.readyTimeoutMs ?? defaultReadyTimeoutMs,
       opts.signal,
     );
+    checkAborted();
+    if (events) {
+      liveView = await startLiveView({
+        host: loopback,
+        port: ports.live,
+        events,
+        newEndpoint,
+        oldEndpoint,
+        originUrl,
+        appUrl: httpUrl,
+      });
+    }
 
     let stopping: Promise<void> | undefined;
     const handle = serverless;
@@ -362,6 +404,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       originUrl,
       newEndpoint,
       oldEndpoint,
+      ...(liveView && { liveView }),
+      ...(events && { events }),
       started,
       pids: {
         serverless: handle.child.pid!,
@@ -397,10 +441,16 @@ interface ServerlessHandle {
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
 
+/**
+ * Starts serverless-offline. With `onStdout`, its stdout is read through a pipe and handed over
+ * chunk by chunk — and with stdio "inherit" still shown: both streams are passed on to this
+ * process's own, byte for byte.
+ */
 function spawnServerless(
   args: string[],
   stdio: "inherit" | "pipe",
   env: NodeJS.ProcessEnv,
+  onStdout?: (chunk: Buffer) => void,
 ): ServerlessHandle {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
@@ -410,12 +460,18 @@ function spawnServerless(
   }
   // Its own process group: the esbuild service and anything else it spawns go with it, and a
   // terminal's Ctrl+C reaches only this launcher, which then shuts the stack down in order.
+  const piped = stdio === "pipe" || onStdout !== undefined;
   const child = spawn(process.execPath, args, {
     cwd: projectRoot,
     env,
-    stdio: ["ignore", stdio, stdio],
+    stdio: ["ignore", piped ? "pipe" : stdio, piped ? "pipe" : stdio],
     detached: process.platform !== "win32",
   });
+  if (onStdout) child.stdout?.on("data", onStdout);
+  if (piped && stdio === "inherit") {
+    child.stdout?.on("data", (chunk: Buffer) => process.stdout.write(chunk));
+    child.stderr?.on("data", (chunk: Buffer) => process.stderr.write(chunk));
+  }
   let output = "";
   const keep = (chunk: Buffer) => {
     output = (output + chunk.toString("utf8")).slice(-outputKeepChars);
@@ -588,6 +644,9 @@ export function describeStack(stack: Stack, originDelayMs: number): string {
       started.origin ? `(demo origin, delay ${originDelayMs} ms)` : "(external)"
     }`,
     `${pad("HTTP API")}${base}  (serverless-offline pid ${stack.pids.serverless})`,
+    ...(stack.liveView
+      ? [`${pad("live view")}${stack.liveView.url}  (open it in a browser: the cutover, live)`]
+      : []),
     "",
     "try:",
     `  curl -i ${base}/health`,
@@ -606,7 +665,7 @@ async function main(): Promise<void> {
   if (args[0] === "--") args.shift();
   let opts: StackOptions;
   try {
-    opts = { watch: true, ...optionsFromEnv(process.env, args) };
+    opts = { watch: true, liveView: true, ...optionsFromEnv(process.env, args) };
   } catch (error) {
     console.error((error as Error).message);
     process.exit(1);
