@@ -1,7 +1,8 @@
-// Finds the memcached and openssl binaries that tests, benchmarks and the local stack need, and
-// the Python clients the interop tests run against (Debian's python3-pymemcache and
-// python3-pylibmc under /usr/bin/python3), installing them with apt-get where that is possible
-// (root on Debian/Ubuntu), and otherwise failing with a one-line instruction.
+// Finds the memcached and openssl binaries that tests, benchmarks and the local stack need, the
+// Python clients the interop tests run against (Debian's python3-pymemcache and python3-pylibmc
+// under /usr/bin/python3) and the Chromium the live view's browser test drives, installing them
+// with apt-get where that is possible (root on Debian/Ubuntu), and otherwise failing with a
+// one-line instruction.
 // `npm run ensure-memcached` checks the machine.
 
 import { execFile, spawn } from "node:child_process";
@@ -30,6 +31,11 @@ const memcachedTool: Tool = {
   brewFormula: "memcached",
 };
 const opensslTool: Tool = { binary: "openssl", aptPackage: "openssl", brewFormula: "openssl" };
+const chromiumTool: Tool = {
+  binary: "chromium",
+  aptPackage: "chromium",
+  brewFormula: "--cask chromium",
+};
 
 // One look-up (and at most one install) per tool per process, however many callers ask.
 const found = new Map<string, Promise<string>>();
@@ -42,6 +48,11 @@ export function ensureMemcached(): Promise<string> {
 /** Returns the path of the openssl binary, installing it with apt-get when running as root. */
 export function ensureOpenssl(): Promise<string> {
   return ensureTool(opensslTool);
+}
+
+/** Returns the path of Debian's chromium (headless browser tests), installing it when root. */
+export function ensureChromium(): Promise<string> {
+  return ensureTool(chromiumTool);
 }
 
 /** The Python the interop tests run: the system one, where apt-get puts the client modules. */

@@ -20,14 +20,14 @@ export type { Product };
 export const appCacheTimeoutMs = patientTimeoutMs;
 
 /**
- * Starts the local stack for a test: free ports, output captured, and the patient cache
- * timeouts above. The caller stops it (a fixture's cleanup).
+ * Starts the local stack for a test: free ports (unless the test gives some), output captured,
+ * and the patient cache timeouts above. The caller stops it (a fixture's cleanup).
  */
 export function startTestStack(opts: StackOptions): Promise<Stack> {
   return startStack({
-    ports: { http: 0, lambda: 0, origin: 0 },
     stdio: "pipe",
     ...opts,
+    ports: { http: 0, lambda: 0, origin: 0, live: 0, ...opts.ports },
     env: {
       CACHE_TIMEOUT_MS: String(appCacheTimeoutMs),
       CACHE_CONNECT_TIMEOUT_MS: String(appCacheTimeoutMs),

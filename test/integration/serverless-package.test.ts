@@ -1,6 +1,9 @@
 // `serverless package` for a CI stage, once keeping the old cluster and once removing it: the
 // generated CloudFormation template has the clusters, subnet group, security groups, every
 // function's VPC config and cache endpoints as expected, and no function zip carries AWS SDK code.
+// The cutover's CloudWatch dashboard is valid JSON once CloudFormation substitutes it, and names
+// only metrics the functions really write (their EMF lines, captured from metrics.ts) and the
+// clusters' own; its alarms likewise.
 // Conditions (KeepOldCluster, ...) are evaluated here the way CloudFormation would, so "removed"
 // means "CloudFormation does not create it", whatever the template text looks like.
 
@@ -10,6 +13,8 @@ import os from "node:os";
 import path from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clusterMetrics } from "../../infra/dashboard.ts";
+import { type EmittedLine, emittedLines } from "../helpers/emf.ts";
 
 const projectRoot = path.resolve(import.meta.dirname, "../..");
 const serverlessBin = path.join(projectRoot, "node_modules/serverless/bin/serverless.js");
@@ -17,6 +22,7 @@ const stage = "ci";
 const vpcId = "vpc-0123456789abcdef0";
 const subnetIds = ["subnet-0aaaaaaaaaaaaaaaa", "subnet-0bbbbbbbbbbbbbbbb"];
 const packageTimeoutMs = 120_000;
+const alarmTopicArn = "arn:aws:sns:us-east-1:123456789012:cache-alarms";
 
 /** Params both packages share; new and old node counts differ so a mix-up shows. */
 const commonParams = {
@@ -202,6 +208,115 @@ async function readZip(file: string): Promise<Map<string, Buffer>> {
   return entries;
 }
 
+// ---- the dashboard: Fn::Sub substituted, and every metric it names ----
+
+/** `${Name}` of a created resource, as the substituted body carries it. */
+const refMark = (id: string) => `<ref:${id}>`;
+
+/** The dashboard body as CloudFormation would write it: Fn::Sub substituted, then parsed. */
+function dashboardBody(template: Template): {
+  widgets: Array<{ type: string; properties: JsonObject }>;
+} {
+  const resources = createdResources(template);
+  const dashboard = resources.CacheCutoverDashboard;
+  expect(dashboard?.Type).toBe("AWS::CloudWatch::Dashboard");
+  const body = (dashboard!.Properties!.DashboardBody as JsonObject)["Fn::Sub"];
+  expect(typeof body).toBe("string");
+  const substituted = (body as string).replace(/\$\{([^}]+)\}/g, (_, name: string) => {
+    if (name === "AWS::Region") return "eu-west-1";
+    // A Ref to a resource: it must be one CloudFormation creates.
+    expect(resources, `\${${name}} in the dashboard body`).toHaveProperty(name);
+    return refMark(name);
+  });
+  return JSON.parse(substituted);
+}
+
+/** What the functions' EMF lines declare: "namespace|metric|dimension,names" -> Outcome values. */
+function emittedMetrics(lines: EmittedLine[]): Map<string, Set<string>> {
+  const metrics = new Map<string, Set<string>>();
+  for (const { json } of lines) {
+    for (const directive of json._aws.CloudWatchMetrics) {
+      for (const dimensions of directive.Dimensions) {
+        for (const metric of directive.Metrics) {
+          const key = `${directive.Namespace}|${metric.Name}|${dimensions.join(",")}`;
+          const values = metrics.get(key) ?? new Set<string>();
+          if (dimensions.includes("Outcome")) values.add(String(json.Outcome));
+          metrics.set(key, values);
+        }
+      }
+    }
+  }
+  return metrics;
+}
+
+interface NamedMetric {
+  namespace: string;
+  name: string;
+  dimensions: Record<string, string>;
+}
+
+/** Checks one metric the dashboard or an alarm names against what the functions write. */
+function expectEmitted(metric: NamedMetric, emitted: Map<string, Set<string>>, template: Template) {
+  const names = Object.keys(metric.dimensions);
+  const key = `${metric.namespace}|${metric.name}|${names.join(",")}`;
+  expect([...emitted.keys()], JSON.stringify(metric)).toContain(key);
+  if (metric.dimensions.Outcome !== undefined) {
+    expect([...emitted.get(key)!], JSON.stringify(metric)).toContain(metric.dimensions.Outcome);
+  }
+  // The Function dimension is a function's name: the Ref of a function CloudFormation creates.
+  const functionRef = /^<ref:(\w+)>$/.exec(metric.dimensions.Function ?? "")?.[1];
+  expect(functionRef, JSON.stringify(metric)).toBeDefined();
+  expect(createdResources(template)[functionRef!]?.Type).toBe("AWS::Lambda::Function");
+}
+
+/** Every metric entry and expression of a dashboard body. */
+function dashboardMetrics(body: ReturnType<typeof dashboardBody>) {
+  const metrics: NamedMetric[] = [];
+  const expressions: string[] = [];
+  for (const widget of body.widgets) {
+    if (widget.type !== "metric") continue;
+    const ids = new Set<string>();
+    const widgetExpressions: string[] = [];
+    for (const entry of widget.properties.metrics as Json[][]) {
+      const options = entry.at(-1) as JsonObject;
+      ids.add(String(options.id));
+      if (typeof options.expression === "string") {
+        widgetExpressions.push(options.expression);
+        continue;
+      }
+      const [namespace, name, ...rest] = entry.slice(0, -1) as string[];
+      const dimensions: Record<string, string> = {};
+      for (let i = 0; i < rest.length; i += 2) dimensions[rest[i]!] = rest[i + 1]!;
+      metrics.push({ namespace: namespace!, name: name!, dimensions });
+    }
+    // Every id an expression uses is a query of the same widget.
+    for (const expression of widgetExpressions) {
+      const outside = expression.replace(/SEARCH\('[^']*'[^)]*\)/g, "");
+      for (const [id] of outside.matchAll(/\b[a-z][a-z0-9_]*\b/g)) {
+        if (!["FILL", "SUM", "SEARCH"].includes(id)) expect([...ids], expression).toContain(id);
+      }
+    }
+    expressions.push(...widgetExpressions);
+  }
+  return { metrics, expressions };
+}
+
+/** The cluster metrics a body's SEARCH expressions ask for: "CacheClusterId|MetricName". */
+function searchedClusterMetrics(expressions: string[]): string[] {
+  const found = new Set<string>();
+  for (const expression of expressions) {
+    for (const [, search] of expression.matchAll(/SEARCH\('([^']*)'/g)) {
+      const match =
+        /^\{AWS\/ElastiCache,CacheClusterId,CacheNodeId\} MetricName="(\w+)" CacheClusterId="<ref:(\w+)>"$/.exec(
+          search!,
+        );
+      expect(match, search).not.toBeNull();
+      found.add(`${match![2]}|${match![1]}`);
+    }
+  }
+  return [...found].sort();
+}
+
 // ---- the tests ----
 
 describe("serverless package (CloudFormation for the caches)", () => {
@@ -214,6 +329,8 @@ describe("serverless package (CloudFormation for the caches)", () => {
       ...commonParams,
       keepOldCluster: "true",
       cacheTransitEncryption: "true",
+      alarmTopicArn,
+      bypassAlarmPercent: "2",
     });
     removed = await packageStage("removed", {
       ...commonParams,
@@ -436,4 +553,99 @@ describe("serverless package (CloudFormation for the caches)", () => {
     },
     packageTimeoutMs,
   );
+  describe("the cutover's CloudWatch dashboard and alarms", () => {
+    const emitted = emittedMetrics(emittedLines());
+
+    it("is valid JSON once substituted, and names only metrics the functions really write", () => {
+      for (const packaged of [keep, removed]) {
+        const { metrics } = dashboardMetrics(dashboardBody(packaged.template));
+        expect(metrics.length).toBeGreaterThan(20);
+        for (const metric of metrics) expectEmitted(metric, emitted, packaged.template);
+      }
+      // The namespace is the one every function writes to.
+      for (const [id, fn] of functionsOf(createdResources(keep.template))) {
+        const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
+        expect(variables.METRICS_NAMESPACE, id).toBe("LambdaMemcache");
+      }
+    });
+
+    it("shows reads by each x-cache status, stacked, and every Outcome the functions write", () => {
+      const body = dashboardBody(keep.template);
+      const { metrics } = dashboardMetrics(body);
+      const outcomes = new Set(metrics.map((metric) => metric.dimensions.Outcome));
+      const written = new Set([...emitted.values()].flatMap((values) => [...values]));
+      // Everything but plain writes and stale-on-error (not a read) is on the dashboard.
+      for (const outcome of written) {
+        if (outcome !== "write" && outcome !== "stale-on-error")
+          expect(outcomes).toContain(outcome);
+      }
+      const reads = body.widgets.find((w) => String(w.properties.title).startsWith("Reads per"));
+      expect(reads?.properties.stacked).toBe(true);
+      const labels = (reads!.properties.metrics as Json[][])
+        .map((entry) => (entry.at(-1) as JsonObject).label)
+        .filter(Boolean);
+      expect(labels).toEqual(["HIT", "HIT-FALLBACK", "MISS", "BYPASS"]);
+    });
+
+    it("reads both clusters' own metrics while old is kept, and only new's once it is removed", () => {
+      const names = (template: Template) =>
+        searchedClusterMetrics(dashboardMetrics(dashboardBody(template)).expressions);
+      const wanted = ["CurrItems", "GetHits", "GetMisses", "Evictions", "CurrConnections"];
+      expect(clusterMetrics.sort()).toEqual([...wanted].sort());
+      expect(names(keep.template)).toEqual(
+        ["NewCacheCluster", "OldCacheCluster"]
+          .flatMap((cluster) => wanted.map((metric) => `${cluster}|${metric}`))
+          .sort(),
+      );
+      expect(names(removed.template)).toEqual(
+        wanted.map((metric) => `NewCacheCluster|${metric}`).sort(),
+      );
+    });
+
+    it("alarms on the BYPASS share and on origin reads, over metrics the functions write", () => {
+      for (const [packaged, bypassPercent, actions] of [
+        [keep, 2, [alarmTopicArn]],
+        [removed, 5, undefined],
+      ] as const) {
+        const resources = createdResources(packaged.template);
+        const bypass = resources.CacheBypassRateAlarm!;
+        const origin = resources.CacheOriginReadRateAlarm!;
+        expect(bypass.Type).toBe("AWS::CloudWatch::Alarm");
+        expect(origin.Type).toBe("AWS::CloudWatch::Alarm");
+        expect(Number(bypass.Properties!.Threshold)).toBe(bypassPercent);
+        expect(Number(origin.Properties!.Threshold)).toBe(600);
+        for (const alarm of [bypass, origin]) {
+          expect(alarm.Properties!.AlarmActions).toEqual(actions);
+          const queries = alarm.Properties!.Metrics as JsonObject[];
+          const stats = queries.filter((query) => query.MetricStat !== undefined);
+          expect(stats.length).toBeLessThanOrEqual(10); // CloudWatch's limit for one alarm
+          const ids = new Set(queries.map((query) => String(query.Id)));
+          const [result] = queries.filter((query) => query.ReturnData === true);
+          for (const [id] of String(result!.Expression).matchAll(/\b[a-z][a-z0-9_]*\b/g)) {
+            expect([...ids]).toContain(id);
+          }
+          for (const query of stats) {
+            const metric = (query.MetricStat as JsonObject).Metric as JsonObject;
+            const dimensions: Record<string, string> = {};
+            for (const { Name, Value } of metric.Dimensions as Array<{
+              Name: string;
+              Value: Json;
+            }>) {
+              const ref = (Value as JsonObject | string as JsonObject).Ref;
+              dimensions[Name] = typeof ref === "string" ? refMark(ref) : String(Value);
+            }
+            expectEmitted(
+              { namespace: String(metric.Namespace), name: String(metric.MetricName), dimensions },
+              emitted,
+              packaged.template,
+            );
+          }
+        }
+        // The BYPASS share: BYPASS over all reads; origin reads: the outcomes that load.
+        expect(String((bypass.Properties!.Metrics as JsonObject[]).at(-1)!.Expression)).toMatch(
+          /^100\*\(FILL\(bypass_bypass_0,0\)\)\/\(.*FILL\(hitfallback_hitfallback_0,0\)/,
+        );
+      }
+    });
+  });
 });

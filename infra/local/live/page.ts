@@ -359,7 +359,7 @@ function renderCharts(update: LiveUpdate): void {
           range: (_u, _min, max) => [0, def.yMax ?? Math.max(4, Math.ceil(max * 1.1))],
         },
       },
-      axes: [{ values: (_u, splits) => splits.map(clockTime) }, { size: 50 }],
+      axes: [{ space: 90, values: (_u, splits) => splits.map(clockTime) }, { size: 50 }],
       series: [
         {},
         ...def.series.map((series) => ({
