@@ -8,7 +8,6 @@
 // two CPU-bound processes running beside the suite on 2 cores.
 
 import { describe, expect } from "vitest";
-import { startOrigin } from "../../infra/local/origin.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
 import {
   type AppResponse,
@@ -22,6 +21,7 @@ import {
   startTestStack,
   startWorkers,
   tally,
+  warmThroughApp,
 } from "../helpers/app.ts";
 import { test } from "../helpers/fixtures.ts";
 
@@ -44,30 +44,14 @@ const counterKey = (name: string) => safeKey(name, "counter:");
 
 /**
  * The fixtures (`oldMemcached`, `newMemcached` and a client of each), and for the whole file:
- * `origin`, the demo origin both stacks share; `warming`, the single-cluster phase's answers while
+ * `origin`, the demo origin both stacks share (a fixture); `warming`, the single-cluster phase's answers while
  * it warmed old (a stack on old alone, stopped afterwards: they must all be MISS); `stack`, the
  * cutover (new, empty, first; old behind it) started after that; and `app`, its HTTP client.
  */
 const it = test
-  // biome-ignore lint/correctness/noEmptyPattern: no dependencies
-  .extend("origin", { scope: "file" }, async ({}, { onCleanup }) => {
-    const origin = await startOrigin({ port: 0 });
-    onCleanup(() => origin.close());
-    return origin;
-  })
-  .extend("warming", { scope: "file" }, async ({ oldMemcached, origin }) => {
-    const before = await startTestStack({
-      newEndpoint: oldMemcached.endpoint,
-      oldEndpoint: "",
-      originUrl: origin.url,
-    });
-    try {
-      const beforeApp = appClient(before.httpUrl);
-      return await mapLimit(warmIds, parallel, (id) => beforeApp.getProduct(id));
-    } finally {
-      await before.stop();
-    }
-  })
+  .extend("warming", { scope: "file" }, ({ oldMemcached, origin }) =>
+    warmThroughApp(oldMemcached.endpoint, origin.url, warmIds, parallel),
+  )
   .extend(
     "stack",
     { scope: "file" },

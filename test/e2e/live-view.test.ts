@@ -12,7 +12,6 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect } from "vitest";
-import { startOrigin } from "../../infra/local/origin.ts";
 import {
   appClient,
   mapLimit,
@@ -22,6 +21,7 @@ import {
   startTestStack,
   tally,
   waitFor,
+  warmThroughApp,
 } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
 import { test } from "../helpers/fixtures.ts";
@@ -33,26 +33,10 @@ const artifacts = path.resolve(import.meta.dirname, "../artifacts");
 const pageTimeoutMs = 30_000;
 
 const it = test
-  // biome-ignore lint/correctness/noEmptyPattern: no dependencies
-  .extend("origin", { scope: "file" }, async ({}, { onCleanup }) => {
-    const origin = await startOrigin({ port: 0 });
-    onCleanup(() => origin.close());
-    return origin;
-  })
-  .extend("warming", { scope: "file" }, async ({ oldMemcached, origin }) => {
-    // The single-cluster phase on old: every product read once, from the origin.
-    const before = await startTestStack({
-      newEndpoint: oldMemcached.endpoint,
-      oldEndpoint: "",
-      originUrl: origin.url,
-    });
-    try {
-      const app = appClient(before.httpUrl);
-      return await mapLimit(warmIds, parallel, (id) => app.getProduct(id));
-    } finally {
-      await before.stop();
-    }
-  })
+  // The single-cluster phase on old: every product read once, from the origin.
+  .extend("warming", { scope: "file" }, ({ oldMemcached, origin }) =>
+    warmThroughApp(oldMemcached.endpoint, origin.url, warmIds, parallel),
+  )
   .extend(
     "stack",
     { scope: "file" },

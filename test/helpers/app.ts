@@ -36,6 +36,25 @@ export function startTestStack(opts: StackOptions): Promise<Stack> {
   });
 }
 
+/**
+ * The single-cluster phase on `endpoint`: a stack with that one cluster reads every id once
+ * (`parallel` at a time; from the origin, cached there), then stops. Resolves with its answers.
+ */
+export async function warmThroughApp(
+  endpoint: string,
+  originUrl: string,
+  ids: readonly string[],
+  parallel: number,
+): Promise<AppResponse<Product>[]> {
+  const stack = await startTestStack({ newEndpoint: endpoint, oldEndpoint: "", originUrl });
+  try {
+    const app = appClient(stack.httpUrl);
+    return await mapLimit(ids, parallel, (id) => app.getProduct(id));
+  } finally {
+    await stack.stop();
+  }
+}
+
 export interface AppResponse<T = unknown> {
   status: number;
   /** The x-cache header (HIT, HIT-FALLBACK, MISS, BYPASS), null when absent. */

@@ -9,6 +9,7 @@
 //   certs, tlsMemcached                a throwaway CA + server certificate, memcached serving TLS
 //   spawnFileMemcached(options?)       more memcached processes (for setup in beforeAll)
 //   python                             the Python agent: pymemcache and pylibmc in one process
+//   origin                             the demo origin (infra/local/origin.ts) on a free port
 // For one test (ended with it):
 //   faultProxy                         a fault proxy in front of `memcached`
 //   spawnMemcached(options?)           more memcached processes
@@ -22,6 +23,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test as base } from "vitest";
+import { startOrigin } from "../../infra/local/origin.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
 import { type FaultProxy, startFaultProxy } from "../../tools/fault-proxy.ts";
 import {
@@ -107,6 +109,12 @@ export const test = base
     const python = await startPythonAgent();
     onCleanup(() => python.close());
     return python;
+  })
+  // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
+  .extend("origin", { scope: "file" }, async ({}, { onCleanup }) => {
+    const origin = await startOrigin({ port: 0 });
+    onCleanup(() => origin.close());
+    return origin;
   })
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
   .extend("spawnFileMemcached", { scope: "file" }, async ({}, cleanup) => memcachedStarter(cleanup))
