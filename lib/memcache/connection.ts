@@ -23,7 +23,10 @@ import { type MetaReply, parseMetaFlags, type ReplyHandler, ReplyParser } from "
 export interface ConnectionOptions {
   /** Time allowed to open the socket (and finish the TLS handshake). Default 200 ms. */
   connectTimeoutMs: number;
-  /** Time allowed from sending a request to its complete reply. Default 100 ms. */
+  /**
+   * Time allowed from sending a request to its complete reply; a request made while the
+   * connection opens is sent, and timed, once it is up. Default 100 ms.
+   */
   timeoutMs: number;
   /** TCP keep-alive probe delay on an idle socket. Default 15,000 ms. */
   keepAliveDelayMs: number;
@@ -358,10 +361,10 @@ export class Connection implements ReplyHandler {
     this.queue[this.tail++] = pending;
     if (this.tail - this.head === 1) {
       socket.ref(); // keep the process alive only while a reply is owed
-      if (this.timer === null) this.armTimer(this.options.timeoutMs);
-      else if (!this.connected) {
-        // The timer waits for the connect deadline; this request's own deadline may be sooner.
-        this.armTimer(Math.min(this.options.timeoutMs, this.connectDeadline - now));
+      // Until the connection is up (TLS: handshake done) only the connect deadline runs; a
+      // request's timeoutMs starts when it can be sent (see onConnected).
+      if (this.timer === null) {
+        this.armTimer(this.connected ? this.options.timeoutMs : this.connectDeadline - now);
       }
     }
     // Everything queued until the current microtasks are done leaves in one write: pipelining
@@ -475,9 +478,24 @@ export class Connection implements ReplyHandler {
     return socket;
   }
 
+  /**
+   * The socket is usable (TLS: the handshake is done). Requests queued while connecting leave
+   * now, so their timeoutMs starts now: a handshake that never completes fails on
+   * connectTimeoutMs, not on the first request's shorter timeoutMs.
+   */
   private onConnected(socket: net.Socket): void {
     if (this.socket !== socket) return;
     this.connected = true;
+    const deadline = Date.now() + this.options.timeoutMs;
+    for (let i = this.head; i < this.tail; i++) {
+      const pending = this.queue[i];
+      if (pending !== undefined) pending.deadline = deadline;
+    }
+    if (this.inFlight > 0) this.armTimer(this.options.timeoutMs);
+    else if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
   }
 
   private armTimer(delayMs: number): void {
@@ -497,19 +515,15 @@ export class Connection implements ReplyHandler {
     if (socket === null) return;
     const now = Date.now();
     const head = this.queue[this.head];
-    if (
-      (!this.connected && now >= this.connectDeadline) ||
-      (head !== undefined && now >= head.deadline)
-    ) {
+    if (this.connected ? head !== undefined && now >= head.deadline : now >= this.connectDeadline) {
       // Overdue by the clock, but the reply (or the connect) may be sitting unread in the socket
       // while this process was descheduled or busy: Node reads sockets (poll phase) before it
       // runs setImmediate callbacks, so decide only after that.
       setImmediate(onGrace, this, socket, head);
       return;
     }
-    let next = head === undefined ? Number.POSITIVE_INFINITY : head.deadline;
-    if (!this.connected) next = Math.min(next, this.connectDeadline);
-    if (next !== Number.POSITIVE_INFINITY) this.armTimer(next - now);
+    if (!this.connected) this.armTimer(this.connectDeadline - now);
+    else if (head !== undefined) this.armTimer(head.deadline - now);
   }
 
   /** @internal The second look of checkDeadlines(), after pending socket reads. */
@@ -525,7 +539,7 @@ export class Connection implements ReplyHandler {
       return;
     }
     const head = this.queue[this.head];
-    if (head !== undefined && head === checked && now >= head.deadline) {
+    if (this.connected && head !== undefined && head === checked && now >= head.deadline) {
       this.destroy(
         new MemcacheTimeoutError(
           `memcached ${this.endpoint} did not answer "${head.verb}" within ${this.options.timeoutMs} ms (timeoutMs); the connection was closed and reopens on the next call`,

@@ -8,6 +8,7 @@
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { connect as netConnect, type Socket } from "node:net";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterEach, describe, expect, vi } from "vitest";
@@ -170,7 +171,60 @@ describe("a server that never answers", () => {
     expect(ms).toBeGreaterThanOrEqual(140);
     expect(ms).toBeLessThan(150 + 250);
   });
+
+  it("fails a never-completing TLS handshake on connectTimeoutMs, not on the shorter timeoutMs", async () => {
+    const peer = await fake(blackHole); // accepts TCP, never answers the ClientHello
+    const client = newClient(peer.endpoint, { tls: true, connectTimeoutMs: 300, timeoutMs: 100 });
+    const { ms, result } = await timed(() => client.get("k"));
+    const error = rejection(result);
+    expect(error).toBeInstanceOf(MemcacheTimeoutError);
+    expect((error as Error).message).toMatch(/within 300 ms \(connectTimeoutMs\)/);
+    expect(ms).toBeGreaterThanOrEqual(290);
+    expect(ms).toBeLessThan(300 + 250);
+  });
+
+  it("answers a request made during a TLS handshake slower than timeoutMs (its time starts once connected)", async ({
+    certs,
+    tlsMemcached,
+  }) => {
+    // The server's first flight (ServerHello...) is held 400 ms; everything after flows freely.
+    const relay = await fake(holdFirstReply(tlsMemcached, 400));
+    const client = newClient(relay.endpoint, {
+      tls: { ca: certs.caPem, servername: certs.serverName },
+      connectTimeoutMs: 5_000,
+      timeoutMs: 250,
+    });
+    const { ms, result } = await timed(() => client.get("tls:slow-handshake"));
+    expect(result).toEqual({ status: "fulfilled", value: undefined });
+    expect(ms).toBeGreaterThanOrEqual(390);
+  });
 });
+
+/** A relay to `target` that holds the target's first chunk to the client `holdMs`. */
+function holdFirstReply(target: { host: string; port: number }, holdMs: number) {
+  return (socket: Socket) => {
+    const upstream = netConnect({ host: target.host, port: target.port });
+    let first = true;
+    upstream.on("data", (chunk: Buffer) => {
+      if (!first) return void socket.write(chunk);
+      first = false;
+      upstream.pause();
+      setTimeout(() => {
+        socket.write(chunk);
+        upstream.resume();
+      }, holdMs);
+    });
+    socket.on("data", (chunk: Buffer) => upstream.write(chunk));
+    const end = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    for (const side of [socket, upstream]) {
+      side.on("error", end);
+      side.on("close", end);
+    }
+  };
+}
 
 describe("a process that was busy or descheduled past timeoutMs (a throttled Lambda)", () => {
   /** Keeps this thread busy for `ms`, the way a GC pause or CPU-bound handler code does. */
