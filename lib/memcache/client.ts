@@ -21,7 +21,12 @@ import {
   discoveryDefaults,
   discoveryRules,
 } from "./discovery.ts";
-import { MemcacheIllegalInputError } from "./errors.ts";
+import {
+  MemcacheClientError,
+  MemcacheIllegalInputError,
+  MemcacheServerError,
+  MemcacheUnknownCommandError,
+} from "./errors.ts";
 import { assertValidKey } from "./keys.ts";
 import {
   booleanRule,
@@ -81,6 +86,13 @@ export interface ClientOptions extends ConnectionOptions, DiscoveryOptions {
    * internal values (tombstones) are not reported. Must not throw; an error it throws is ignored.
    */
   onUndecodable: ((value: UndecodableValue) => void) | undefined;
+  /**
+   * The server is ElastiCache Serverless for Memcached. It takes TLS connections only (`tls`
+   * must be given) and has no Auto Discovery (`configEndpoint` is refused: give its endpoint as
+   * `servers`); what the service refuses — `stats <group>`, a delayed `flushAll`, `configGet` —
+   * this client refuses before sending, with MemcacheIllegalInputError. Default false.
+   */
+  elastiCacheServerless: boolean;
 }
 
 /** A stored value that read as a miss because the serde could not decode it. */
@@ -100,6 +112,7 @@ export const clientDefaults: ClientOptions = {
   checksums: false,
   maxValueBytes: 1024 * 1024,
   onUndecodable: undefined,
+  elastiCacheServerless: false,
 };
 
 const clientRules: OptionRules<ClientOptions> = {
@@ -122,6 +135,7 @@ const clientRules: OptionRules<ClientOptions> = {
   checksums: booleanRule,
   maxValueBytes: countRule(1, 1024 * 1024 * 1024),
   onUndecodable: functionRule,
+  elastiCacheServerless: booleanRule,
 };
 
 export interface SetOptions {
@@ -159,7 +173,14 @@ export interface NodeHealth {
   error?: string;
 }
 
-const MAX_GET_LINE = 2000; // keep multi-key get lines under memcached's 2048-byte line guard
+/**
+ * Longest multi-key retrieval line sent, "\r\n" included. get/gets: 16,000 bytes, within
+ * ElastiCache Serverless's 16 KB limit on get/gets lines (memcached 1.6.18 itself takes any
+ * length: measured up to 1 MB). gat/gats: 2,048, because memcached closes the connection when
+ * any other command's line passes 2,048 bytes before its end has arrived.
+ */
+export const maxGetLineBytes = 16_000;
+export const maxTouchLineBytes = 2_048;
 
 // What each command may answer (anything else is a protocol violation and resets the socket),
 // and what the answer means to the caller. Module constants: a command allocates none of this.
@@ -205,6 +226,8 @@ const STORED_REPLY: SendOptions = {
 const STATS_GROUPS = new Set(["settings", "items", "slabs", "sizes", "conns"]);
 
 const MAX_CAS = 2n ** 64n - 1n;
+
+const SERVERLESS = "the server is ElastiCache Serverless (elastiCacheServerless)";
 /** append/prepend: raw bytes, flags 0, TTL unchanged. */
 const RAW_BYTES: SetOptions = { flags: 0 };
 const META_REPLY: SendOptions = {};
@@ -226,11 +249,13 @@ export class MemcacheClient {
   private readonly readCasItem: SendOptions;
   /** The flags of a string value when the serde stores strings as their UTF-8 bytes. */
   private readonly textFlags: number | undefined;
+  private readonly serverless: boolean;
 
   constructor(options: Partial<ClientOptions>) {
     const checked = checkOptions("MemcacheClient", options, clientRules, clientDefaults);
     const { servers, configEndpoint, serde, checksums, maxValueBytes, refreshIntervalMs } = checked;
     const connectionOptions = pickConnectionOptions(checked);
+    if (checked.elastiCacheServerless) checkServerlessOptions(checked);
     if (servers !== undefined && configEndpoint === undefined) {
       const nodes = parsedOption("servers", () => toAddressList(servers));
       this.cluster = new NodeSet(connectionOptions, nodes);
@@ -259,6 +284,7 @@ export class MemcacheClient {
     this.serde = checksums ? withChecksum(serde) : serde;
     this.maxValueBytes = maxValueBytes;
     this.onUndecodable = checked.onUndecodable;
+    this.serverless = checked.elastiCacheServerless;
     this.textFlags = textFlagsOf(this.serde);
     this.readValue = { retryIfStale: true, result: this.decodeFirst };
     this.readCasItem = {
@@ -435,6 +461,11 @@ export class MemcacheClient {
         `flushAll delaySeconds must be a whole number >= 0, got ${delaySeconds}`,
       );
     }
+    if (delaySeconds > 0 && this.serverless) {
+      throw new MemcacheIllegalInputError(
+        `flushAll(${delaySeconds}) refused: ${SERVERLESS}, which refuses a delayed flush_all with CLIENT_ERROR; flush now with flushAll()`,
+      );
+    }
     const line = delaySeconds > 0 ? encodeLine("flush_all", delaySeconds) : "flush_all\r\n";
     await this.eachNode(async (node) => {
       await node.send<string>(line, Reply.LINE, "flush_all", OK_REPLY, 0);
@@ -486,6 +517,13 @@ export class MemcacheClient {
 
   /** `stats [group]` per node endpoint (group: "settings", "items", "slabs", ...). */
   stats(group?: string): Promise<Record<string, Record<string, string>>> {
+    if (group !== undefined && this.serverless) {
+      return Promise.reject(
+        new MemcacheIllegalInputError(
+          `stats("${group}") refused: ${SERVERLESS}, which answers only "stats" and "stats reset" (other groups answer ERROR)`,
+        ),
+      );
+    }
     if (group !== undefined && !STATS_GROUPS.has(group)) {
       return Promise.reject(
         new MemcacheIllegalInputError(
@@ -581,6 +619,11 @@ export class MemcacheClient {
     if (!/^[a-z_]{1,32}$/.test(name)) {
       throw new MemcacheIllegalInputError(`config name must be a lowercase word, got "${name}"`);
     }
+    if (this.serverless) {
+      throw new MemcacheIllegalInputError(
+        `configGet("${name}") refused: ${SERVERLESS}, which has no Auto Discovery and answers "config get" with ERROR`,
+      );
+    }
     await this.ready();
     const line = encodeLine("config", "get", name);
     return this.cluster.nodeFor(key).send<Buffer | undefined>(line, Reply.CONFIG, "config", {}, 0);
@@ -594,7 +637,10 @@ export class MemcacheClient {
 
   // ---- the protocol helpers (each ends in dispatch(), or in send() for many keys) ----
 
-  /** get/gets/gat/gats of many keys: one pipelined round trip per node, lines under 2 KB. */
+  /**
+   * get/gets/gat/gats of many keys: one pipelined round trip per node, each line within
+   * maxGetLineBytes (gat/gats: maxTouchLineBytes).
+   */
   private async fetch(
     verb: "get" | "gets" | "gat" | "gats",
     keys: readonly string[],
@@ -610,12 +656,14 @@ export class MemcacheClient {
       if (list === undefined) byNode.set(node, [key]);
       else list.push(key);
     }
+    // Keys are printable ASCII, so characters are bytes; 2 for the "\r\n".
+    const maxLine = (verb === "get" || verb === "gets" ? maxGetLineBytes : maxTouchLineBytes) - 2;
     const requests: Promise<RetrievedValue[]>[] = [];
     for (const [node, nodeKeys] of byNode) {
       let line = prefix;
       let count = 0;
       for (const key of nodeKeys) {
-        if (line.length + key.length + 1 > MAX_GET_LINE) {
+        if (line.length + key.length + 1 > maxLine && count > 0) {
           requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ, count));
           line = prefix;
           count = 0;
@@ -626,12 +674,15 @@ export class MemcacheClient {
       requests.push(node.send(`${line}\r\n`, Reply.VALUES, verb, READ, count));
     }
     // One failing node does not sink the others' hits: its keys read as misses. Only when every
-    // node failed does the whole call fail.
+    // node failed does the whole call fail. A batch the server refused (it answered ERROR,
+    // CLIENT_ERROR or SERVER_ERROR: it is up, and said no) fails the call: read as misses, its
+    // keys would send every caller to the origin without anyone seeing why.
     const settled = await Promise.allSettled(requests);
     const items: RetrievedValue[] = [];
     let failure: PromiseRejectedResult | undefined;
     for (const result of settled) {
       if (result.status === "fulfilled") items.push(...result.value);
+      else if (isRefusal(result.reason)) throw result.reason;
       else failure ??= result;
     }
     if (
@@ -779,6 +830,33 @@ export class MemcacheClient {
  * The flags word under which `serde` stores a string as its UTF-8 bytes, if it does (the default
  * serde; checked on a sample rather than assumed), so such a value can go out as text.
  */
+/** The server answered the command with an error line: it is up, and refused this command. */
+function isRefusal(error: unknown): boolean {
+  return (
+    error instanceof MemcacheClientError ||
+    error instanceof MemcacheServerError ||
+    error instanceof MemcacheUnknownCommandError
+  );
+}
+
+/** ElastiCache Serverless: TLS only, no Auto Discovery. */
+function checkServerlessOptions(options: ClientOptions): void {
+  if (options.tls === false) {
+    throw optionError(
+      "MemcacheClient",
+      "tls",
+      "must be true or node:tls options when elastiCacheServerless is true: ElastiCache Serverless takes TLS connections only",
+    );
+  }
+  if (options.configEndpoint !== undefined) {
+    throw optionError(
+      "MemcacheClient",
+      "configEndpoint",
+      'cannot be used with elastiCacheServerless: ElastiCache Serverless has no Auto Discovery ("config get cluster" answers ERROR); give its endpoint as servers',
+    );
+  }
+}
+
 function textFlagsOf(serde: Serde): number | undefined {
   if (serde !== defaultSerde) return undefined;
   const sample = "x\u00e9\u{1f600}";

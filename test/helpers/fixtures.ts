@@ -7,6 +7,7 @@
 //   newMemcached, newClient,
 //   oldMemcached, oldClient            two clusters for the cutover, a client of each
 //   certs, tlsMemcached                a throwaway CA + server certificate, memcached serving TLS
+//   serverlessStandIn                  the ElastiCache Serverless stand-in (TLS) before `memcached`
 //   spawnFileMemcached(options?)       more memcached processes (for setup in beforeAll)
 //   python                             the Python agent: pymemcache and pylibmc in one process
 //   origin                             the demo origin (infra/local/origin.ts) on a free port
@@ -16,6 +17,8 @@
 //   openClient(servers, options?)      more clients
 //   extraClient(options?)              another client of `memcached`
 //   tlsClient(options)                 a client of `tlsMemcached` (the TLS options are the test's)
+//   startStandIn(options?)             more stand-ins before `memcached` (e.g. a lower line limit)
+//   serverlessClient(options?)         a client of `serverlessStandIn` trusting the test CA
 //
 // Every client gets the patient timeouts below unless the test passes its own.
 
@@ -31,6 +34,11 @@ import {
   type StartMemcachedOptions,
   startMemcached,
 } from "../../tools/memcached.ts";
+import {
+  type ServerlessStandIn,
+  type ServerlessStandInOptions,
+  startServerlessStandIn,
+} from "../../tools/serverless-standin.ts";
 import { makeTestCertificates } from "../../tools/tls.ts";
 import { startPythonAgent } from "./python.ts";
 
@@ -74,6 +82,23 @@ function clientOpener({ onCleanup }: Cleanup) {
   };
 }
 
+/** Starts stand-ins before `target` with the test certificate; the cleanup closes every one. */
+function standInStarter(
+  target: MemcachedProcess,
+  tls: { certFile: string; keyFile: string },
+  { onCleanup }: Cleanup,
+) {
+  const standIns: ServerlessStandIn[] = [];
+  onCleanup(async () => {
+    await Promise.all(standIns.map((standIn) => standIn.close()));
+  });
+  return async (options: Partial<ServerlessStandInOptions> = {}): Promise<ServerlessStandIn> => {
+    const standIn = await startServerlessStandIn({ target, tls, ...options });
+    standIns.push(standIn);
+    return standIn;
+  };
+}
+
 // biome-ignore lint/correctness/noEmptyPattern: no dependencies (see above)
 const oneMemcached = async ({}, cleanup: Cleanup) => memcachedStarter(cleanup)();
 
@@ -98,6 +123,9 @@ export const test = base
   })
   .extend("tlsMemcached", { scope: "file" }, async ({ certs }, cleanup) =>
     memcachedStarter(cleanup)({ tls: { certFile: certs.certFile, keyFile: certs.keyFile } }),
+  )
+  .extend("serverlessStandIn", { scope: "file" }, async ({ memcached, certs }, cleanup) =>
+    standInStarter(memcached, certs, cleanup)(),
   )
   .extend("faultProxy", async ({ memcached }, { onCleanup }): Promise<FaultProxy> => {
     const proxy = await startFaultProxy(memcached);
@@ -127,6 +155,17 @@ export const test = base
   })
   .extend("tlsClient", async ({ tlsMemcached, openClient }) => {
     return (options: Partial<ClientOptions>) => openClient(tlsMemcached.endpoint, options);
+  })
+  .extend("startStandIn", async ({ memcached, certs }, cleanup) =>
+    standInStarter(memcached, certs, cleanup),
+  )
+  .extend("serverlessClient", async ({ serverlessStandIn, certs, openClient }) => {
+    return (options: Partial<ClientOptions> = {}) =>
+      openClient(serverlessStandIn.endpoint, {
+        elastiCacheServerless: true,
+        tls: { ca: certs.caPem },
+        ...options,
+      });
   });
 
 export const it = test;

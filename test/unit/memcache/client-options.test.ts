@@ -5,6 +5,7 @@
 
 import { describe, expect, it } from "vitest";
 import { clientDefaults, MemcacheClient } from "../../../lib/memcache/client.ts";
+import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
 import { thrownBy } from "../../helpers/client.ts";
 
 function refusal(options: Record<string, unknown>): string {
@@ -37,6 +38,7 @@ describe("MemcacheClient options", () => {
     ["serde", { encode: () => undefined }],
     ["servers", 11211],
     ["configEndpoint", 11211],
+    ["elastiCacheServerless", "yes"],
   ])("refuses %s: %s with a TypeError naming it", (name, value) => {
     const options =
       name === "configEndpoint"
@@ -78,9 +80,40 @@ describe("MemcacheClient options", () => {
       maxReplyValueBytes: 128 * 1024 * 1024,
       refreshIntervalMs: 60_000,
       checksums: false,
+      elastiCacheServerless: false,
     });
     const client = new MemcacheClient({ servers: "127.0.0.1:1" });
     expect(client.nodes[0]!.options.timeoutMs).toBe(100);
+  });
+});
+
+describe("elastiCacheServerless", () => {
+  it("requires TLS: ElastiCache Serverless takes TLS connections only", () => {
+    expect(refusal({ servers: "cache.example:11211", elastiCacheServerless: true })).toMatch(
+      /^lambda-memcache: MemcacheClient option "tls" must be true or node:tls options when elastiCacheServerless is true/,
+    );
+  });
+
+  it("refuses configEndpoint: the service has no Auto Discovery", () => {
+    expect(
+      refusal({ configEndpoint: "cache.example:11211", elastiCacheServerless: true, tls: true }),
+    ).toMatch(/^lambda-memcache: MemcacheClient option "configEndpoint" cannot be used with/);
+  });
+
+  it("refuses what the service refuses before opening a connection", async () => {
+    const client = new MemcacheClient({
+      servers: "cache.example:11211",
+      elastiCacheServerless: true,
+      tls: true,
+    });
+    for (const call of [
+      () => client.stats("items"),
+      () => client.flushAll(1),
+      () => client.configGet("cluster"),
+    ]) {
+      await expect(call()).rejects.toBeInstanceOf(MemcacheIllegalInputError);
+    }
+    expect(client.nodes[0]!.isOpen).toBe(false);
   });
 });
 
