@@ -20,13 +20,21 @@ const timeouts = {
 };
 
 /** The cluster reads and writes go to. */
-export const newClient = new MemcacheClient({ ...cacheConfig.newCluster, ...timeouts });
+export const newClient = new MemcacheClient({
+  ...cacheConfig.newCluster,
+  ...cacheConfig.newConnection,
+  ...timeouts,
+});
 
 /** The cluster being moved away from (cutover phase only). */
 export const oldClient =
   cacheConfig.oldCluster === undefined
     ? undefined
-    : new MemcacheClient({ ...cacheConfig.oldCluster, ...timeouts });
+    : new MemcacheClient({
+        ...cacheConfig.oldCluster,
+        ...cacheConfig.oldConnection,
+        ...timeouts,
+      });
 
 // With an old cluster configured (the cutover phase), reads fall back to it and invalidations
 // reach both; see lib/cache/fallback.ts.

@@ -8,6 +8,15 @@
 //   CACHE_OLD_ENDPOINT        host:port[,host:port...] (optional): the cluster being moved away
 //                             from; set (non-empty, not "none") = cutover phase.
 //   CACHE_OLD_DISCOVERY       like CACHE_NEW_DISCOVERY, for the old cluster.
+//   CACHE_NEW_TLS             "true": speak TLS to the new cluster (in-transit encryption).
+//                             Default "false", or "true" when CACHE_NEW_KIND=serverless.
+//   CACHE_OLD_TLS             like CACHE_NEW_TLS, for the old cluster.
+//   CACHE_NEW_KIND            "nodes" (default: a node-based ElastiCache cluster or memcached
+//                             processes) or "serverless" (ElastiCache Serverless for Memcached:
+//                             TLS only, no Auto Discovery; the client's elastiCacheServerless).
+//   CACHE_OLD_KIND            like CACHE_NEW_KIND, for the old cluster.
+//   CACHE_TLS_CA_FILE         a PEM file of the CAs to trust instead of Node's public ones, for
+//                             every TLS cluster (offline stacks with a local CA; never in AWS).
 //   CACHE_TIMEOUT_MS          per-request timeout of both clients, ms (default 100)
 //   CACHE_CONNECT_TIMEOUT_MS  connect timeout of both clients, ms (default 200)
 //
@@ -15,6 +24,7 @@
 // CACHE_*_DISCOVERY=true is used as a plain node. An empty variable counts as not set.
 // The helpers below (msFromEnv, secondsFromEnv, ...) parse an application's own variables the same way.
 
+import { readFileSync } from "node:fs";
 import { type NodeAddress, sameAddress, toAddressList } from "../memcache/address.ts";
 import { MAX_SECONDS, MAX_TIMER_MS } from "../memcache/options.ts";
 
@@ -23,12 +33,24 @@ export type ClusterEndpoint =
   | { readonly servers: readonly NodeAddress[] }
   | { readonly configEndpoint: NodeAddress };
 
+/** How a client talks to one cluster, as MemcacheClient options. */
+export interface ClusterConnection {
+  /** false, or TLS: true (Node's public CAs), or `{ ca }` from CACHE_TLS_CA_FILE. */
+  readonly tls: false | true | { readonly ca: string };
+  /** The cluster is ElastiCache Serverless for Memcached (CACHE_*_KIND=serverless). */
+  readonly elastiCacheServerless: boolean;
+}
+
 export interface CacheConfig {
   /** "single" with one cluster, "cutover" while the old cluster is still read. */
   phase: "single" | "cutover";
   newCluster: ClusterEndpoint;
   /** The cluster being moved away from; undefined outside a cutover. */
   oldCluster: ClusterEndpoint | undefined;
+  /** TLS and kind of the new cluster (spread into its client's options). */
+  newConnection: ClusterConnection;
+  /** TLS and kind of the old cluster; undefined outside a cutover. */
+  oldConnection: ClusterConnection | undefined;
   /** Per-request timeout for the clients, ms. */
   timeoutMs: number;
   /** Connect timeout for the clients, ms. */
@@ -40,14 +62,14 @@ export type Env = Readonly<Record<string, string | undefined>>;
 
 /** Parses and checks the cache variables; throws TypeError naming the variable at fault. */
 export function cacheConfigFromEnv(env: Env = process.env): CacheConfig {
-  const newCluster = clusterFromEnv(env, "CACHE_NEW_ENDPOINT", "CACHE_NEW_DISCOVERY");
+  const newCluster = clusterFromEnv(env, "NEW");
   if (newCluster === undefined) {
     throw envError(
       "CACHE_NEW_ENDPOINT",
       'is not set: give the cache as "host:port[,host:port...]" (or a configuration endpoint with CACHE_NEW_DISCOVERY=true)',
     );
   }
-  const oldCluster = clusterFromEnv(env, "CACHE_OLD_ENDPOINT", "CACHE_OLD_DISCOVERY");
+  const oldCluster = clusterFromEnv(env, "OLD");
   if (oldCluster !== undefined) {
     const newNodes = clusterAddresses(newCluster);
     const shared = clusterAddresses(oldCluster).filter((old) =>
@@ -60,10 +82,21 @@ export function cacheConfigFromEnv(env: Env = process.env): CacheConfig {
       );
     }
   }
+  const ca = tlsCaFromEnv(env);
+  const newConnection = connectionFromEnv(env, "NEW", ca);
+  const oldConnection = oldCluster === undefined ? undefined : connectionFromEnv(env, "OLD", ca);
+  if (ca !== undefined && newConnection.tls === false && (oldConnection?.tls ?? false) === false) {
+    throw envError(
+      "CACHE_TLS_CA_FILE",
+      "is set, but no cluster speaks TLS: set CACHE_NEW_TLS=true (or CACHE_OLD_TLS=true), or unset it",
+    );
+  }
   return {
     phase: oldCluster === undefined ? "single" : "cutover",
     newCluster,
     oldCluster,
+    newConnection,
+    oldConnection,
     timeoutMs: integerFromEnv(env, "CACHE_TIMEOUT_MS", {
       fallback: 100,
       min: 1,
@@ -82,14 +115,18 @@ export function clusterAddresses(cluster: ClusterEndpoint): readonly NodeAddress
   return "servers" in cluster ? cluster.servers : [cluster.configEndpoint];
 }
 
-function clusterFromEnv(
-  env: Env,
-  endpointName: string,
-  discoveryName: string,
-): ClusterEndpoint | undefined {
+function clusterFromEnv(env: Env, which: "NEW" | "OLD"): ClusterEndpoint | undefined {
+  const endpointName = `CACHE_${which}_ENDPOINT`;
+  const discoveryName = `CACHE_${which}_DISCOVERY`;
   const text = (env[endpointName] ?? "").trim();
   const discovery = booleanFromEnv(env, discoveryName, false);
   if (text === "" || text === "none") return undefined;
+  if (discovery && kindFromEnv(env, which) === "serverless") {
+    throw envError(
+      discoveryName,
+      `is "true", but CACHE_${which}_KIND=serverless: ElastiCache Serverless has no Auto Discovery (its endpoint is the node); set it to "false"`,
+    );
+  }
   let addresses: NodeAddress[];
   try {
     addresses = toAddressList(text);
@@ -107,6 +144,52 @@ function clusterFromEnv(
     );
   }
   return { configEndpoint: addresses[0]! };
+}
+
+function kindFromEnv(env: Env, which: "NEW" | "OLD"): "nodes" | "serverless" {
+  return choiceFromEnv(env, `CACHE_${which}_KIND`, ["nodes", "serverless"], "nodes");
+}
+
+function connectionFromEnv(
+  env: Env,
+  which: "NEW" | "OLD",
+  ca: string | undefined,
+): ClusterConnection {
+  const serverless = kindFromEnv(env, which) === "serverless";
+  const tlsName = `CACHE_${which}_TLS`;
+  const tls = booleanFromEnv(env, tlsName, serverless);
+  if (serverless && !tls) {
+    throw envError(
+      tlsName,
+      `is "false", but CACHE_${which}_KIND=serverless: ElastiCache Serverless takes TLS connections only`,
+    );
+  }
+  return {
+    tls: !tls ? false : ca === undefined ? true : { ca },
+    elastiCacheServerless: serverless,
+  };
+}
+
+/** The PEM text of CACHE_TLS_CA_FILE, read once at cold start; undefined when unset. */
+function tlsCaFromEnv(env: Env): string | undefined {
+  const file = (env.CACHE_TLS_CA_FILE ?? "").trim();
+  if (file === "") return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(file, "utf8");
+  } catch (error) {
+    throw envError(
+      "CACHE_TLS_CA_FILE",
+      `names a file that cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}): ${JSON.stringify(file)}`,
+    );
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw envError(
+      "CACHE_TLS_CA_FILE",
+      `names a file with no PEM certificate: ${JSON.stringify(file)}`,
+    );
+  }
+  return pem;
 }
 
 // ---- strict parsers for single variables ----

@@ -48,6 +48,9 @@ describe("a function's cold start", () => {
     ["functions/products.ts", "ORIGIN_URL", "origin.example.com"],
     ["functions/counters.ts", "CACHE_METRICS", "false"],
     ["functions/counters.ts", "CACHE_NEW_DISCOVERY", "yes"],
+    ["functions/counters.ts", "CACHE_NEW_TLS", "on"],
+    ["functions/products.ts", "CACHE_NEW_KIND", "elasticache"],
+    ["functions/health.ts", "CACHE_TLS_CA_FILE", "/no/such/ca.pem"],
     ["functions/health.ts", "CACHE_NEW_ENDPOINT", "cache.local:99999"],
   ])("%s stops at init on %s=%s, naming the variable", async (module, name, value) => {
     const { code, stderr } = await coldStart(module, { ...good, [name]: value });

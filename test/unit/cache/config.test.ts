@@ -3,7 +3,10 @@
 // for missing or malformed values, each naming the variable to fix. Also the strict single-value
 // parsers an application uses for its own variables.
 
-import { describe, expect, it } from "vitest";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   booleanFromEnv,
   type CacheConfig,
@@ -38,6 +41,8 @@ describe("cacheConfigFromEnv", () => {
       phase: "single",
       newCluster: { servers: [{ host: "10.0.0.5", port: 11211 }] },
       oldCluster: undefined,
+      newConnection: { tls: false, elastiCacheServerless: false },
+      oldConnection: undefined,
       timeoutMs: 100,
       connectTimeoutMs: 200,
     });
@@ -258,6 +263,101 @@ describe("cacheConfigFromEnv", () => {
       CACHE_OLD_DISCOVERY: "true",
     });
     expect(error.message).toContain("shares a.example:11211");
+  });
+});
+
+describe("TLS and the kind of each cluster", () => {
+  const both = { CACHE_NEW_ENDPOINT: "new.local:11211", CACHE_OLD_ENDPOINT: "old.local:11211" };
+  let caDir: string;
+  beforeAll(() => {
+    caDir = mkdtempSync(path.join(os.tmpdir(), "config-ca-"));
+    writeFileSync(
+      path.join(caDir, "ca.pem"),
+      "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    );
+    writeFileSync(path.join(caDir, "not-a-cert.txt"), "hello");
+  });
+  afterAll(() => rmSync(caDir, { recursive: true, force: true }));
+
+  it.each([
+    ["false", "false", false, false],
+    ["true", "false", true, false],
+    ["false", "true", false, true],
+    ["true", "true", true, true],
+    ["", "", false, false],
+  ])("CACHE_NEW_TLS=%j, CACHE_OLD_TLS=%j: new %s, old %s", (newTls, oldTls, newOn, oldOn) => {
+    const config = cacheConfigFromEnv({ ...both, CACHE_NEW_TLS: newTls, CACHE_OLD_TLS: oldTls });
+    expect(config.newConnection).toEqual({ tls: newOn, elastiCacheServerless: false });
+    expect(config.oldConnection).toEqual({ tls: oldOn, elastiCacheServerless: false });
+  });
+
+  it("makes a serverless new cache speak TLS, with no Auto Discovery", () => {
+    const config = cacheConfigFromEnv({ ...both, CACHE_NEW_KIND: "serverless" });
+    expect(config.newConnection).toEqual({ tls: true, elastiCacheServerless: true });
+    expect(config.oldConnection).toEqual({ tls: false, elastiCacheServerless: false });
+  });
+
+  it("ignores the old cluster's TLS and kind outside a cutover", () => {
+    const config = cacheConfigFromEnv({
+      CACHE_NEW_ENDPOINT: "new.local:11211",
+      CACHE_OLD_TLS: "true",
+      CACHE_OLD_KIND: "serverless",
+    });
+    expect(config.oldConnection).toBeUndefined();
+  });
+
+  it("trusts the CAs of CACHE_TLS_CA_FILE on every TLS cluster, read once", () => {
+    const caFile = path.join(caDir, "ca.pem");
+    const config = cacheConfigFromEnv({
+      ...both,
+      CACHE_NEW_TLS: "true",
+      CACHE_TLS_CA_FILE: caFile,
+    });
+    expect(config.newConnection.tls).toEqual({ ca: readFileSync(caFile, "utf8") });
+    expect(config.oldConnection?.tls).toBe(false);
+  });
+
+  it.each([
+    [{ CACHE_NEW_TLS: "yes" }, "CACHE_NEW_TLS", /must be one of "true", "false", got "yes"/],
+    [{ CACHE_OLD_TLS: "1" }, "CACHE_OLD_TLS", /must be one of "true", "false", got "1"/],
+    [{ CACHE_NEW_KIND: "Serverless" }, "CACHE_NEW_KIND", /must be one of "nodes", "serverless"/],
+    [
+      { CACHE_NEW_KIND: "serverless", CACHE_NEW_TLS: "false" },
+      "CACHE_NEW_TLS",
+      /ElastiCache Serverless takes TLS connections only/,
+    ],
+    [
+      { CACHE_NEW_KIND: "serverless", CACHE_NEW_DISCOVERY: "true" },
+      "CACHE_NEW_DISCOVERY",
+      /has no Auto Discovery/,
+    ],
+    [
+      { CACHE_OLD_KIND: "serverless", CACHE_OLD_TLS: "false" },
+      "CACHE_OLD_TLS",
+      /TLS connections only/,
+    ],
+    [
+      { CACHE_TLS_CA_FILE: "/no/such/ca.pem", CACHE_NEW_TLS: "true" },
+      "CACHE_TLS_CA_FILE",
+      /cannot be read \(ENOENT\)/,
+    ],
+    [{ CACHE_TLS_CA_FILE: "ca.pem" }, "CACHE_TLS_CA_FILE", /no cluster speaks TLS/],
+  ] as const)("refuses %j, naming %s", (extra, name, complaint) => {
+    const env: Record<string, string> = { ...both, ...extra };
+    if (env.CACHE_TLS_CA_FILE === "ca.pem") env.CACHE_TLS_CA_FILE = path.join(caDir, "ca.pem");
+    const error = envErrorOf(env);
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toMatch(new RegExp(`^lambda-memcache: environment variable ${name} `));
+    expect(error.message).toMatch(complaint);
+  });
+
+  it("refuses a CA file with no PEM certificate in it", () => {
+    const error = envErrorOf({
+      ...both,
+      CACHE_NEW_TLS: "true",
+      CACHE_TLS_CA_FILE: path.join(caDir, "not-a-cert.txt"),
+    });
+    expect(error.message).toMatch(/CACHE_TLS_CA_FILE names a file with no PEM certificate/);
   });
 });
 
