@@ -1,6 +1,8 @@
-// `serverless package` for a CI stage, once keeping the old cluster and once removing it: the
-// generated CloudFormation template has the clusters, subnet group, security groups, every
-// function's VPC config and cache endpoints as expected, and no function zip carries AWS SDK code.
+// `serverless package` for a CI stage in each shape the caches take — both clusters kept, the old
+// one removed, TLS on one cluster only, a serverless new cache beside the old cluster and alone —
+// the generated CloudFormation template has the caches, subnet group, security groups, every
+// function's VPC config, cache endpoints, TLS and kind as expected, and no function zip carries
+// AWS SDK code. Packaging without --stage, or with a bad param, fails instead.
 // The cutover's CloudWatch dashboard is valid JSON once CloudFormation substitutes it, and names
 // only metrics the functions really write (their EMF lines, captured from metrics.ts) and the
 // clusters' own; its alarms likewise.
@@ -158,6 +160,12 @@ function createdOutputs(template: Template): string[] {
     .map(([id]) => id);
 }
 
+/** The created outputs of infra/clusters.yml (the framework adds its own). */
+const cacheOutputs = (template: Template) =>
+  createdOutputs(template)
+    .filter((id) => id.includes("Cache"))
+    .sort();
+
 /** Fn::Split over a literal string, evaluated. */
 function split(value: Json): string[] {
   const args = (value as JsonObject)["Fn::Split"] as [string, string] | undefined;
@@ -178,8 +186,23 @@ const configurationEndpoint = (cluster: string) => ({
   ],
 });
 
+/** The "host:port" of a serverless cache's endpoint (TLS, no Auto Discovery). */
+const serverlessEndpoint = (cache: string) => ({
+  "Fn::Join": [":", [getAtt(cache, "Endpoint.Address"), getAtt(cache, "Endpoint.Port")]],
+});
+
 const functionsOf = (resources: Record<string, Template["Resources"][string]>) =>
   Object.entries(resources).filter(([, resource]) => resource.Type === "AWS::Lambda::Function");
+
+/** The environment CloudFormation gives the functions (one for all; checked to be the same). */
+function functionEnvironment(packaged: Packaged): JsonObject {
+  const all = functionsOf(createdResources(packaged.template)).map(
+    ([, fn]) => (fn.Properties!.Environment as JsonObject).Variables as JsonObject,
+  );
+  expect(all).toHaveLength(5);
+  for (const variables of all) expect(variables).toEqual(all[0]);
+  return all[0]!;
+}
 
 // ---- zip files, read with node:zlib (central directory, stored or deflated entries) ----
 
@@ -322,6 +345,9 @@ function searchedClusterMetrics(expressions: string[]): string[] {
 describe("serverless package (CloudFormation for the caches)", () => {
   let keep: Packaged;
   let removed: Packaged;
+  let newTlsOnly: Packaged;
+  let serverless: Packaged;
+  let serverlessAlone: Packaged;
 
   beforeAll(async () => {
     // One after the other: both runs bundle with esbuild and that is CPU-bound anyway.
@@ -337,11 +363,29 @@ describe("serverless package (CloudFormation for the caches)", () => {
       keepOldCluster: "false",
       cacheTransitEncryption: "false",
     });
-  }, 2 * packageTimeoutMs);
+    newTlsOnly = await packageStage("new-tls", {
+      ...commonParams,
+      keepOldCluster: "true",
+      newCacheTransitEncryption: "true",
+      oldCacheTransitEncryption: "false",
+    });
+    serverless = await packageStage("serverless", {
+      ...commonParams,
+      keepOldCluster: "true",
+      newCacheKind: "serverless",
+      serverlessCacheMaxDataGb: "7",
+      serverlessCacheMaxEcpuPerSecond: "3000",
+    });
+    serverlessAlone = await packageStage("serverless-alone", {
+      ...commonParams,
+      keepOldCluster: "false",
+      newCacheKind: "serverless",
+    });
+  }, 5 * packageTimeoutMs);
 
   afterAll(async () => {
     await Promise.all(
-      [keep?.dir, removed?.dir]
+      [keep?.dir, removed?.dir, newTlsOnly?.dir, serverless?.dir, serverlessAlone?.dir]
         .filter((dir): dir is string => dir !== undefined)
         .map((dir) => rm(dir, { recursive: true, force: true })),
     );
@@ -479,10 +523,110 @@ describe("serverless package (CloudFormation for the caches)", () => {
     });
   });
 
+  describe("TLS per cluster", () => {
+    it.for([
+      ["both clusters with in-transit encryption", () => keep, true, true],
+      ["neither (old removed)", () => removed, false, undefined],
+      ["the new cluster only", () => newTlsOnly, true, false],
+      ["a serverless new cache and a plain old cluster", () => serverless, true, false],
+    ] as const)("gives the functions each cluster's TLS: %s", ([, packaged, newTls, oldTls]) => {
+      const variables = functionEnvironment(packaged());
+      expect(variables.CACHE_NEW_TLS).toBe(String(newTls));
+      expect(variables.CACHE_OLD_TLS).toBe(oldTls === undefined ? "false" : String(oldTls));
+      expect(variables.CACHE_TLS_CA_FILE ?? "").toBe(""); // the public CAs in AWS
+      const resources = createdResources(packaged().template);
+      const newCluster = resources.NewCacheCluster?.Properties;
+      if (newCluster !== undefined) {
+        expect(newCluster.TransitEncryptionEnabled ?? false).toBe(newTls);
+      }
+      if (oldTls !== undefined) {
+        expect(resources.OldCacheCluster!.Properties!.TransitEncryptionEnabled ?? false).toBe(
+          oldTls,
+        );
+      }
+    });
+  });
+
+  describe("with newCacheKind=serverless beside the old cluster (the cutover to serverless)", () => {
+    it("creates an ElastiCache Serverless for Memcached cache instead of the new cluster", () => {
+      const resources = createdResources(serverless.template);
+      expect(resources).not.toHaveProperty("NewCacheCluster");
+      const cache = resources.NewServerlessCache;
+      expect(cache?.Type).toBe("AWS::ElastiCache::ServerlessCache");
+      const props = cache!.Properties!;
+      expect(props).toMatchObject({
+        ServerlessCacheName: `lambda-memcache-${stage}-new`,
+        Engine: "memcached",
+        MajorEngineVersion: "1.6",
+        SecurityGroupIds: [getAtt("CacheSecurityGroup", "GroupId")],
+      });
+      // Numbers given as --param arrive as text; CloudFormation reads them as integers.
+      const limits = props.CacheUsageLimits as { [key: string]: JsonObject };
+      expect(Object.keys(limits).sort()).toEqual(["DataStorage", "ECPUPerSecond"]);
+      expect([Number(limits.DataStorage!.Maximum), limits.DataStorage!.Unit]).toEqual([7, "GB"]);
+      expect(Number(limits.ECPUPerSecond!.Maximum)).toBe(3000);
+      // Nothing a serverless cache does not take (node type, count, transit encryption flag).
+      expect(Object.keys(props).sort()).toEqual([
+        "CacheUsageLimits",
+        "Description",
+        "Engine",
+        "MajorEngineVersion",
+        "SecurityGroupIds",
+        "ServerlessCacheName",
+        "SubnetIds",
+      ]);
+      expect(split(cache!.Properties!.SubnetIds!)).toEqual(subnetIds);
+      expect(resources.OldCacheCluster?.Type).toBe("AWS::ElastiCache::CacheCluster");
+      expect(resources.CacheSubnetGroup?.Type).toBe("AWS::ElastiCache::SubnetGroup");
+    });
+
+    it("gives the functions the serverless endpoint (TLS, no Auto Discovery) and old's configuration endpoint", () => {
+      const variables = functionEnvironment(serverless);
+      expect(variables.CACHE_NEW_ENDPOINT).toEqual(serverlessEndpoint("NewServerlessCache"));
+      expect(variables.CACHE_NEW_KIND).toBe("serverless");
+      expect(variables.CACHE_NEW_DISCOVERY).toBe("false");
+      expect(variables.CACHE_NEW_TLS).toBe("true");
+      expect(variables.CACHE_OLD_ENDPOINT).toEqual(configurationEndpoint("OldCacheCluster"));
+      expect(variables.CACHE_OLD_DISCOVERY).toBe("true");
+      expect(variables.CACHE_OLD_TLS).toBe("false");
+    });
+
+    it("admits the functions on the serverless cache's ports 11211-11212 only", () => {
+      const group = createdResources(serverless.template).CacheSecurityGroup!;
+      expect(group.Properties!.SecurityGroupIngress).toEqual([
+        expect.objectContaining({
+          IpProtocol: "tcp",
+          FromPort: 11211,
+          ToPort: 11212,
+          SourceSecurityGroupId: getAtt("FunctionSecurityGroup", "GroupId"),
+        }),
+      ]);
+    });
+
+    it("outputs the serverless endpoint and old's configuration endpoint", () => {
+      expect(cacheOutputs(serverless.template)).toEqual([
+        "NewCacheEndpoint",
+        "OldCacheConfigurationEndpoint",
+      ]);
+    });
+
+    it("after the cutover (old removed) keeps the serverless cache alone, without a subnet group", () => {
+      const resources = createdResources(serverlessAlone.template);
+      expect(resources.NewServerlessCache?.Type).toBe("AWS::ElastiCache::ServerlessCache");
+      expect(resources).not.toHaveProperty("NewCacheCluster");
+      expect(resources).not.toHaveProperty("OldCacheCluster");
+      expect(resources).not.toHaveProperty("CacheSubnetGroup");
+      const variables = functionEnvironment(serverlessAlone);
+      expect(variables.CACHE_NEW_ENDPOINT).toEqual(serverlessEndpoint("NewServerlessCache"));
+      expect(variables.CACHE_OLD_ENDPOINT ?? "").toBe("");
+      expect(cacheOutputs(serverlessAlone.template)).toEqual(["NewCacheEndpoint"]);
+    });
+  });
+
   it("bundles no AWS SDK code into any function", async () => {
     // The check can see bundled packages: source maps name each one (Middy is bundled).
     let sawBundledPackage = false;
-    for (const packaged of [keep, removed]) {
+    for (const packaged of [keep, removed, serverless]) {
       const zips = (await readdir(packaged.dir)).filter((file) => file.endsWith(".zip"));
       expect(zips.sort()).toEqual([
         "getCounter.zip",
@@ -508,6 +652,46 @@ describe("serverless package (CloudFormation for the caches)", () => {
     }
     expect(sawBundledPackage).toBe(true);
   });
+
+  it(
+    "refuses to package without --stage: the default stage is an AWS stage, not the offline one",
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-nostage-"));
+      try {
+        const result = await runServerless(["package", "--package", dir], workFolder("nostage"));
+        expect(result.code).not.toBe(0);
+        expect(result.output).toMatch(/Value not found at "param" source/);
+        expect(result.output).not.toMatch(/stage offline/);
+        expect(await readdir(dir)).toEqual([]); // no template with placeholders or loopback
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    packageTimeoutMs,
+  );
+
+  it(
+    "refuses a newCacheKind that is neither nodes nor serverless",
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-kind-"));
+      try {
+        const args = [
+          "package",
+          "--stage",
+          stage,
+          "--package",
+          dir,
+          ...paramArgs({ ...commonParams, newCacheKind: "Serverless" }),
+        ];
+        const result = await runServerless(args, workFolder("kind"));
+        expect(result.code).not.toBe(0);
+        expect(result.output).toMatch(/cacheKinds\.Serverless|Value not found at "self" source/);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    packageTimeoutMs,
+  );
 
   it(
     "refuses to package a stage without VPC settings, naming the missing param",
@@ -549,6 +733,10 @@ describe("serverless package (CloudFormation for the caches)", () => {
         CACHE_NEW_DISCOVERY: "false",
         CACHE_OLD_DISCOVERY: "false",
         ORIGIN_URL: "http://127.0.0.1:4999",
+        CACHE_NEW_TLS: "false",
+        CACHE_OLD_TLS: "false",
+        CACHE_NEW_KIND: "nodes",
+        CACHE_TLS_CA_FILE: "",
       });
     },
     packageTimeoutMs,
