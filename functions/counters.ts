@@ -13,7 +13,7 @@ import { type CounterValue, casIncrement, readCounter } from "../lib/cache/count
 import { MemcacheCounterValueError, MemcacheError } from "../lib/memcache/errors.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { counterClient } from "./shared/cache.ts";
-import { errorResponse, json, type Result } from "./shared/http.ts";
+import { errorResponse, json, type Result, serverError } from "./shared/http.ts";
 
 const counterKey = (name: string) => safeKey(name, "counter:");
 
@@ -30,9 +30,11 @@ async function withCounterStore(name: string, run: () => Promise<CounterValue>):
       return json(409, { error: "not a counter: the key holds a value that is not decimal text" });
     }
     if (!(error instanceof MemcacheError)) throw error;
-    const { name: errorName, message } = error;
-    console.log(JSON.stringify({ level: "ERROR", message, name: errorName, counter: name }));
-    return json(503, { error: "counter store unavailable" });
+    return serverError(503, "counter store unavailable", {
+      message: error.message,
+      name: error.name,
+      counter: name,
+    });
   }
 }
 

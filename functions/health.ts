@@ -1,14 +1,25 @@
 // GET /health: the cutover phase, each cluster's nodes and whether each answers right now.
+// Why a node does not answer goes to the log, never into the body; a 503 (new does not answer)
+// carries no addresses at all, like every 5xx of the app.
 
 import { type ClusterEndpoint, clusterAddresses } from "../lib/cache/config.ts";
 import { formatAddress } from "../lib/memcache/address.ts";
 import type { MemcacheClient, NodeHealth } from "../lib/memcache/client.ts";
 import { cacheConfig, newClient, oldClient } from "./shared/cache.ts";
-import { json, type Result } from "./shared/http.ts";
+import { json, type Result, serverError } from "./shared/http.ts";
 
-async function probe(client: MemcacheClient): Promise<Array<NodeHealth & { endpoint: string }>> {
+type NodeReport = Omit<NodeHealth, "error"> & { endpoint: string };
+
+/** Each node's health; why a node failed is kept apart (`failures`) for the log. */
+async function probe(
+  client: MemcacheClient,
+  failures: Record<string, string>,
+): Promise<NodeReport[]> {
   const nodes = await client.ping();
-  return Object.entries(nodes).map(([endpoint, health]) => ({ endpoint, ...health }));
+  return Object.entries(nodes).map(([endpoint, { error, ...health }]) => {
+    if (error !== undefined) failures[endpoint] = error;
+    return { endpoint, ...health };
+  });
 }
 
 /** The configured addresses as `host:port` text (a configuration endpoint is one). */
@@ -17,9 +28,10 @@ function servers(cluster: ClusterEndpoint): string[] {
 }
 
 export const handler = async (): Promise<Result> => {
+  const failures: Record<string, string> = {};
   const [newNodes, oldNodes] = await Promise.all([
-    probe(newClient),
-    oldClient === undefined ? Promise.resolve(undefined) : probe(oldClient),
+    probe(newClient, failures),
+    oldClient === undefined ? Promise.resolve(undefined) : probe(oldClient, failures),
   ]);
   const clusters: Record<string, { servers: string[]; nodes: unknown[] }> = {
     new: { servers: servers(cacheConfig.newCluster), nodes: newNodes },
@@ -28,5 +40,11 @@ export const handler = async (): Promise<Result> => {
     clusters.old = { servers: servers(cacheConfig.oldCluster), nodes: oldNodes };
   }
   const ok = newNodes.every((node) => node.ok);
-  return json(ok ? 200 : 503, { phase: cacheConfig.phase, ok, clusters });
+  if (!ok) {
+    return serverError(503, "cache unavailable", { phase: cacheConfig.phase, clusters, failures });
+  }
+  if (Object.keys(failures).length > 0) {
+    console.log(JSON.stringify({ level: "WARN", message: "old cluster nodes down", failures }));
+  }
+  return json(200, { phase: cacheConfig.phase, ok, clusters });
 };

@@ -17,15 +17,31 @@ export function json(
   };
 }
 
-/** Turns an unhandled error into a JSON 502 (origin unreachable) instead of a bare 500. */
+/**
+ * Logs what went wrong as one JSON line (the detail stays in the log) and returns the generic
+ * body a 5xx answers with: in AWS an error message names the caches' and the origin's private
+ * addresses, which callers must never see.
+ */
+export function serverError(
+  statusCode: number,
+  error: string,
+  detail: Record<string, unknown>,
+): Result {
+  console.log(JSON.stringify({ level: "ERROR", status: statusCode, ...detail }));
+  return json(statusCode, { error });
+}
+
+/** Turns an unhandled error into a generic JSON 502 (origin unreachable) instead of a bare 500. */
 export function errorResponse(): MiddlewareObj {
   return {
     name: "errorResponse",
     onError: (request) => {
       if (request.response !== undefined) return;
       const error = request.error as Error;
-      console.log(JSON.stringify({ level: "ERROR", message: error.message, name: error.name }));
-      request.response = json(502, { error: "upstream failure", detail: error.message });
+      request.response = serverError(502, "upstream failure", {
+        message: error.message,
+        name: error.name,
+      });
     },
   };
 }

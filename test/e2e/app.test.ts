@@ -238,6 +238,10 @@ describe("reference app over HTTP, one cluster", () => {
       expect(post.status).toBe(503);
       expect(post.body).toEqual({ error: "counter store unavailable" }); // no detail to callers
       expect(post.ms).toBeLessThan(bypassBoundMs);
+      // Health says the cache is down, and nothing about where it is or why.
+      const health = await app.health();
+      expect(health.status).toBe(503);
+      expect(health.body).toEqual({ error: "cache unavailable" });
     } finally {
       await memcached.restart();
     }
