@@ -6,23 +6,35 @@
 //   CACHE_OLD_ENDPOINT   use this cluster as "old"; set but empty = one cluster, no "old"
 //   ORIGIN_URL           use this origin instead of starting the demo origin
 //   ORIGIN_DELAY_MS      latency of the demo origin (default 50)
+//   CACHE_TLS=1          TLS to both caches: memcached with -Z and a CA made for this run,
+//                        which the functions trust (CACHE_TLS_CA_FILE: trust this CA instead)
+//   CACHE_NEW_KIND=serverless   the ElastiCache Serverless stand-in (tools/serverless-standin.ts,
+//                        TLS, the service's limits) in front of the new cache
 //   HTTP_PORT, LAMBDA_PORT, ORIGIN_PORT, LIVE_PORT   ports (default 3000, 3002, 4000, 3003)
+//   MEMCACHED_NEW_PORT, MEMCACHED_OLD_PORT   ports of the memcached it starts (11211, 11212; 0: free)
 //   npm run dev -- <args>                 extra arguments for `serverless offline start`
 //
 // Every port is checked before anything starts. Ctrl+C / SIGTERM stops every process this
-// launcher started, by the PIDs it holds. End-to-end tests use startStack() with free ports.
+// launcher started, by the PIDs it holds; if the launcher dies without stopping them (SIGKILL),
+// its reaper (reaper.ts) does. End-to-end tests use startStack() with free ports.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { toAddressList } from "../../lib/memcache/address.ts";
 import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import { bindProblem, freePort, loopback } from "../../tools/ports.ts";
+import { type ServerlessStandIn, startServerlessStandIn } from "../../tools/serverless-standin.ts";
 import { settlesWithin } from "../../tools/timing.ts";
+import { makeTestCertificates } from "../../tools/tls.ts";
 import { EventSeries, lineSplitter } from "./live/events.ts";
 import { type LiveView, startLiveView } from "./live/server.ts";
 import { type Origin, startOrigin } from "./origin.ts";
+import { startReaper } from "./reaper.ts";
 
 export interface StackPorts {
   /** serverless-offline HTTP API; default 3000. 0 = a free port. */
@@ -48,6 +60,22 @@ export interface StackOptions {
   originUrl?: string;
   /** Latency of the demo origin in ms; default 50. */
   originDelayMs?: number;
+  /**
+   * TLS to both caches (CACHE_TLS=1): the memcached processes this stack starts serve TLS only,
+   * with `certificates` (default: a CA and certificate made for this stack, removed on stop),
+   * and the functions trust `caFile` (default: that CA). External endpoints must serve TLS too.
+   */
+  tls?: boolean;
+  /**
+   * "serverless" (CACHE_NEW_KIND=serverless): the ElastiCache Serverless stand-in, TLS with the
+   * same certificates, in front of the new cache (one endpoint), and the functions treat new as
+   * a serverless cache. Default "nodes".
+   */
+  newKind?: "nodes" | "serverless";
+  /** The CA and server certificate to use instead of making them (e.g. a test's). */
+  certificates?: { caFile: string; certFile: string; keyFile: string };
+  /** The CA file the functions trust (CACHE_TLS_CA_FILE); default: the certificates' CA. */
+  caFile?: string;
   ports?: StackPorts;
   /** Extra arguments for `serverless offline start` (e.g. ["--httpPort", "3001"]). */
   serverlessArgs?: string[];
@@ -94,9 +122,17 @@ export interface Stack {
   /** The cache events counted from the functions' output, with `liveView`. */
   events?: EventSeries;
   /** What this stack started itself (external ones are absent). */
-  started: { memcachedNew?: MemcachedProcess; memcachedOld?: MemcachedProcess; origin?: Origin };
+  started: {
+    memcachedNew?: MemcachedProcess;
+    memcachedOld?: MemcachedProcess;
+    origin?: Origin;
+    /** The ElastiCache Serverless stand-in in front of new (newKind "serverless"). */
+    standIn?: ServerlessStandIn;
+  };
+  /** Whether the functions speak TLS to each cache, and the CA file they trust. */
+  tls: { newCache: boolean; oldCache: boolean; caFile?: string };
   /** PIDs of the processes this stack started; serverless is also its process group id. */
-  pids: { serverless: number; memcachedNew?: number; memcachedOld?: number };
+  pids: { serverless: number; memcachedNew?: number; memcachedOld?: number; reaper?: number };
   /** Resolves when serverless-offline exits, whatever the reason (stop() included). */
   exited: Promise<ServerlessExit>;
   /** The last 64 KiB of serverless-offline's stdout and stderr, when stdio is "pipe". */
@@ -124,6 +160,8 @@ const termGraceMs = 5_000;
 const killWaitMs = 2_000;
 const outputKeepChars = 64 * 1024;
 const projectRoot = path.resolve(import.meta.dirname, "../..");
+/** Stacks started by this process (names the work folder of a stack on a free HTTP port). */
+let stackCount = 0;
 
 /** The one way a value reaches serverless as "": osls trims the end of every --param value. */
 const emptyParamValue = " ";
@@ -137,6 +175,17 @@ export function optionsFromEnv(
   if (env.CACHE_NEW_ENDPOINT?.trim()) opts.newEndpoint = env.CACHE_NEW_ENDPOINT.trim();
   if (env.CACHE_OLD_ENDPOINT !== undefined) opts.oldEndpoint = env.CACHE_OLD_ENDPOINT.trim();
   if (env.ORIGIN_URL?.trim()) opts.originUrl = env.ORIGIN_URL.trim();
+  const tls = env.CACHE_TLS?.trim() ?? "";
+  if (!["", "0", "1", "false", "true"].includes(tls)) {
+    throw new Error(`CACHE_TLS must be 1 (TLS to the caches) or 0, got "${env.CACHE_TLS}"`);
+  }
+  if (tls === "1" || tls === "true") opts.tls = true;
+  const kind = env.CACHE_NEW_KIND?.trim() ?? "";
+  if (kind !== "" && kind !== "nodes" && kind !== "serverless") {
+    throw new Error(`CACHE_NEW_KIND must be "nodes" or "serverless", got "${env.CACHE_NEW_KIND}"`);
+  }
+  if (kind !== "") opts.newKind = kind;
+  if (env.CACHE_TLS_CA_FILE?.trim()) opts.caFile = env.CACHE_TLS_CA_FILE.trim();
   if (env.ORIGIN_DELAY_MS?.trim()) {
     const ms = Number(env.ORIGIN_DELAY_MS);
     if (!Number.isFinite(ms) || ms < 0) {
@@ -151,6 +200,8 @@ export function optionsFromEnv(
     ["LAMBDA_PORT", "lambda"],
     ["ORIGIN_PORT", "origin"],
     ["LIVE_PORT", "live"],
+    ["MEMCACHED_NEW_PORT", "memcachedNew"],
+    ["MEMCACHED_OLD_PORT", "memcachedOld"],
   ] as const) {
     const value = env[variable]?.trim();
     if (value) opts.ports![key] = parsePort(value, variable);
@@ -292,36 +343,76 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
   const started: Stack["started"] = {};
   let serverless: ServerlessHandle | undefined;
   let liveView: LiveView | undefined;
+  // Cleans up after this launcher if it dies without stop() (SIGKILL): see reaper.ts.
+  const reaper = startReaper();
+  const workFolder = `.esbuild-stack-${ports.http === 0 ? `${process.pid}-${++stackCount}` : ports.http}`;
+  reaper.watchDir(path.join(projectRoot, workFolder));
+  let certificateDir: string | undefined;
   const stopAll = async (): Promise<void> => {
     const problems: unknown[] = [];
     await liveView?.close();
     if (serverless) await serverless.stop().catch((error) => problems.push(error));
     const rest = await Promise.allSettled([
       started.origin?.close(),
+      started.standIn?.close(),
       started.memcachedNew?.stop(),
       started.memcachedOld?.stop(),
     ]);
     for (const result of rest) if (result.status === "rejected") problems.push(result.reason);
+    if (certificateDir !== undefined) {
+      await rm(certificateDir, { recursive: true, force: true }).catch((e) => problems.push(e));
+    }
     if (problems.length > 0) {
       throw new AggregateError(problems, `stopping the local stack: ${String(problems[0])}`);
     }
+    reaper.release();
   };
   const checkAborted = () => {
     if (opts.signal?.aborted) throw abortError(opts.signal);
   };
 
+  const serverlessNew = opts.newKind === "serverless";
+  if (serverlessNew && opts.newEndpoint && toAddressList(opts.newEndpoint).length !== 1) {
+    throw new Error(
+      `CACHE_NEW_KIND=serverless puts the stand-in in front of one endpoint; CACHE_NEW_ENDPOINT lists several: ${opts.newEndpoint}`,
+    );
+  }
+
   try {
     checkAborted();
+    let certificates = opts.certificates;
+    if (certificates === undefined && (opts.tls === true || serverlessNew)) {
+      certificateDir = await mkdtemp(path.join(os.tmpdir(), "lambda-memcache-stack-tls-"));
+      reaper.watchDir(certificateDir);
+      certificates = await makeTestCertificates(certificateDir);
+    }
+    // The memcached processes serve TLS themselves, except behind the stand-in (which does).
+    const serveTls = (tls: boolean) =>
+      tls && certificates
+        ? { tls: { certFile: certificates.certFile, keyFile: certificates.keyFile } }
+        : {};
     // Both at once; when one fails, the other is still recorded so that it is stopped.
     const [memcachedNew, memcachedOld] = await Promise.allSettled([
-      startNew ? startMemcached(memcachedOptions(ports.memcachedNew)) : undefined,
-      startOld ? startMemcached(memcachedOptions(ports.memcachedOld)) : undefined,
+      startNew
+        ? startMemcached({
+            ...memcachedOptions(ports.memcachedNew),
+            ...serveTls(opts.tls === true && !serverlessNew),
+          })
+        : undefined,
+      startOld
+        ? startMemcached({
+            ...memcachedOptions(ports.memcachedOld),
+            ...serveTls(opts.tls === true),
+          })
+        : undefined,
     ]);
     if (memcachedNew.status === "fulfilled" && memcachedNew.value) {
       started.memcachedNew = memcachedNew.value;
+      reaper.watchPid(memcachedNew.value.pid);
     }
     if (memcachedOld.status === "fulfilled" && memcachedOld.value) {
       started.memcachedOld = memcachedOld.value;
+      reaper.watchPid(memcachedOld.value.pid);
     }
     for (const [result, which] of [
       [memcachedNew, "new"],
@@ -341,8 +432,18 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     }
     checkAborted();
 
-    const newEndpoint = opts.newEndpoint || started.memcachedNew!.endpoint;
+    let newEndpoint = opts.newEndpoint || started.memcachedNew!.endpoint;
+    if (serverlessNew) {
+      const [target] = toAddressList(newEndpoint);
+      started.standIn = await startServerlessStandIn({ target: target!, tls: certificates! });
+      newEndpoint = started.standIn.endpoint;
+    }
     const oldEndpoint = startOld ? started.memcachedOld!.endpoint : opts.oldEndpoint!;
+    const tls = {
+      newCache: opts.tls === true || serverlessNew,
+      oldCache: opts.tls === true && oldEndpoint !== "",
+      caFile: opts.caFile ?? certificates?.caFile,
+    };
     const originUrl = (opts.originUrl || started.origin!.url).replace(/\/+$/, "");
     if (ports.http === 0) ports.http = await freePort(listenHost);
     if (ports.lambda === 0) ports.lambda = await freePort(listenHost);
@@ -360,8 +461,14 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--param=cacheNewEndpoint=${newEndpoint}`,
       `--param=cacheOldEndpoint=${oldEndpoint || emptyParamValue}`,
       `--param=originUrl=${originUrl}`,
-      ...extraArgs,
+      `--param=cacheNewTls=${tls.newCache}`,
+      `--param=cacheOldTls=${tls.oldCache}`,
+      `--param=newCacheKind=${serverlessNew ? "serverless" : "nodes"}`,
     );
+    if ((tls.newCache || tls.oldCache) && tls.caFile !== undefined) {
+      args.push(`--param=cacheTlsCaFile=${tls.caFile}`);
+    }
+    args.push(...extraArgs);
     // Each stack builds into its own folder: serverless-esbuild deletes its work folder on exit,
     // which would pull the bundles from under another stack running at the same time.
     // The functions' cache events, counted from their output for the live view.
@@ -374,10 +481,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         ...process.env,
         ...opts.env,
         STACK_WATCH: opts.watch === true ? "on" : "off",
-        SLS_ESBUILD_WORK_FOLDER: `.esbuild-stack-${ports.http}`,
+        SLS_ESBUILD_WORK_FOLDER: workFolder,
       },
       lines?.push,
     );
+    if (serverless.child.pid !== undefined) reaper.watchGroup(serverless.child.pid);
     await waitUntilAnswering(
       httpUrl,
       serverless,
@@ -392,6 +500,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
         events,
         newEndpoint,
         oldEndpoint,
+        tls: await probeTls(tls),
         originUrl,
         appUrl: httpUrl,
       });
@@ -407,10 +516,12 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       ...(liveView && { liveView }),
       ...(events && { events }),
       started,
+      tls,
       pids: {
         serverless: handle.child.pid!,
         ...(started.memcachedNew && { memcachedNew: started.memcachedNew.pid }),
         ...(started.memcachedOld && { memcachedOld: started.memcachedOld.pid }),
+        ...(reaper.pid !== undefined && { reaper: reaper.pid }),
       },
       exited: handle.exited,
       output: handle.output,
@@ -423,6 +534,13 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     await stopAll().catch(() => {});
     throw error;
   }
+}
+
+/** How the live view reaches each cluster for its stats: as the functions do. */
+async function probeTls(tls: Stack["tls"]) {
+  const ca = tls.caFile === undefined ? undefined : await readFile(tls.caFile, "utf8");
+  const options = (on: boolean) => (on ? (ca === undefined ? true : { ca }) : false);
+  return { newCache: options(tls.newCache), oldCache: options(tls.oldCache) };
 }
 
 function memcachedOptions(port: number): { port?: number } {
@@ -630,15 +748,24 @@ function answers(url: string): Promise<boolean> {
 export function describeStack(stack: Stack, originDelayMs: number): string {
   const { started } = stack;
   const pad = (label: string) => `  ${label.padEnd(16)}`;
-  const memcached = (endpoint: string, proc: MemcachedProcess | undefined) =>
-    proc ? `${endpoint}  (memcached pid ${proc.pid})` : `${endpoint}  (external)`;
+  const memcached = (endpoint: string, proc: MemcachedProcess | undefined, tls: boolean) =>
+    `${endpoint}  (${proc ? `memcached pid ${proc.pid}` : "external"}${tls ? ", TLS" : ""})`;
   const base = stack.httpUrl;
+  const newCache = started.standIn
+    ? `${stack.newEndpoint}  (ElastiCache Serverless stand-in, TLS, in front of ${
+        started.memcachedNew
+          ? `memcached ${started.memcachedNew.endpoint} pid ${started.memcachedNew.pid}`
+          : "the external endpoint"
+      })`
+    : memcached(stack.newEndpoint, started.memcachedNew, stack.tls.newCache);
   const lines = [
     "",
     "local stack is up:",
-    `${pad("memcached new")}${memcached(stack.newEndpoint, started.memcachedNew)}`,
+    `${pad("memcached new")}${newCache}`,
     `${pad("memcached old")}${
-      stack.oldEndpoint ? memcached(stack.oldEndpoint, started.memcachedOld) : "(none: one cluster)"
+      stack.oldEndpoint
+        ? memcached(stack.oldEndpoint, started.memcachedOld, stack.tls.oldCache)
+        : "(none: one cluster)"
     }`,
     `${pad("origin")}${stack.originUrl}  ${
       started.origin ? `(demo origin, delay ${originDelayMs} ms)` : "(external)"
@@ -647,6 +774,11 @@ export function describeStack(stack: Stack, originDelayMs: number): string {
     ...(stack.liveView
       ? [`${pad("live view")}${stack.liveView.url}  (open it in a browser: the cutover, live)`]
       : []),
+  ];
+  if (stack.tls.caFile !== undefined && (stack.tls.newCache || stack.tls.oldCache)) {
+    lines.push(`${pad("TLS")}the functions trust the CA in ${stack.tls.caFile}`);
+  }
+  lines.push(
     "",
     "try:",
     `  curl -i ${base}/health`,
@@ -654,7 +786,7 @@ export function describeStack(stack: Stack, originDelayMs: number): string {
     `  curl -i -X PUT -H 'content-type: application/json' -d '{"name":"Renamed","price":9.99}' ${base}/products/1`,
     `  curl -i ${base}/counters/visits`,
     `  curl -i -X POST ${base}/counters/visits`,
-  ];
+  );
   if (started.origin) lines.push(`  curl ${stack.originUrl}/_stats        # origin reads/writes`);
   lines.push("", `Ctrl+C stops everything this launcher started (pid ${process.pid}).`, "");
   return lines.join("\n");

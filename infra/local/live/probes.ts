@@ -3,7 +3,7 @@
 // demo origin's GET /_stats, and the app's GET /health (the phase the functions run).
 
 import { formatAddress, toAddressList } from "../../../lib/memcache/address.ts";
-import { MemcacheClient } from "../../../lib/memcache/client.ts";
+import { type ClientOptions, MemcacheClient } from "../../../lib/memcache/client.ts";
 import type { StatsTotals } from "../../cutover.ts";
 
 /** One node's `stats`, or why there are none. */
@@ -37,7 +37,8 @@ export class ClusterProbe {
   readonly endpoint: string;
   readonly #clients: Array<{ endpoint: string; client: MemcacheClient }>;
 
-  constructor(endpoint: string, timeoutMs = 500) {
+  /** `tls`: how the functions reach this cluster (false, or TLS options with the stack's CA). */
+  constructor(endpoint: string, timeoutMs = 500, tls: ClientOptions["tls"] = false) {
     this.endpoint = endpoint;
     this.#clients = toAddressList(endpoint).map((address) => ({
       endpoint: formatAddress(address),
@@ -46,6 +47,7 @@ export class ClusterProbe {
         timeoutMs,
         connectTimeoutMs: timeoutMs,
         deadRetryMs: 1_000,
+        tls,
       }),
     }));
   }

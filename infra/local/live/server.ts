@@ -17,6 +17,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import type { CacheStatus } from "../../../lib/cache/cacheAside.ts";
+import type { ClientOptions } from "../../../lib/memcache/client.ts";
 import type { EventSeries, SecondCounts } from "./events.ts";
 import {
   ClusterProbe,
@@ -37,6 +38,8 @@ export interface LiveViewOptions {
   newEndpoint: string;
   /** "" with one cluster. */
   oldEndpoint: string;
+  /** How to reach each cluster for its stats: plain text (default), or TLS with these options. */
+  tls?: { newCache: ClientOptions["tls"]; oldCache: ClientOptions["tls"] };
   originUrl: string;
   /** The app (serverless-offline's HTTP API), for GET /health. */
   appUrl: string;
@@ -156,8 +159,10 @@ export async function startLiveView(opts: LiveViewOptions): Promise<LiveView> {
 
   const startSampling = () => {
     probes = {
-      new: new ClusterProbe(opts.newEndpoint),
-      old: opts.oldEndpoint ? new ClusterProbe(opts.oldEndpoint) : undefined,
+      new: new ClusterProbe(opts.newEndpoint, undefined, opts.tls?.newCache),
+      old: opts.oldEndpoint
+        ? new ClusterProbe(opts.oldEndpoint, undefined, opts.tls?.oldCache)
+        : undefined,
     };
     lastHealthMs = 0;
     origin = {};
