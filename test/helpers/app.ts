@@ -4,6 +4,7 @@
 
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
+import { connect as tlsConnect } from "node:tls";
 import type { Product } from "../../infra/local/origin.ts";
 import { type Stack, type StackOptions, startStack } from "../../infra/local/stack.ts";
 import { patientTimeoutMs } from "./fixtures.ts";
@@ -140,12 +141,16 @@ export async function resetOriginStats(originUrl: string): Promise<void> {
 /**
  * Every key memcached holds, from `lru_crawler metadump all` (one "key=<URL-encoded key> ..."
  * line per item, then END), decoded: a key with a raw space or CR/LF in it shows as such. Over
- * a raw socket, so that no client-side key check can hide anything.
+ * a raw socket (TLS with `tls`, trusting its CA), so that no client-side key check can hide
+ * anything.
  */
-export function memcachedKeys(endpoint: string): Promise<string[]> {
+export function memcachedKeys(endpoint: string, tls?: { ca: string }): Promise<string[]> {
   const [host, port] = endpoint.split(":") as [string, string];
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port: Number(port) });
+    const socket =
+      tls === undefined
+        ? net.connect({ host, port: Number(port) })
+        : tlsConnect({ host, port: Number(port), ca: tls.ca });
     socket.setTimeout(5_000, () => socket.destroy(new Error(`metadump on ${endpoint} timed out`)));
     let text = "";
     socket.setEncoding("latin1");
