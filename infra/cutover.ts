@@ -1,27 +1,47 @@
-// `npm run cutover -- status --stage <stage> [--region r] [--json]`: both ElastiCache clusters of
-// a stage (from DescribeCacheClusters with node info), each node's `stats` (items, hits, misses),
-// and whether the new cluster looks warm enough to deploy with keepOldCluster=false.
+// `npm run cutover -- status --stage <stage> [--region r] [--json]`: both ElastiCache caches of
+// a stage (DescribeCacheClusters with node info, or DescribeServerlessCaches for a serverless new
+// cache), the numbers of each (items, hits, misses), and whether the new cache looks warm enough
+// to deploy with keepOldCluster=false. It prints the region and account it looked in (STS
+// GetCallerIdentity); the region is --region or whatever the SDK resolves (AWS_REGION, the
+// profile's), and missing or expired credentials are one line saying what to set.
 //
-// `stats` needs a TCP path to the nodes: the caches admit only FunctionSecurityGroup on 11211,
-// so run this from a host in the VPC that has that group. Nodes it cannot reach are reported as
-// not answering, and the verdict is then "unknown" (never "warm").
+// A node-based cluster's numbers are each node's `stats`, which needs a TCP path to the nodes:
+// the caches admit only FunctionSecurityGroup, so run this from a host in the VPC that has that
+// group. Nodes it cannot reach are reported as not answering, and the verdict is then "unknown"
+// (never "warm"). ElastiCache Serverless has no nodes to ask: its numbers are its CloudWatch
+// metrics (CurrItems, GetHits, GetMisses over the last --metrics-window-minutes), read from
+// anywhere.
 //
 // Cutover tooling only: the AWS SDK is a devDependency and never part of a function bundle.
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { CloudWatchClient, GetMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import {
   type CacheCluster,
   DescribeCacheClustersCommand,
   type DescribeCacheClustersCommandOutput,
+  DescribeServerlessCachesCommand,
+  type DescribeServerlessCachesCommandOutput,
   ElastiCacheClient,
+  type ServerlessCache,
 } from "@aws-sdk/client-elasticache";
+import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 
 /** The part of ElastiCacheClient this tool uses (tests pass a fake). */
 export interface ElastiCacheSender {
   send(command: DescribeCacheClustersCommand): Promise<DescribeCacheClustersCommandOutput>;
+  send(command: DescribeServerlessCachesCommand): Promise<DescribeServerlessCachesCommandOutput>;
 }
+
+/**
+ * A serverless cache's numbers from CloudWatch (tests pass a fake): items now, hits and misses
+ * over the window. Rejects when CloudWatch has no datapoints for it.
+ */
+export type ServerlessMetricsReader = (
+  cacheName: string,
+) => Promise<{ currItems: number; getHits: number; getMisses: number }>;
 
 /** One node to read `stats` from. */
 export interface StatsTarget {
@@ -63,6 +83,10 @@ export interface CutoverStatusOptions {
   elasticache: ElastiCacheSender;
   /** Default: a MemcacheClient per node with statsTimeoutMs. */
   statsFor?: StatsReader;
+  /** A serverless cache's CloudWatch numbers; without it, a serverless cache has none. */
+  serverlessMetrics?: ServerlessMetricsReader;
+  /** Where the caches were looked for (printed with the report). */
+  account?: { region: string; account: string; arn: string };
   /** Connect and reply timeout of each `stats` call. Default 1,000 ms. */
   statsTimeoutMs?: number;
   warmth?: Partial<WarmthRule>;
@@ -92,6 +116,8 @@ export interface ClusterStatus {
   role: "new" | "old";
   id: string;
   present: boolean;
+  /** A node-based cluster, or ElastiCache Serverless for Memcached; absent when not present. */
+  kind?: "nodes" | "serverless";
   /** ElastiCache's CacheClusterStatus ("available", "creating", ...), or "not present". */
   status: string;
   nodeType?: string;
@@ -99,6 +125,8 @@ export interface ClusterStatus {
   transitEncryption?: boolean;
   /** "host:port" of the configuration endpoint (what the functions get). */
   configurationEndpoint?: string;
+  /** A serverless cache's "host:port" (what the functions get; TLS). */
+  endpoint?: string;
   nodes: NodeStatus[];
   /** Sums over the nodes that answered. */
   totals: StatsTotals;
@@ -117,6 +145,8 @@ export interface Verdict {
 export interface CutoverStatus {
   service: string;
   stage: string;
+  /** The region and account the caches were looked for in, when known. */
+  account?: { region: string; account: string; arn: string };
   rule: WarmthRule;
   clusters: { new: ClusterStatus; old: ClusterStatus };
   verdict: Verdict;
@@ -158,13 +188,17 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
   const timeoutMs = options.statsTimeoutMs ?? 1_000;
   const statsFor = options.statsFor ?? ((target) => readStats(target, timeoutMs));
   const ids = clusterIds(service, options.stage);
+  const serverlessMetrics =
+    options.serverlessMetrics ??
+    (() => Promise.reject(new Error("no CloudWatch reader given: numbers unknown")));
   const [newCluster, oldCluster] = await Promise.all([
-    clusterStatus("new", ids.new, options.elasticache, statsFor),
-    clusterStatus("old", ids.old, options.elasticache, statsFor),
+    clusterStatus("new", ids.new, options.elasticache, statsFor, serverlessMetrics),
+    clusterStatus("old", ids.old, options.elasticache, statsFor, serverlessMetrics),
   ]);
   return {
     service,
     stage: options.stage,
+    ...(options.account && { account: options.account }),
     rule,
     clusters: { new: newCluster, old: oldCluster },
     verdict: verdictFor(newCluster, oldCluster, rule),
@@ -176,8 +210,13 @@ async function clusterStatus(
   id: string,
   elasticache: ElastiCacheSender,
   statsFor: StatsReader,
+  serverlessMetrics: ServerlessMetricsReader,
 ): Promise<ClusterStatus> {
   const cluster = await describe(elasticache, id);
+  const serverless = cluster === undefined ? await describeServerless(elasticache, id) : undefined;
+  if (serverless !== undefined) {
+    return serverlessStatus(role, id, serverless, serverlessMetrics);
+  }
   if (cluster === undefined) {
     return {
       role,
@@ -199,6 +238,7 @@ async function clusterStatus(
     role,
     id,
     present: true,
+    kind: "nodes",
     status: cluster.CacheClusterStatus ?? "unknown",
     nodeType: cluster.CacheNodeType,
     engineVersion: cluster.EngineVersion,
@@ -224,6 +264,116 @@ async function describe(
     if ((error as Error).name === "CacheClusterNotFoundFault") return undefined;
     throw error;
   }
+}
+
+/** The serverless cache, or undefined when ElastiCache has none by that name. */
+async function describeServerless(
+  elasticache: ElastiCacheSender,
+  name: string,
+): Promise<ServerlessCache | undefined> {
+  try {
+    const output = await elasticache.send(
+      new DescribeServerlessCachesCommand({ ServerlessCacheName: name }),
+    );
+    return output.ServerlessCaches?.[0];
+  } catch (error) {
+    if ((error as Error).name === "ServerlessCacheNotFoundFault") return undefined;
+    throw error;
+  }
+}
+
+/**
+ * A serverless cache as one row: it has no nodes to ask, so its numbers are CloudWatch's. The
+ * row counts as a node for the verdict: no numbers, no judgement.
+ */
+async function serverlessStatus(
+  role: "new" | "old",
+  id: string,
+  cache: ServerlessCache,
+  serverlessMetrics: ServerlessMetricsReader,
+): Promise<ClusterStatus> {
+  const endpoint = cache.Endpoint?.Address
+    ? `${cache.Endpoint.Address}:${cache.Endpoint.Port}`
+    : undefined;
+  const row: NodeStatus = {
+    id: "serverless",
+    endpoint: endpoint ?? "",
+    status: cache.Status ?? "unknown",
+    availabilityZone: "",
+  };
+  try {
+    const { currItems, getHits, getMisses } = await serverlessMetrics(id);
+    row.stats = withRatio(currItems, getHits, getMisses);
+  } catch (error) {
+    row.error = `no CloudWatch numbers: ${(error as Error).message}`;
+  }
+  const data = cache.CacheUsageLimits?.DataStorage;
+  const ecpu = cache.CacheUsageLimits?.ECPUPerSecond;
+  const limits = [
+    data?.Maximum === undefined ? undefined : `${data.Maximum} ${data.Unit ?? "GB"}`,
+    ecpu?.Maximum === undefined ? undefined : `${ecpu.Maximum} ECPU/s`,
+  ].filter((limit) => limit !== undefined);
+  return {
+    role,
+    id,
+    present: true,
+    kind: "serverless",
+    status: cache.Status ?? "unknown",
+    nodeType: limits.length === 0 ? "serverless" : `serverless (max ${limits.join(", ")})`,
+    engineVersion: cache.FullEngineVersion ?? cache.MajorEngineVersion,
+    transitEncryption: true,
+    ...(endpoint !== undefined && { endpoint }),
+    nodes: [row],
+    totals: row.stats ?? sumStats([]),
+    answeringNodes: row.stats ? 1 : 0,
+  };
+}
+
+/**
+ * CloudWatch's numbers for a serverless cache (namespace AWS/ElastiCache, dimension clusterId):
+ * the latest CurrItems, and GetHits and GetMisses summed over the last `windowMinutes`.
+ */
+export function cloudWatchServerlessMetrics(
+  cloudwatch: Pick<CloudWatchClient, "send">,
+  windowMinutes: number,
+): ServerlessMetricsReader {
+  return async (name) => {
+    const end = new Date();
+    const start = new Date(end.getTime() - windowMinutes * 60_000);
+    const query = (id: string, metric: string, stat: string, period: number) => ({
+      Id: id,
+      MetricStat: {
+        Metric: {
+          Namespace: "AWS/ElastiCache",
+          MetricName: metric,
+          Dimensions: [{ Name: "clusterId", Value: name }],
+        },
+        Period: period,
+        Stat: stat,
+      },
+    });
+    const window = windowMinutes * 60;
+    const output = await cloudwatch.send(
+      new GetMetricDataCommand({
+        StartTime: start,
+        EndTime: end,
+        ScanBy: "TimestampDescending",
+        MetricDataQueries: [
+          query("hits", "GetHits", "Sum", window),
+          query("misses", "GetMisses", "Sum", window),
+          query("items", "CurrItems", "Maximum", 60),
+        ],
+      }),
+    );
+    const values = (id: string) =>
+      output.MetricDataResults?.find((result) => result.Id === id)?.Values ?? [];
+    const items = values("items");
+    if (items.length === 0) {
+      throw new Error(`CloudWatch has no CurrItems for ${name} in the last ${windowMinutes} min`);
+    }
+    const sum = (list: number[]) => list.reduce((total, value) => total + value, 0);
+    return { currItems: items[0]!, getHits: sum(values("hits")), getMisses: sum(values("misses")) };
+  };
 }
 
 type SdkCacheNode = NonNullable<CacheCluster["CacheNodes"]>[number];
@@ -372,7 +522,10 @@ function percent(ratio: number | null): string {
 
 /** The report `status` prints without --json. */
 export function formatStatus(status: CutoverStatus): string {
-  const lines = [`${status.service}, stage ${status.stage}`, ""];
+  const where = status.account
+    ? `, region ${status.account.region}, account ${status.account.account} (${status.account.arn})`
+    : "";
+  const lines = [`${status.service}, stage ${status.stage}${where}`, ""];
   for (const cluster of [status.clusters.new, status.clusters.old]) {
     if (!cluster.present) {
       const removed = cluster.role === "old" ? " (removed)" : "";
@@ -382,7 +535,9 @@ export function formatStatus(status: CutoverStatus): string {
     const tls = cluster.transitEncryption ? "TLS" : "no TLS";
     lines.push(
       `${cluster.role}  ${cluster.id}  ${cluster.status}  ${cluster.nodeType ?? "?"}  memcached ${cluster.engineVersion ?? "?"}  ${tls}`,
-      `  configuration endpoint  ${cluster.configurationEndpoint ?? "(none yet)"}`,
+      cluster.kind === "serverless"
+        ? `  endpoint  ${cluster.endpoint ?? "(none yet)"}  (numbers: CloudWatch)`
+        : `  configuration endpoint  ${cluster.configurationEndpoint ?? "(none yet)"}`,
     );
     const rows = [["node", "endpoint", "status", "AZ", "items", "hits", "misses", "hit ratio"]];
     for (const node of cluster.nodes) {
@@ -427,12 +582,16 @@ function table(rows: string[][]): string[] {
 const usage = `usage: npm run cutover -- status --stage <stage> [options]
 
   --stage <stage>               the stage whose clusters to show (required)
-  --region <region>             AWS region (default: AWS_REGION, else us-east-1)
+  --region <region>             AWS region (default: the SDK's: AWS_REGION, else the profile's)
   --service <name>              serverless service (default: service of serverless.yml)
   --json                        print the status as JSON
   --min-hit-ratio-share <n>     warm when new's hit ratio >= n x old's (default ${warmthDefaults.minHitRatioShare})
   --min-items-share <n>         ... and new's items >= n x old's (default ${warmthDefaults.minItemsShare})
-  --stats-timeout-ms <ms>       connect/reply timeout of each node's stats (default 1000)`;
+  --stats-timeout-ms <ms>       connect/reply timeout of each node's stats (default 1000)
+  --metrics-window-minutes <n>  a serverless cache's hits and misses over this window (default 60)
+
+Credentials: the SDK's usual chain (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, SSO,
+an instance or task role).`;
 
 function positiveNumber(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -455,19 +614,64 @@ async function main(argv: string[]): Promise<number> {
     console.log(usage);
     return 0;
   }
-  const elasticache = new ElastiCacheClient({
-    region: parsed.region ?? process.env.AWS_REGION ?? "us-east-1",
-  });
+  // Without --region the SDK resolves it, as every AWS tool does (AWS_REGION, the profile's).
+  const config = parsed.region === undefined ? {} : { region: parsed.region };
+  const elasticache = new ElastiCacheClient(config);
+  const sts = new STSClient(config);
+  const cloudwatch = new CloudWatchClient(config);
   try {
-    const status = await cutoverStatus({ ...parsed.options, elasticache });
+    const region = await elasticache.config.region();
+    const identity = await sts.send(new GetCallerIdentityCommand({}));
+    const account = {
+      region,
+      account: identity.Account ?? "?",
+      arn: identity.Arn ?? "?",
+    };
+    const status = await cutoverStatus({
+      ...parsed.options,
+      elasticache,
+      account,
+      serverlessMetrics: cloudWatchServerlessMetrics(cloudwatch, parsed.metricsWindowMinutes),
+    });
     console.log(parsed.json ? JSON.stringify(status, null, 2) : formatStatus(status));
     return 0;
   } catch (error) {
-    console.error(`cutover status: ${(error as Error).message}`);
+    console.error(`cutover status: ${awsErrorLine(error)}`);
     return 1;
   } finally {
     elasticache.destroy();
+    sts.destroy();
+    cloudwatch.destroy();
   }
+}
+
+// Errors of the SDK's credential chain and of AWS refusing the credentials it found.
+const credentialErrors = new Set([
+  "CredentialsProviderError",
+  "ExpiredToken",
+  "ExpiredTokenException",
+  "InvalidClientTokenId",
+  "UnrecognizedClientException",
+  "InvalidSignatureException",
+  "SignatureDoesNotMatch",
+  "TokenRefreshRequired",
+  "InvalidGrantException",
+  "UnauthorizedException",
+]);
+
+/** One line for an error, saying what to set when it is about the region or the credentials. */
+export function awsErrorLine(error: unknown): string {
+  const { name, message } = error as Error;
+  const first = String(message ?? error)
+    .split("\n")[0]!
+    .trim();
+  if (/region is missing/i.test(first)) {
+    return "no AWS region: pass --region, or set AWS_REGION (or a region in the config of AWS_PROFILE)";
+  }
+  if (credentialErrors.has(name)) {
+    return `no usable AWS credentials (${name}: ${first}): set AWS_PROFILE (an SSO profile: run \`aws sso login --profile <name>\` first), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones)`;
+  }
+  return name && name !== "Error" ? `${name}: ${first}` : first;
 }
 
 function parseCli(argv: string[]) {
@@ -483,6 +687,7 @@ function parseCli(argv: string[]) {
       "min-hit-ratio-share": { type: "string" },
       "min-items-share": { type: "string" },
       "stats-timeout-ms": { type: "string" },
+      "metrics-window-minutes": { type: "string" },
     },
   });
   if (values.help) return "help" as const;
@@ -499,7 +704,16 @@ function parseCli(argv: string[]) {
   if (values.service) options.service = values.service;
   const timeout = positiveNumber("stats-timeout-ms", values["stats-timeout-ms"]);
   if (timeout !== undefined) options.statsTimeoutMs = timeout;
-  return { options, region: values.region, json: values.json };
+  const window = positiveNumber("metrics-window-minutes", values["metrics-window-minutes"]);
+  if (window !== undefined && !(Number.isInteger(window) && window >= 1)) {
+    throw new Error(`--metrics-window-minutes must be a whole number >= 1, got "${window}"`);
+  }
+  return {
+    options,
+    region: values.region,
+    json: values.json,
+    metricsWindowMinutes: window ?? 60,
+  };
 }
 
 if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

@@ -10,8 +10,12 @@
 import {
   type CacheCluster,
   CacheClusterNotFoundFault,
-  type DescribeCacheClustersCommand,
+  DescribeCacheClustersCommand,
   type DescribeCacheClustersCommandOutput,
+  type DescribeServerlessCachesCommand,
+  type DescribeServerlessCachesCommandOutput,
+  type ServerlessCache,
+  ServerlessCacheNotFoundFault,
 } from "@aws-sdk/client-elasticache";
 import { afterAll, describe, expect } from "vitest";
 import {
@@ -69,15 +73,25 @@ function describedCluster(id: string, ports: readonly number[]): CacheCluster {
   };
 }
 
-/** A fake ElastiCache: answers from `clusters`, CacheClusterNotFoundFault for any other id. */
-function fakeElastiCache(clusters: readonly CacheCluster[]): ElastiCacheSender & {
-  calls: DescribeCacheClustersCommand["input"][];
+/**
+ * A fake ElastiCache: answers from `clusters` and `serverless`, with the SDK's not-found faults
+ * for any other id.
+ */
+function fakeElastiCache(
+  clusters: readonly CacheCluster[],
+  serverless: readonly ServerlessCache[] = [],
+): ElastiCacheSender & {
+  calls: Array<DescribeCacheClustersCommand["input"] | DescribeServerlessCachesCommand["input"]>;
 } {
-  const calls: DescribeCacheClustersCommand["input"][] = [];
-  return {
-    calls,
-    async send(command): Promise<DescribeCacheClustersCommandOutput> {
-      calls.push(command.input);
+  const calls: Array<
+    DescribeCacheClustersCommand["input"] | DescribeServerlessCachesCommand["input"]
+  > = [];
+  const $metadata = { httpStatusCode: 200 };
+  const send = async (
+    command: DescribeCacheClustersCommand | DescribeServerlessCachesCommand,
+  ): Promise<DescribeCacheClustersCommandOutput | DescribeServerlessCachesCommandOutput> => {
+    calls.push(command.input);
+    if (command instanceof DescribeCacheClustersCommand) {
       const cluster = clusters.find((c) => c.CacheClusterId === command.input.CacheClusterId);
       if (!cluster) {
         throw new CacheClusterNotFoundFault({
@@ -85,8 +99,31 @@ function fakeElastiCache(clusters: readonly CacheCluster[]): ElastiCacheSender &
           $metadata: { httpStatusCode: 404 },
         });
       }
-      return { CacheClusters: [cluster], $metadata: { httpStatusCode: 200 } };
-    },
+      return { CacheClusters: [cluster], $metadata };
+    }
+    const name = command.input.ServerlessCacheName;
+    const cache = serverless.find((c) => c.ServerlessCacheName === name);
+    if (!cache) {
+      throw new ServerlessCacheNotFoundFault({
+        message: `Serverless cache not found: ${name}`,
+        $metadata: { httpStatusCode: 404 },
+      });
+    }
+    return { ServerlessCaches: [cache], $metadata };
+  };
+  return { calls, send: send as ElastiCacheSender["send"] };
+}
+
+/** DescribeServerlessCaches' view of a serverless memcached cache. */
+function describedServerless(name: string, status = "available"): ServerlessCache {
+  return {
+    ServerlessCacheName: name,
+    Status: status,
+    Engine: "memcached",
+    MajorEngineVersion: "1.6",
+    FullEngineVersion: "1.6.22",
+    CacheUsageLimits: { DataStorage: { Maximum: 5, Unit: "GB" }, ECPUPerSecond: { Maximum: 5000 } },
+    Endpoint: { Address: `${name}-abc123.serverless.use1.cache.amazonaws.com`, Port: 11211 },
   };
 }
 
@@ -286,14 +323,88 @@ describe("cutoverStatus", () => {
     expect(status.verdict.code).toBe("unknown");
   });
 
+  it("reads a serverless new cache by DescribeServerlessCaches and its numbers from CloudWatch", async () => {
+    const elasticache = fakeElastiCache(
+      [describedCluster(ids.old, ports(oldNodes))],
+      [describedServerless(ids.new)],
+    );
+    const asked: string[] = [];
+    const status = await cutoverStatus({
+      stage,
+      service,
+      elasticache,
+      serverlessMetrics: async (name) => {
+        asked.push(name);
+        return { currItems: keyCount, getHits: 950, getMisses: 50 };
+      },
+    });
+    expect(elasticache.calls).toEqual(
+      expect.arrayContaining([
+        { CacheClusterId: ids.new, ShowCacheNodeInfo: true },
+        { ServerlessCacheName: ids.new },
+      ]),
+    );
+    expect(asked).toEqual([ids.new]);
+    expect(status.clusters.new).toMatchObject({
+      present: true,
+      kind: "serverless",
+      status: "available",
+      engineVersion: "1.6.22",
+      transitEncryption: true,
+      endpoint: `${ids.new}-abc123.serverless.use1.cache.amazonaws.com:11211`,
+      nodeType: "serverless (max 5 GB, 5000 ECPU/s)",
+      totals: { currItems: keyCount, getHits: 950, getMisses: 50, hitRatio: 0.95 },
+      answeringNodes: 1,
+    });
+    expect(status.clusters.old.kind).toBe("nodes");
+    await expectMatchesServers(status.clusters.old, oldNodes);
+    // Old: 60 hits of 70 gets (86 %); new: 95 % and as many items.
+    expect(status.verdict).toMatchObject({ code: "warm", warm: true });
+    const report = formatStatus(status);
+    expect(report).toContain(
+      `new  ${ids.new}  available  serverless (max 5 GB, 5000 ECPU/s)  memcached 1.6.22  TLS`,
+    );
+    expect(report).toContain("(numbers: CloudWatch)");
+  });
+
+  it("judges nothing when CloudWatch has no numbers for the serverless cache", async () => {
+    const elasticache = fakeElastiCache(
+      [describedCluster(ids.old, ports(oldNodes))],
+      [describedServerless(ids.new, "creating")],
+    );
+    const status = await cutoverStatus({
+      stage,
+      service,
+      elasticache,
+      serverlessMetrics: () => Promise.reject(new Error("CloudWatch has no CurrItems")),
+    });
+    expect(status.clusters.new.status).toBe("creating");
+    expect(status.clusters.new.nodes[0]!.error).toMatch(/^no CloudWatch numbers: /);
+    expect(status.verdict).toMatchObject({ code: "unknown", warm: false });
+  });
+
+  it("prints the region and account it looked in", async () => {
+    const status = await cutoverStatus({
+      stage,
+      service,
+      elasticache: bothClusters(),
+      account: {
+        region: "eu-west-3",
+        account: "123456789012",
+        arn: "arn:aws:iam::123456789012:user/ops",
+      },
+    });
+    expect(formatStatus(status).split("\n")[0]).toBe(
+      `${service}, stage ${stage}, region eu-west-3, account 123456789012 (arn:aws:iam::123456789012:user/ops)`,
+    );
+  });
+
   it("passes other ElastiCache errors on (credentials, permissions)", async () => {
     const denied = new Error(
       "User is not authorized to perform: elasticache:DescribeCacheClusters",
     );
     denied.name = "AccessDenied";
-    const elasticache: ElastiCacheSender = {
-      send: () => Promise.reject(denied),
-    };
+    const elasticache = { send: () => Promise.reject(denied) } as ElastiCacheSender;
     await expect(cutoverStatus({ stage, service, elasticache })).rejects.toBe(denied);
   });
 
