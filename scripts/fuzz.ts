@@ -1,6 +1,7 @@
 // `npm run fuzz [cases] [seed]`: the ReplyParser fuzzer at full size (default 200,000 cases, a
 // fresh seed each run unless one is given, printed so any failure can be replayed). Prints the
-// result as JSON; exits 1 on any crash, hang, unbounded buffer or event mismatch.
+// result as JSON; exits 1 on any crash, hang, unbounded buffer or event mismatch. Progress goes to
+// stderr every 2 s (a full run takes a minute or more).
 
 import { runParserFuzz } from "../tools/fuzz.ts";
 
@@ -12,7 +13,20 @@ if (!Number.isSafeInteger(cases) || cases < 1 || !Number.isSafeInteger(seed) || 
 }
 
 console.log(`fuzzing ReplyParser: ${cases} cases, seed ${seed}`);
-const result = runParserFuzz(cases, seed);
+const result = runParserFuzz(cases, seed, {
+  onProgress: (done, soFar) => {
+    const failing =
+      soFar.crashes +
+      soFar.hangs +
+      soFar.bufferViolations +
+      soFar.roundTripMismatches +
+      soFar.chunkingMismatches;
+    const left = (soFar.durationMs / done) * (cases - done);
+    console.error(
+      `fuzz: ${done.toLocaleString("en")}/${cases.toLocaleString("en")} cases (${Math.floor((100 * done) / cases)} %), ${(soFar.durationMs / 1000).toFixed(0)} s, about ${(left / 1000).toFixed(0)} s left, ${failing} failing`,
+    );
+  },
+});
 console.log(JSON.stringify({ seed, ...result }, null, 2));
 
 const failed =

@@ -490,12 +490,21 @@ export interface FuzzOptions {
   hangMs: number;
   /** How many failing inputs to keep in the result. Default 5. */
   keepFailures: number;
+  /**
+   * Called about every progressEveryMs with the cases done so far and the result until then (a
+   * long run is not silent). Default: none.
+   */
+  onProgress: ((done: number, soFar: Readonly<FuzzResult>) => void) | undefined;
+  /** How often onProgress is called, ms. Default 2,000. */
+  progressEveryMs: number;
 }
 
 export const fuzzDefaults: FuzzOptions = {
   limits: { maxLineBytes: 1024, maxReplyValueBytes: 64 * 1024 },
   hangMs: 50,
   keepFailures: 5,
+  onProgress: undefined,
+  progressEveryMs: 2_000,
 };
 
 export type FailureKind = "crash" | "hang" | "buffer" | "round-trip" | "chunking";
@@ -552,7 +561,10 @@ export function runParserFuzz(
   seed: number,
   options: Partial<FuzzOptions> = {},
 ): FuzzResult {
-  const { limits, hangMs, keepFailures } = { ...fuzzDefaults, ...options };
+  const { limits, hangMs, keepFailures, onProgress, progressEveryMs } = {
+    ...fuzzDefaults,
+    ...options,
+  };
   const rng = new Rng(seed);
   const started = performance.now();
   const result: FuzzResult = {
@@ -572,7 +584,13 @@ export function runParserFuzz(
     failures: [],
   };
 
+  let nextProgressAt = started + progressEveryMs;
   for (let index = 0; index < cases; index++) {
+    if (onProgress && index > 0 && index % 256 === 0 && performance.now() >= nextProgressAt) {
+      result.durationMs = performance.now() - started;
+      onProgress(index, result);
+      nextProgressAt = performance.now() + progressEveryMs;
+    }
     const roll = rng.next();
     let input: Buffer;
     let expected: ReplyEvent[] | undefined;

@@ -40,6 +40,21 @@ describe("ReplyParser under fuzzing", () => {
     expect(result.events).toBeGreaterThan(10_000);
   });
 
+  it("reports progress while it runs (a long run is not silent)", () => {
+    const reports: Array<[number, number]> = [];
+    const result = runParserFuzz(1_000, SEED, {
+      progressEveryMs: 0,
+      onProgress: (done, soFar) => reports.push([done, soFar.validCases]),
+    });
+    expect(reports.map(([done]) => done)).toEqual([256, 512, 768]);
+    // The counts so far grow with the cases done, and stay within the final ones.
+    expect(reports.map(([, valid]) => valid)).toEqual(
+      [...reports.map(([, v]) => v)].sort((a, b) => a - b),
+    );
+    expect(reports.at(-1)![1]).toBeLessThanOrEqual(result.validCases);
+    expect(reports[0]![1]).toBeGreaterThan(0);
+  });
+
   it("is deterministic for a seed", () => {
     const first = runParserFuzz(300, SEED);
     const second = runParserFuzz(300, SEED);
