@@ -653,19 +653,25 @@ describe("serverless package (CloudFormation for the caches)", () => {
     expect(sawBundledPackage).toBe(true);
   });
 
+  /** Runs `serverless package <args> --package <dir>`; what it printed and what it wrote. */
+  async function failedPackage(name: string, args: string[]) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), `sls-package-${name}-`));
+    try {
+      const result = await runServerless(["package", ...args, "--package", dir], workFolder(name));
+      return { ...result, written: await readdir(dir) };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   it(
     "refuses to package without --stage: the default stage is an AWS stage, not the offline one",
     async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-nostage-"));
-      try {
-        const result = await runServerless(["package", "--package", dir], workFolder("nostage"));
-        expect(result.code).not.toBe(0);
-        expect(result.output).toMatch(/Value not found at "param" source/);
-        expect(result.output).not.toMatch(/stage offline/);
-        expect(await readdir(dir)).toEqual([]); // no template with placeholders or loopback
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      const result = await failedPackage("nostage", []);
+      expect(result.code).not.toBe(0);
+      expect(result.output).toMatch(/Value not found at "param" source/);
+      expect(result.output).not.toMatch(/stage offline/);
+      expect(result.written).toEqual([]); // no template with placeholders or loopback
     },
     packageTimeoutMs,
   );
@@ -673,22 +679,10 @@ describe("serverless package (CloudFormation for the caches)", () => {
   it(
     "refuses a newCacheKind that is neither nodes nor serverless",
     async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-kind-"));
-      try {
-        const args = [
-          "package",
-          "--stage",
-          stage,
-          "--package",
-          dir,
-          ...paramArgs({ ...commonParams, newCacheKind: "Serverless" }),
-        ];
-        const result = await runServerless(args, workFolder("kind"));
-        expect(result.code).not.toBe(0);
-        expect(result.output).toMatch(/cacheKinds\.Serverless|Value not found at "self" source/);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      const params = paramArgs({ ...commonParams, newCacheKind: "Serverless" });
+      const result = await failedPackage("kind", ["--stage", stage, ...params]);
+      expect(result.code).not.toBe(0);
+      expect(result.output).toMatch(/cacheKinds\.Serverless|Value not found at "self" source/);
     },
     packageTimeoutMs,
   );
@@ -696,15 +690,9 @@ describe("serverless package (CloudFormation for the caches)", () => {
   it(
     "refuses to package a stage without VPC settings, naming the missing param",
     async () => {
-      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-novpc-"));
-      try {
-        const args = ["package", "--stage", stage, "--package", dir];
-        const result = await runServerless(args, workFolder("novpc"));
-        expect(result.code).not.toBe(0);
-        expect(result.output).toMatch(/Value not found at "param" source/);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
+      const result = await failedPackage("novpc", ["--stage", stage]);
+      expect(result.code).not.toBe(0);
+      expect(result.output).toMatch(/Value not found at "param" source/);
     },
     packageTimeoutMs,
   );
