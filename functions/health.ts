@@ -1,6 +1,6 @@
 // GET /health: the cutover phase, each cluster's nodes and whether each answers right now.
 // Why a node does not answer goes to the log, never into the body; a 503 (new does not answer)
-// carries no addresses at all, like every 5xx of the app.
+// carries the phase and no addresses, like every 5xx of the app.
 
 import { type ClusterEndpoint, clusterAddresses } from "../lib/cache/config.ts";
 import { formatAddress } from "../lib/memcache/address.ts";
@@ -41,7 +41,13 @@ export const handler = async (): Promise<Result> => {
   }
   const ok = newNodes.every((node) => node.ok);
   if (!ok) {
-    return serverError(503, "cache unavailable", { phase: cacheConfig.phase, clusters, failures });
+    // The phase is no internal detail (the live view reads it from a 503 too); addresses are.
+    return serverError(
+      503,
+      "cache unavailable",
+      { phase: cacheConfig.phase, clusters, failures },
+      { phase: cacheConfig.phase },
+    );
   }
   if (Object.keys(failures).length > 0) {
     console.log(JSON.stringify({ level: "WARN", message: "old cluster nodes down", failures }));

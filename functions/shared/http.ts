@@ -26,9 +26,11 @@ export function serverError(
   statusCode: number,
   error: string,
   detail: Record<string, unknown>,
+  /** Fields for the body that are not internal (e.g. the cutover phase). */
+  body: Record<string, string> = {},
 ): Result {
   console.log(JSON.stringify({ level: "ERROR", status: statusCode, ...detail }));
-  return json(statusCode, { error });
+  return json(statusCode, { ...body, error });
 }
 
 /** Turns an unhandled error into a generic JSON 502 (origin unreachable) instead of a bare 500. */

@@ -265,7 +265,7 @@ export function appSuite(transport: "plain" | "tls"): void {
         // Health says the cache is down, and nothing about where it is or why.
         const health = await app.health();
         expect(health.status).toBe(503);
-        expect(health.body).toEqual({ error: "cache unavailable" });
+        expect(health.body).toEqual({ phase: "single", error: "cache unavailable" });
       } finally {
         await cache.restart();
       }

@@ -62,4 +62,14 @@ describe("serverError", () => {
     expect(result.statusCode).toBe(503);
     expect(lines[0]).toContain(internal);
   });
+
+  it("adds the caller-safe fields it is given, never the detail", async () => {
+    const { result } = await logged(() =>
+      serverError(503, "cache unavailable", { internal }, { phase: "cutover" }),
+    );
+    expect(JSON.parse(result.body as string)).toEqual({
+      phase: "cutover",
+      error: "cache unavailable",
+    });
+  });
 });
