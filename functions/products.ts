@@ -3,8 +3,8 @@
 
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { safeKey } from "../lib/memcache/keys.ts";
-import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
+import { safeKey } from "../lib/index.ts";
+import { httpCacheMiddleware } from "../lib/middleware/index.ts";
 import { cache } from "./shared/cache.ts";
 import { appConfig } from "./shared/config.ts";
 import { errorResponse, type Result } from "./shared/http.ts";

@@ -6,7 +6,9 @@
 // middleware. So attach this middleware AFTER those whose `before` must always run (auth,
 // validation) and BEFORE those whose `after` decorates the response (CORS, security headers):
 // their `after` runs before ours on a miss, so the stored response is already decorated, and a
-// hit returns it as it was.
+// hit returns it as it was. Before returning a hit it runs the cleanup functions that Powertools'
+// middlewares (logMetrics, injectLambdaContext, captureLambdaHandler) registered, as Powertools'
+// own early-returning middleware does (see cleanup.ts): every invocation flushes its own metrics.
 
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
@@ -17,6 +19,7 @@ import {
   type HttpLookup,
   type HttpResult,
 } from "../cache/httpCache.ts";
+import { cleanupMiddlewares } from "./cleanup.ts";
 
 const name = "httpCache";
 const internalKey = `${name}.lookup`;
@@ -30,7 +33,10 @@ export function httpCacheMiddleware(
 
   const httpCacheMiddlewareBefore = async (request: CacheRequest) => {
     const lookup = await httpCache.lookup(request.event, httpCache.deadlineFor(request.context));
-    if (lookup.response !== undefined) return lookup.response;
+    if (lookup.response !== undefined) {
+      await cleanupMiddlewares(request);
+      return lookup.response;
+    }
     request.internal[internalKey] = lookup;
     return undefined;
   };
