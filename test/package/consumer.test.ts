@@ -1,0 +1,179 @@
+// The package as a team installs it: `npm pack`, a fresh ESM TypeScript project (NodeNext,
+// strict, skipLibCheck off) that installs the tarball, typechecks, runs the README's handler and
+// a plain-client script against a real memcached and a real HTTP origin, and bundles the handler
+// with esbuild. See tools/consumer.ts for the project itself.
+
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemcacheClient } from "../../lib/index.ts";
+import {
+  bundleConsumerHandler,
+  type Consumer,
+  compileConsumer,
+  createConsumer,
+  packTarball,
+  repoRoot,
+  run,
+  type Tarball,
+} from "../../tools/consumer.ts";
+import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+
+const setupTimeoutMs = 240_000;
+
+let packDir: string;
+let tarball: Tarball;
+let consumer: Consumer;
+let mc: MemcachedProcess;
+let origin: Server;
+let originUrl: string;
+let originReads = 0;
+
+beforeAll(async () => {
+  packDir = await mkdtemp(path.join(tmpdir(), "lambda-memcache-pack-"));
+  tarball = await packTarball(packDir);
+  consumer = await createConsumer(tarball);
+  mc = await startMemcached();
+  // The origin the README's handler fetches from: counts its reads, so a hit is visible.
+  origin = createServer((request, response) => {
+    originReads++;
+    const id = decodeURIComponent(request.url?.split("/").pop() ?? "");
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify({ id, name: `product ${id}` }));
+  });
+  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+}, setupTimeoutMs);
+
+afterAll(async () => {
+  await new Promise((resolve) => (origin ? origin.close(resolve) : resolve(undefined)));
+  await mc?.stop();
+  await consumer?.remove();
+  if (packDir !== undefined) await rm(packDir, { recursive: true, force: true });
+});
+
+/** The consumer's environment: only what a Lambda would have, not this repository's. */
+function lambdaEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, CACHE_ENDPOINT: mc.endpoint, ORIGIN_URL: originUrl };
+}
+
+function jsonLines(stdout: string): unknown[] {
+  return stdout
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line));
+}
+
+describe("the tarball", () => {
+  it("holds the build, the README, the licence and package.json, and nothing else", () => {
+    const outside = tarball.files.filter(
+      (file) =>
+        !file.startsWith("dist/") && !["README.md", "LICENSE", "package.json"].includes(file),
+    );
+    expect(outside).toEqual([]);
+    expect(tarball.files).toEqual(expect.arrayContaining(["README.md", "LICENSE", "package.json"]));
+    // dist/ holds the build of lib/ only: JavaScript and declarations, no test, bench or source.
+    const notBuild = tarball.files.filter(
+      (file) => file.startsWith("dist/") && !/^dist\/[\w/]+(\.d\.ts|\.js)$/.test(file),
+    );
+    expect(notBuild).toEqual([]);
+    expect(tarball.files.filter((file) => /test|bench/i.test(file))).toEqual([]);
+  });
+
+  it("contains every file its exports map points at, types first", async () => {
+    const manifest = JSON.parse(await readFile(path.join(repoRoot, "package.json"), "utf8")) as {
+      exports: Record<string, string | Record<string, string>>;
+    };
+    for (const [entry, target] of Object.entries(manifest.exports)) {
+      if (typeof target === "string") {
+        expect(tarball.files, entry).toContain(target.replace(/^\.\//, ""));
+        continue;
+      }
+      expect(Object.keys(target)[0], entry).toBe("types");
+      for (const file of Object.values(target)) {
+        expect(tarball.files, entry).toContain(file.replace(/^\.\//, ""));
+      }
+    }
+  });
+});
+
+describe("a fresh ESM TypeScript service that installs the tarball", () => {
+  it("typechecks under NodeNext, strict, without skipLibCheck", async () => {
+    const { code, stdout, stderr } = await compileConsumer(consumer);
+    expect(`${stdout}${stderr}`.trim()).toBe("");
+    expect(code).toBe(0);
+  }, 60_000);
+
+  it("runs the README's Middy handler: MISS, then HIT without calling the origin", async () => {
+    const readsBefore = originReads;
+    const result = await run(process.execPath, ["out/invoke.js"], {
+      cwd: consumer.dir,
+      env: lambdaEnv(),
+      timeoutMs: 20_000,
+    });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0); // and it exited by itself: the cache keeps no process alive
+    expect(jsonLines(result.stdout)).toEqual([
+      { id: "42", statusCode: 200, xCache: "MISS", body: '{"id":"42","name":"product 42"}' },
+      { id: "42", statusCode: 200, xCache: "HIT", body: '{"id":"42","name":"product 42"}' },
+      { id: "7", statusCode: 200, xCache: "MISS", body: '{"id":"7","name":"product 7"}' },
+    ]);
+    expect(originReads - readsBefore).toBe(2);
+  }, 30_000);
+
+  it("runs a plain-client script against memcached, and cannot import the package's internals", async () => {
+    const result = await run(process.execPath, ["out/client.js"], {
+      cwd: consumer.dir,
+      env: lambdaEnv(),
+      timeoutMs: 20_000,
+    });
+    expect(result.stderr).toBe("");
+    expect(result.code).toBe(0);
+    const [report] = jsonLines(result.stdout) as Array<Record<string, unknown>>;
+    expect(report).toMatchObject({
+      value: { from: "consumer" },
+      loaded: { value: "from the loader", status: "MISS" },
+      refused: "IllegalInputError",
+      internalImport: "ERR_PACKAGE_PATH_NOT_EXPORTED",
+    });
+    // What the script wrote is in the real memcached, read back by another client.
+    const reader = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
+    try {
+      expect(await reader.get(String(report!.key))).toEqual({ from: "consumer" });
+      expect(await reader.get("consumer:loaded")).toBe("from the loader");
+    } finally {
+      reader.close();
+    }
+  }, 30_000);
+
+  it("bundles the handler with esbuild into at most 60 KB that runs the same", async () => {
+    const bundle = await bundleConsumerHandler(consumer);
+    console.log(
+      `consumer handler bundle: ${bundle.bytes} bytes; largest inputs: ${bundle.inputs
+        .slice(0, 4)
+        .map((i) => `${i.input} ${i.bytes}`)
+        .join(", ")}`,
+    );
+    expect(bundle.bytes).toBeLessThanOrEqual(60 * 1024);
+    expect(bundle.inputs.some((i) => i.input.includes("@aws-sdk"))).toBe(false);
+
+    const flusher = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
+    await flusher.flushAll();
+    flusher.close();
+    const result = await run(process.execPath, ["out/invoke.js", pathToFileURL(bundle.file).href], {
+      cwd: consumer.dir,
+      env: lambdaEnv(),
+      timeoutMs: 20_000,
+    });
+    expect(result.stderr).toBe("");
+    expect(jsonLines(result.stdout).map((line) => (line as { xCache: string }).xCache)).toEqual([
+      "MISS",
+      "HIT",
+      "MISS",
+    ]);
+  }, 60_000);
+});
