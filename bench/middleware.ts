@@ -12,11 +12,10 @@
 // Exit code 1 when a response carries the wrong x-cache status (or a part cannot run); a
 // missed speed or size target is reported as MISSED and still exits 0.
 
-import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
 import { build } from "esbuild";
@@ -28,7 +27,8 @@ import { MemcacheClient } from "../lib/memcache/client.ts";
 import { safeKey } from "../lib/memcache/keys.ts";
 import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
 import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
-import { formatTable, median, percentile, rotated, round, verdict } from "../tools/stats.ts";
+import { formatTable, percentile, rotated, round, verdict } from "../tools/stats.ts";
+import { type ImportTimes, measureImport } from "./imports.ts";
 
 const settings = {
   /** In-process: interleaved rounds; p50s are pooled over all of them. */
@@ -554,82 +554,14 @@ async function buildBundle(outDir: string): Promise<BundleResult> {
 
 // ---- 4. import time of the bundle in a fresh process ----
 
-interface ImportResult {
-  importMs: number;
-  importBaselineMs: number;
-  /** Whole process, spawn to exit (includes Node's own start-up). */
-  processMs: number;
-  processBaselineMs: number;
-  importMsByRun: number[];
-  runs: number;
-}
-
-/** One fresh Node process that imports `file`: the import's own time and the whole run's. */
-async function timeImport(file: string, env: NodeJS.ProcessEnv): Promise<[number, number]> {
-  const code =
-    "const t0 = performance.now();" +
-    `await import(${JSON.stringify(pathToFileURL(file).href)});` +
-    "const t1 = performance.now();" +
-    "process.stdout.write(String(t1 - t0));" +
-    "process.exit(0);";
-  const started = performance.now();
-  const {
-    stdout,
-    stderr,
-    code: exitCode,
-  } = await run(process.execPath, ["--input-type=module", "-e", code], env);
-  const wallMs = performance.now() - started;
-  const ms = Number(stdout.trim());
-  if (exitCode !== 0 || !Number.isFinite(ms)) {
-    throw new Error(`importing ${file} failed (exit ${exitCode}): ${stderr.trim().slice(0, 400)}`);
-  }
-  return [ms, wallMs];
-}
-
-function run(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ stdout: string; stderr: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ stdout, stderr, code }));
-  });
-}
-
-async function measureImport(bundleFile: string, outDir: string): Promise<ImportResult> {
-  const emptyFile = path.join(outDir, "empty.mjs");
-  await writeFile(emptyFile, "export {};\n");
+function measureBundleImport(bundleFile: string, outDir: string): Promise<ImportTimes> {
   // Only what the function needs (and PATH): no developer CACHE_OLD_ENDPOINT leaking in.
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     CACHE_NEW_ENDPOINT: "127.0.0.1:11211",
     CACHE_METRICS: "off",
   };
-  const bundle: Array<[number, number]> = [];
-  const baseline: Array<[number, number]> = [];
-  // Interleaved, so a slow spell of the machine hits both alike.
-  for (let i = 0; i < settings.importRuns; i++) {
-    baseline.push(await timeImport(emptyFile, env));
-    bundle.push(await timeImport(bundleFile, env));
-  }
-  return {
-    importMs: round(median(bundle.map(([ms]) => ms)), 2),
-    importBaselineMs: round(median(baseline.map(([ms]) => ms)), 2),
-    processMs: round(median(bundle.map(([, wall]) => wall)), 1),
-    processBaselineMs: round(median(baseline.map(([, wall]) => wall)), 1),
-    importMsByRun: bundle.map(([ms]) => round(ms, 2)),
-    runs: settings.importRuns,
-  };
+  return measureImport(bundleFile, { runs: settings.importRuns, env, scratchDir: outDir });
 }
 
 // ---- report ----
@@ -660,7 +592,7 @@ async function main(): Promise<number> {
     const inProcess = await attempt("hitOverhead", measureHitOverhead);
     const bundle = await attempt("bundle", () => buildBundle(outDir));
     const imports = bundle
-      ? await attempt("import", () => measureImport(bundle.file, outDir))
+      ? await attempt("import", () => measureBundleImport(bundle.file, outDir))
       : undefined;
     const http = await attempt("http", measureHttpRetrying);
     if (http && http.mismatches > 0) wrongStatus = true;
