@@ -248,6 +248,18 @@ export function compileConsumer(consumer: Consumer): Promise<RunResult> {
   return run(process.execPath, [tsc, "-p", consumer.dir], { cwd: consumer.dir });
 }
 
+/** The files TypeScript loads to check `file` (one of src/) under the consumer's tsconfig. */
+export async function consumerProgramFiles(consumer: Consumer, file: string): Promise<string[]> {
+  const config = { extends: "./tsconfig.json", include: [], files: [file] };
+  const configFile = path.join(consumer.dir, "tsconfig.one-file.json");
+  await writeFile(configFile, `${JSON.stringify(config, null, 2)}\n`);
+  const tsc = path.join(repoRoot, "node_modules", "typescript", "bin", "tsc");
+  const { stdout } = await runOk(process.execPath, [tsc, "-p", configFile, "--listFilesOnly"], {
+    cwd: consumer.dir,
+  });
+  return stdout.split("\n").filter((line) => line.trim() !== "");
+}
+
 export interface Bundle {
   file: string;
   bytes: number;

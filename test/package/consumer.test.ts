@@ -15,6 +15,7 @@ import {
   bundleConsumerHandler,
   type Consumer,
   compileConsumer,
+  consumerProgramFiles,
   createConsumer,
   packTarball,
   repoRoot,
@@ -106,6 +107,17 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
     const { code, stdout, stderr } = await compileConsumer(consumer);
     expect(`${stdout}${stderr}`.trim()).toBe("");
     expect(code).toBe(0);
+  }, 60_000);
+
+  it("needs no Middy types for the client and cache entries (@middy/core is an optional peer)", async () => {
+    const inPackage = (files: string[], part: string) =>
+      files.filter((file) => file.includes(`/node_modules/${part}`)).length;
+    const plain = await consumerProgramFiles(consumer, "src/client.ts");
+    expect(inPackage(plain, "lambda-memcache/dist/cache/index.d.ts")).toBe(1);
+    expect(inPackage(plain, "@middy/")).toBe(0);
+    // The control: the handler, which uses the middleware, does load them.
+    const withMiddy = await consumerProgramFiles(consumer, "src/handler.ts");
+    expect(inPackage(withMiddy, "@middy/core/")).toBeGreaterThan(0);
   }, 60_000);
 
   it("runs the README's Middy handler: MISS, then HIT without calling the origin", async () => {
