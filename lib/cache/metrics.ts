@@ -36,16 +36,9 @@ export function cacheEventMetrics(
   options: Partial<CacheEventMetricsOptions> = {},
 ): (event: CacheEvent) => void {
   const { prefix, latency } = { ...cacheEventMetricsDefaults, ...options };
-  const names = new Map<CacheEvent["type"], string>();
-  const latencyName = `${prefix}Latency`;
   return (event) => {
-    let name = names.get(event.type);
-    if (name === undefined) {
-      name = prefix + pascalCase(event.type);
-      names.set(event.type, name);
-    }
-    metrics.addMetric(name, "Count", 1);
-    if (latency) metrics.addMetric(latencyName, "Milliseconds", event.durationMs);
+    metrics.addMetric(prefix + pascalCase(event.type), "Count", 1);
+    if (latency) metrics.addMetric(`${prefix}Latency`, "Milliseconds", event.durationMs);
   };
 }
 
