@@ -35,6 +35,12 @@ export function cacheEventMetrics(
   metrics: MetricsSink,
   options: Partial<CacheEventMetricsOptions> = {},
 ): (event: CacheEvent) => void {
+  if (typeof (metrics as Partial<MetricsSink> | undefined)?.addMetric !== "function") {
+    throw new TypeError(
+      "lambda-memcache: cacheEventMetrics needs a metrics object with addMetric(name, unit, value), such as Powertools' Metrics",
+    );
+  }
+  checkOptions(options);
   const { prefix, latency } = { ...cacheEventMetricsDefaults, ...options };
   return (event) => {
     metrics.addMetric(prefix + pascalCase(event.type), "Count", 1);
@@ -45,4 +51,20 @@ export function cacheEventMetrics(
 /** `hit-fallback` -> `HitFallback`. */
 function pascalCase(type: string): string {
   return type.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase());
+}
+
+function checkOptions(options: Partial<CacheEventMetricsOptions>): void {
+  for (const [name, value] of Object.entries(options)) {
+    if (!Object.hasOwn(cacheEventMetricsDefaults, name)) {
+      throw new TypeError(
+        `lambda-memcache: cacheEventMetrics option "${name}" is unknown (known: ${Object.keys(cacheEventMetricsDefaults).join(", ")})`,
+      );
+    }
+    const expected = typeof cacheEventMetricsDefaults[name as keyof CacheEventMetricsOptions];
+    if (value !== undefined && typeof value !== expected) {
+      throw new TypeError(
+        `lambda-memcache: cacheEventMetrics option "${name}" must be a ${expected}, got ${typeof value}`,
+      );
+    }
+  }
 }
