@@ -26,6 +26,21 @@ import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 const setupTimeoutMs = 240_000;
 
+/**
+ * A Node.js 20 on PATH outside any node_modules/.bin (the machine's own, where it has one): the
+ * lowest release line `engines` admits, run against the plain-client script.
+ */
+async function systemNode20(): Promise<string | undefined> {
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    if (dir === "" || dir.includes("node_modules")) continue;
+    const candidate = path.join(dir, "node");
+    const version = await run(candidate, ["--version"]).catch(() => undefined);
+    if (version?.code === 0) return version.stdout.startsWith("v20.") ? candidate : undefined;
+  }
+  return undefined;
+}
+const node20 = await systemNode20();
+
 let packDir: string;
 let tarball: Tarball;
 let consumer: Consumer;
@@ -161,6 +176,22 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
       reader.close();
     }
   }, 30_000);
+
+  it.runIf(node20 !== undefined)(
+    "runs the plain-client script under the machine's Node 20 too (engines: ^20.15.0)",
+    async () => {
+      const result = await run(node20!, ["out/client.js"], {
+        cwd: consumer.dir,
+        env: lambdaEnv(),
+        timeoutMs: 20_000,
+      });
+      expect(result.stderr).toBe("");
+      expect(result.code).toBe(0);
+      const [report] = jsonLines(result.stdout) as Array<Record<string, unknown>>;
+      expect(report).toMatchObject({ value: { from: "consumer" }, refused: "IllegalInputError" });
+    },
+    30_000,
+  );
 
   it("bundles the handler with esbuild into at most 60 KB that runs the same", async () => {
     const bundle = await bundleConsumerHandler(consumer);
