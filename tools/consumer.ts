@@ -203,6 +203,19 @@ export interface Consumer {
 }
 
 /**
+ * This process's environment without what `npm test` / `npm run` set about this repository
+ * (npm_package_*, npm_lifecycle_*, npm_config_local_prefix, ...): the consumer's npm must see
+ * the consumer's project, while the user's npm settings (cache, registry) stay.
+ */
+function outsideThisPackage(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of Object.keys(env)) {
+    if (/^npm_(package_|lifecycle_|command$|config_local_prefix$)/.test(name)) delete env[name];
+  }
+  return env;
+}
+
+/**
  * A new project in the temp folder with the tarball, @middy/core and @types/node installed
  * (from npm's cache when it has them: `npm ci` of this repo put them there).
  */
@@ -233,7 +246,7 @@ export async function createConsumer(tarball: Tarball): Promise<Consumer> {
     await runOk(
       "npm",
       ["install", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts"],
-      { cwd: dir },
+      { cwd: dir, env: outsideThisPackage() },
     );
     return { dir, handlerSource: handler.code, remove };
   } catch (error) {

@@ -22,11 +22,22 @@ export interface RequestWithInternal {
   internal: Record<string, unknown>;
 }
 
-/** Runs the cleanup functions other middlewares left in `request.internal`, in Powertools' order. */
-export async function cleanupMiddlewares(request: RequestWithInternal): Promise<void> {
+type Cleanup = (request: RequestWithInternal) => unknown;
+
+/**
+ * Runs the cleanup functions other middlewares left in `request.internal`, one after the other
+ * in Powertools' order. Undefined when there are none, so a hit without Powertools awaits nothing.
+ */
+export function cleanupMiddlewares(request: RequestWithInternal): Promise<void> | undefined {
+  const cleanups: Cleanup[] = [];
   for (const key of cleanupKeys) {
     if (!Object.hasOwn(request.internal, key)) continue;
     const cleanup = request.internal[key];
-    if (typeof cleanup === "function") await cleanup(request);
+    if (typeof cleanup === "function") cleanups.push(cleanup as Cleanup);
   }
+  return cleanups.length === 0 ? undefined : runInOrder(cleanups, request);
+}
+
+async function runInOrder(cleanups: readonly Cleanup[], request: RequestWithInternal) {
+  for (const cleanup of cleanups) await cleanup(request);
 }

@@ -34,7 +34,8 @@ export function httpCacheMiddleware(
   const httpCacheMiddlewareBefore = async (request: CacheRequest) => {
     const lookup = await httpCache.lookup(request.event, httpCache.deadlineFor(request.context));
     if (lookup.response !== undefined) {
-      await cleanupMiddlewares(request);
+      const cleanup = cleanupMiddlewares(request);
+      if (cleanup !== undefined) await cleanup;
       return lookup.response;
     }
     request.internal[internalKey] = lookup;

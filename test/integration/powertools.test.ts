@@ -215,6 +215,7 @@ describe("httpCacheMiddleware after Powertools logMetrics and injectLambdaContex
     await cleanupMiddlewares({ internal });
 
     expect(ran).toEqual([TRACER_KEY, LOGGER_KEY, IDEMPOTENCY_KEY]);
+    expect(cleanupMiddlewares({ internal: { other: () => {} } })).toBeUndefined();
   });
 });
 
