@@ -9,9 +9,8 @@
 
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
-import { type CounterValue, casIncrement, readCounter } from "../lib/cache/counters.ts";
-import { MemcacheCounterValueError, MemcacheError } from "../lib/memcache/errors.ts";
-import { safeKey } from "../lib/memcache/keys.ts";
+import { type CounterValue, casIncrement, readCounter } from "../lib/cache/index.ts";
+import { MemcacheCounterValueError, MemcacheError, safeKey } from "../lib/index.ts";
 import { counterClient } from "./shared/cache.ts";
 import { errorResponse, json, type Result, serverError } from "./shared/http.ts";
 

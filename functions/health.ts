@@ -2,9 +2,8 @@
 // Why a node does not answer goes to the log, never into the body; a 503 (new does not answer)
 // carries the phase and no addresses, like every 5xx of the app.
 
-import { type ClusterEndpoint, clusterAddresses } from "../lib/cache/config.ts";
-import { formatAddress } from "../lib/memcache/address.ts";
-import type { MemcacheClient, NodeHealth } from "../lib/memcache/client.ts";
+import { type ClusterEndpoint, clusterAddresses } from "../lib/cache/index.ts";
+import { formatAddress, type MemcacheClient, type NodeHealth } from "../lib/index.ts";
 import { cacheConfig, newClient, oldClient } from "./shared/cache.ts";
 import { json, type Result, serverError } from "./shared/http.ts";
 

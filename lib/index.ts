@@ -1,29 +1,35 @@
 // The package's root entry (`lambda-memcache`): the memcached client, its options and result
-// types, every error it raises, key helpers and value formats. This file is the public API of
-// lib/memcache: what is not exported here is internal and may change without notice.
-// The cache layer is `lambda-memcache/cache`, the Middy middleware `lambda-memcache/middleware`.
+// types, node addresses, every error the package raises, key helpers and value formats. This
+// file is the public API of lib/memcache: what is not exported here is internal and may change
+// without notice. The cache layer is `lambda-memcache/cache`, the Middy middleware
+// `lambda-memcache/middleware`.
 
+export type { AddressInput, AddressListInput, NodeAddress } from "./memcache/address.ts";
+export { formatAddress, parseAddress } from "./memcache/address.ts";
 export type {
   CasItem,
   CasResult,
   ClientOptions,
   NodeHealth,
   SetOptions,
-  StoreResult,
+  StorageResult,
+  UndecodableValue,
 } from "./memcache/client.ts";
 export { MemcacheClient } from "./memcache/client.ts";
-export { NoNodesError } from "./memcache/cluster.ts";
-export { DiscoveryError } from "./memcache/discovery.ts";
 export {
-  ConnectionClosedError,
-  IllegalInputError,
+  MemcacheCasConflictError,
   MemcacheClientError,
+  MemcacheConnectionClosedError,
+  MemcacheCounterValueError,
+  MemcacheDiscoveryError,
   MemcacheError,
+  MemcacheIllegalInputError,
+  MemcacheNodeDeadError,
+  MemcacheNoNodesError,
+  MemcacheProtocolError,
   MemcacheServerError,
-  NodeDeadError,
-  ProtocolError,
-  TimeoutError,
-  UnknownCommandError,
+  MemcacheTimeoutError,
+  MemcacheUnknownCommandError,
 } from "./memcache/errors.ts";
 export { assertValidKey, MAX_KEY_BYTES, safeKey } from "./memcache/keys.ts";
 export type { MetaReply } from "./memcache/protocol.ts";
@@ -34,6 +40,9 @@ export {
   FLAG_CHECKSUM,
   FLAG_INTEGER,
   FLAG_JSON,
+  FLAG_LONG,
+  FLAG_PICKLE,
   FLAG_STRING,
+  FLAG_ZLIB,
   withChecksum,
 } from "./memcache/serde.ts";

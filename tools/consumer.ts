@@ -170,7 +170,7 @@ for (const id of ["42", "42", "7"]) {
 
 // The plain client, no Middy: a round trip of every kind through the root entry, and proof that
 // the package's internals cannot be imported.
-const clientSource = `import { IllegalInputError, MemcacheClient, safeKey } from "lambda-memcache";
+const clientSource = `import { MemcacheClient, MemcacheIllegalInputError, safeKey } from "lambda-memcache";
 import { CacheAside, clientStore } from "lambda-memcache/cache";
 
 const client = new MemcacheClient({ servers: process.env.CACHE_ENDPOINT ?? "", timeoutMs: 500 });
@@ -184,7 +184,7 @@ let refused = "";
 try {
   await client.get("has a space");
 } catch (error) {
-  if (error instanceof IllegalInputError) refused = error.name;
+  if (error instanceof MemcacheIllegalInputError) refused = error.name;
 }
 const internal = "lambda-memcache/dist/memcache/connection.js";
 const internalImport = await import(internal).then(

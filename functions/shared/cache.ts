@@ -1,12 +1,15 @@
 // The reference app's cache, built once per Lambda environment at module scope (cold start) and
 // reused by every invocation: sockets open lazily on first use and stay open while warm.
 
-import { CacheAside } from "../../lib/cache/cacheAside.ts";
-import { cacheConfigFromEnv } from "../../lib/cache/config.ts";
-import type { CounterClient } from "../../lib/cache/counters.ts";
-import { FallbackStore, fallbackCounters } from "../../lib/cache/fallback.ts";
-import { clientStore } from "../../lib/cache/store.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
+import {
+  CacheAside,
+  type CounterClient,
+  cacheConfigFromEnv,
+  clientStore,
+  FallbackStore,
+  fallbackCounters,
+} from "../../lib/cache/index.ts";
+import { MemcacheClient } from "../../lib/index.ts";
 import { recordCacheEvent, recordOldClusterError, recordUndecodable } from "./metrics.ts";
 
 /** The cache variables, parsed strictly: a bad one stops the function here, at init. */

@@ -13,7 +13,7 @@ import {
   msFromEnv,
   secondsFromEnv,
   urlFromEnv,
-} from "../../lib/cache/config.ts";
+} from "../../lib/cache/index.ts";
 import { DEFAULT_METRICS_NAMESPACE } from "./emf.ts";
 
 export interface AppConfig {

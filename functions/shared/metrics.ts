@@ -3,7 +3,7 @@
 // Set CACHE_METRICS=off to silence it (tests that count log lines, local noise).
 // The names and Outcome values are in emf.ts (the dashboard and the local live view read them too).
 
-import type { CacheEvent } from "../../lib/cache/cacheAside.ts";
+import type { CacheEvent } from "../../lib/cache/index.ts";
 import { appConfig } from "./config.ts";
 import {
   metricNames,

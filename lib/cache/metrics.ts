@@ -8,6 +8,12 @@
 // list of values that CloudWatch sums. Names and not dimensions: one invocation may see several
 // outcomes, while a blob's dimensions hold for all its metrics.
 
+import {
+  booleanRule,
+  checkOptions,
+  nonEmptyStringRule,
+  type OptionRules,
+} from "../memcache/options.ts";
 import type { CacheEvent } from "./cacheAside.ts";
 
 /** What the adapter needs of a metrics object: Powertools' Metrics, or anything alike. */
@@ -27,6 +33,11 @@ export const cacheEventMetricsDefaults: CacheEventMetricsOptions = {
   latency: true,
 };
 
+const cacheEventMetricsRules: OptionRules<CacheEventMetricsOptions> = {
+  prefix: nonEmptyStringRule,
+  latency: booleanRule,
+};
+
 /**
  * An `onEvent` hook for CacheAside that adds each event to `metrics`:
  * `new CacheAside(store, { onEvent: cacheEventMetrics(metrics) })`.
@@ -40,8 +51,12 @@ export function cacheEventMetrics(
       "lambda-memcache: cacheEventMetrics needs a metrics object with addMetric(name, unit, value), such as Powertools' Metrics",
     );
   }
-  checkOptions(options);
-  const { prefix, latency } = { ...cacheEventMetricsDefaults, ...options };
+  const { prefix, latency } = checkOptions(
+    "cacheEventMetrics",
+    options,
+    cacheEventMetricsRules,
+    cacheEventMetricsDefaults,
+  );
   return (event) => {
     metrics.addMetric(prefix + pascalCase(event.type), "Count", 1);
     if (latency) metrics.addMetric(`${prefix}Latency`, "Milliseconds", event.durationMs);
@@ -51,20 +66,4 @@ export function cacheEventMetrics(
 /** `hit-fallback` -> `HitFallback`. */
 function pascalCase(type: string): string {
   return type.replace(/(?:^|-)([a-z])/g, (_, letter: string) => letter.toUpperCase());
-}
-
-function checkOptions(options: Partial<CacheEventMetricsOptions>): void {
-  for (const [name, value] of Object.entries(options)) {
-    if (!Object.hasOwn(cacheEventMetricsDefaults, name)) {
-      throw new TypeError(
-        `lambda-memcache: cacheEventMetrics option "${name}" is unknown (known: ${Object.keys(cacheEventMetricsDefaults).join(", ")})`,
-      );
-    }
-    const expected = typeof cacheEventMetricsDefaults[name as keyof CacheEventMetricsOptions];
-    if (value !== undefined && typeof value !== expected) {
-      throw new TypeError(
-        `lambda-memcache: cacheEventMetrics option "${name}" must be a ${expected}, got ${typeof value}`,
-      );
-    }
-  }
 }

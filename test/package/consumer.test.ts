@@ -164,7 +164,7 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
     expect(report).toMatchObject({
       value: { from: "consumer" },
       loaded: { value: "from the loader", status: "MISS" },
-      refused: "IllegalInputError",
+      refused: "MemcacheIllegalInputError",
       internalImport: "ERR_PACKAGE_PATH_NOT_EXPORTED",
     });
     // What the script wrote is in the real memcached, read back by another client.
@@ -188,7 +188,10 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
       expect(result.stderr).toBe("");
       expect(result.code).toBe(0);
       const [report] = jsonLines(result.stdout) as Array<Record<string, unknown>>;
-      expect(report).toMatchObject({ value: { from: "consumer" }, refused: "IllegalInputError" });
+      expect(report).toMatchObject({
+        value: { from: "consumer" },
+        refused: "MemcacheIllegalInputError",
+      });
     },
     30_000,
   );

@@ -76,49 +76,63 @@ describe("functions/ uses lib only through the package entries", () => {
 });
 
 describe("the entries export exactly the public API", () => {
-  it("lambda-memcache: the client, its errors, keys and serde", () => {
+  it("lambda-memcache: the client, addresses, every error, keys and serde", () => {
     expect(Object.keys(rootEntry).sort()).toEqual([
-      "ConnectionClosedError",
-      "DiscoveryError",
       "FLAG_BYTES",
       "FLAG_CHECKSUM",
       "FLAG_INTEGER",
       "FLAG_JSON",
+      "FLAG_LONG",
+      "FLAG_PICKLE",
       "FLAG_STRING",
-      "IllegalInputError",
+      "FLAG_ZLIB",
       "MAX_KEY_BYTES",
+      "MemcacheCasConflictError",
       "MemcacheClient",
       "MemcacheClientError",
+      "MemcacheConnectionClosedError",
+      "MemcacheCounterValueError",
+      "MemcacheDiscoveryError",
       "MemcacheError",
+      "MemcacheIllegalInputError",
+      "MemcacheNoNodesError",
+      "MemcacheNodeDeadError",
+      "MemcacheProtocolError",
       "MemcacheServerError",
-      "NoNodesError",
-      "NodeDeadError",
-      "ProtocolError",
-      "TimeoutError",
-      "UnknownCommandError",
+      "MemcacheTimeoutError",
+      "MemcacheUnknownCommandError",
       "assertValidKey",
       "defaultSerde",
+      "formatAddress",
+      "parseAddress",
       "safeKey",
       "withChecksum",
     ]);
   });
 
-  it("lambda-memcache/cache: cache-aside, stores, counters, cutover, config, HTTP cache, metrics", () => {
+  it("lambda-memcache/cache: cache-aside, stores, counters, cutover, config and env parsers, HTTP cache, metrics", () => {
     expect(Object.keys(cacheEntry).sort()).toEqual([
       "CacheAside",
-      "CasConflictError",
-      "CounterValueError",
       "FallbackStore",
       "HttpCache",
+      "booleanFromEnv",
       "cacheConfigFromEnv",
       "cacheEventMetrics",
+      "casIncrement",
       "casUpdate",
+      "choiceFromEnv",
       "clientStore",
+      "clusterAddresses",
       "defaultIsCacheableRequest",
       "defaultIsCacheableResponse",
+      "envError",
       "fallbackCounters",
       "increment",
+      "integerFromEnv",
+      "msFromEnv",
       "readCounter",
+      "secondsFromEnv",
+      "urlFromEnv",
       "withHttpCache",
     ]);
   });

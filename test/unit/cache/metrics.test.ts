@@ -48,13 +48,13 @@ describe("cacheEventMetrics", () => {
     const { sink } = recorder();
     const typo = { latancy: false } as Partial<Parameters<typeof cacheEventMetrics>[1]>;
     expect(() => cacheEventMetrics(sink, typo)).toThrow(
-      'lambda-memcache: cacheEventMetrics option "latancy" is unknown (known: prefix, latency)',
+      'lambda-memcache: cacheEventMetrics option "latancy" is not an option; did you mean "latency"?',
     );
     expect(() => cacheEventMetrics(sink, { latency: "no" as unknown as boolean })).toThrow(
-      'lambda-memcache: cacheEventMetrics option "latency" must be a boolean, got string',
+      'lambda-memcache: cacheEventMetrics option "latency" must be true or false, got "no"',
     );
     expect(() => cacheEventMetrics(sink, { prefix: 7 as unknown as string })).toThrow(
-      'lambda-memcache: cacheEventMetrics option "prefix" must be a string, got number',
+      'lambda-memcache: cacheEventMetrics option "prefix" must be a non-empty string, got 7',
     );
   });
 });
