@@ -25,8 +25,8 @@ import {
   createConsumer,
   packTarball,
 } from "../tools/consumer.ts";
+import { formatTable, round, verdict } from "../tools/stats.ts";
 import { measureImport } from "./imports.ts";
-import { formatTable, round, verdict } from "./stats.ts";
 
 const settings = {
   /** Fresh processes per import measurement. */
@@ -65,7 +65,7 @@ async function main(): Promise<number> {
     // Importing connects nothing (sockets open on first use), so no memcached is needed here.
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
-      CACHE_ENDPOINT: "127.0.0.1:11211",
+      CACHE_NEW_ENDPOINT: "127.0.0.1:11211",
       ORIGIN_URL: "http://127.0.0.1:4000",
     };
     const options = { runs: settings.importRuns, env, scratchDir: scratch };

@@ -171,9 +171,10 @@ for (const id of ["42", "42", "7"]) {
 // The plain client, no Middy: a round trip of every kind through the root entry, and proof that
 // the package's internals cannot be imported.
 const clientSource = `import { MemcacheClient, MemcacheIllegalInputError, safeKey } from "lambda-memcache";
-import { CacheAside, clientStore } from "lambda-memcache/cache";
+import { CacheAside, cacheConfigFromEnv, clientStore } from "lambda-memcache/cache";
 
-const client = new MemcacheClient({ servers: process.env.CACHE_ENDPOINT ?? "", timeoutMs: 500 });
+const { newCluster, timeoutMs, connectTimeoutMs } = cacheConfigFromEnv();
+const client = new MemcacheClient({ ...newCluster, timeoutMs, connectTimeoutMs });
 const key = safeKey("consumer said hello", "consumer:");
 await client.set(key, { from: "consumer" }, { ttlSeconds: 60 });
 const value = await client.get<{ from: string }>(key);

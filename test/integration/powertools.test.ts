@@ -16,7 +16,7 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 import { logMetrics } from "@aws-lambda-powertools/metrics/middleware";
 import middy, { type MiddlewareObj } from "@middy/core";
 import type { APIGatewayProxyEventV2, Context } from "aws-lambda";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, vi } from "vitest";
 import {
   CacheAside,
   type CacheEvent,
@@ -27,19 +27,14 @@ import {
 import { MemcacheClient } from "../../lib/index.ts";
 import { cleanupKeys, cleanupMiddlewares } from "../../lib/middleware/cleanup.ts";
 import { httpCacheMiddleware } from "../../lib/middleware/index.ts";
-import { freePort, type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { freePort } from "../../tools/ports.ts";
+import { it } from "../helpers/fixtures.ts";
 
-let mc: MemcachedProcess;
+/** The fixtures' client of the file's memcached. */
 let client: MemcacheClient;
 
-beforeAll(async () => {
-  mc = await startMemcached();
-  client = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
-});
-
-afterAll(async () => {
-  client?.close();
-  await mc?.stop();
+it.beforeAll(({ client: fileClient }) => {
+  client = fileClient;
 });
 
 beforeEach(async () => {

@@ -5,12 +5,11 @@
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MemcacheClient } from "../../lib/index.ts";
+import { afterAll, beforeAll, describe, expect } from "vitest";
+import type { MemcacheClient } from "../../lib/index.ts";
 import {
   bundleConsumerHandler,
   type Consumer,
@@ -22,7 +21,9 @@ import {
   run,
   type Tarball,
 } from "../../tools/consumer.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
+import { listenOnLoopback } from "../../tools/ports.ts";
+import { it, patientTimeoutMs } from "../helpers/fixtures.ts";
 
 const setupTimeoutMs = 240_000;
 
@@ -44,7 +45,6 @@ const node20 = await systemNode20();
 let packDir: string;
 let tarball: Tarball;
 let consumer: Consumer;
-let mc: MemcachedProcess;
 let origin: Server;
 let originUrl: string;
 let originReads = 0;
@@ -53,7 +53,6 @@ beforeAll(async () => {
   packDir = await mkdtemp(path.join(tmpdir(), "lambda-memcache-pack-"));
   tarball = await packTarball(packDir);
   consumer = await createConsumer(tarball);
-  mc = await startMemcached();
   // The origin the README's handler fetches from: counts its reads, so a hit is visible.
   origin = createServer((request, response) => {
     originReads++;
@@ -61,20 +60,35 @@ beforeAll(async () => {
     response.writeHead(200, { "content-type": "application/json" });
     response.end(JSON.stringify({ id, name: `product ${id}` }));
   });
-  await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
-  originUrl = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  originUrl = `http://${(await listenOnLoopback(origin)).endpoint}`;
 }, setupTimeoutMs);
+
+/** The fixtures' memcached of this file, and a client of it. */
+let mc: MemcachedProcess;
+let reader: MemcacheClient;
+it.beforeAll(({ memcached, client }) => {
+  mc = memcached;
+  reader = client;
+});
 
 afterAll(async () => {
   await new Promise((resolve) => (origin ? origin.close(resolve) : resolve(undefined)));
-  await mc?.stop();
   await consumer?.remove();
   if (packDir !== undefined) await rm(packDir, { recursive: true, force: true });
 });
 
-/** The consumer's environment: only what a Lambda would have, not this repository's. */
+/**
+ * The consumer's environment: only what a Lambda would have, not this repository's; the cache
+ * timeouts patient, as for every test that checks what happens rather than how fast.
+ */
 function lambdaEnv(): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH, CACHE_ENDPOINT: mc.endpoint, ORIGIN_URL: originUrl };
+  return {
+    PATH: process.env.PATH,
+    CACHE_NEW_ENDPOINT: mc.endpoint,
+    CACHE_TIMEOUT_MS: String(patientTimeoutMs),
+    CACHE_CONNECT_TIMEOUT_MS: String(patientTimeoutMs),
+    ORIGIN_URL: originUrl,
+  };
 }
 
 function jsonLines(stdout: string): unknown[] {
@@ -175,13 +189,8 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
     const report = await runClientScript(process.execPath);
     expect(report.loaded).toEqual({ value: "from the loader", status: "MISS" });
     // What the script wrote is in the real memcached, read back by another client.
-    const reader = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
-    try {
-      expect(await reader.get(String(report.key))).toEqual({ from: "consumer" });
-      expect(await reader.get("consumer:loaded")).toBe("from the loader");
-    } finally {
-      reader.close();
-    }
+    expect(await reader.get(String(report.key))).toEqual({ from: "consumer" });
+    expect(await reader.get("consumer:loaded")).toBe("from the loader");
   }, 30_000);
 
   it.runIf(node20 !== undefined)(
@@ -201,9 +210,7 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
     expect(bundle.bytes).toBeLessThanOrEqual(60 * 1024);
     expect(bundle.inputs.some((i) => i.input.includes("@aws-sdk"))).toBe(false);
 
-    const flusher = new MemcacheClient({ servers: mc.endpoint, timeoutMs: 500 });
-    await flusher.flushAll();
-    flusher.close();
+    await reader.flushAll();
     const result = await run(process.execPath, ["out/invoke.js", pathToFileURL(bundle.file).href], {
       cwd: consumer.dir,
       env: lambdaEnv(),
