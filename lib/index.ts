@@ -1,5 +1,6 @@
 // The package's root entry (`lambda-memcache`): the memcached client, its options and result
-// types, node addresses, every error the package raises, key helpers and value formats. This
+// types, node addresses, the diagnostics_channel name and event of every request, every error
+// the package raises, key helpers and value formats. This
 // file is the public API of lib/memcache: what is not exported here is internal and may change
 // without notice. The cache layer is `lambda-memcache/cache`, the Middy middleware
 // `lambda-memcache/middleware`.
@@ -16,6 +17,8 @@ export type {
   UndecodableValue,
 } from "./memcache/client.ts";
 export { MemcacheClient } from "./memcache/client.ts";
+export type { CommandContext } from "./memcache/diagnostics.ts";
+export { COMMAND_CHANNEL, otelAttributes } from "./memcache/diagnostics.ts";
 export {
   MemcacheCasConflictError,
   MemcacheClientError,

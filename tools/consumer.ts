@@ -168,10 +168,26 @@ for (const id of ["42", "42", "7"]) {
 }
 `;
 
-// The plain client, no Middy: a round trip of every kind through the root entry, and proof that
-// the package's internals cannot be imported.
-const clientSource = `import { MemcacheClient, MemcacheIllegalInputError, safeKey } from "lambda-memcache";
+// The plain client, no Middy: a round trip of every kind through the root entry, each request
+// seen on the package's diagnostics_channel, and proof that the internals cannot be imported.
+const clientSource = `import { tracingChannel } from "node:diagnostics_channel";
+import {
+  COMMAND_CHANNEL,
+  type CommandContext,
+  MemcacheClient,
+  MemcacheIllegalInputError,
+  safeKey,
+} from "lambda-memcache";
 import { CacheAside, cacheConfigFromEnv, clientStore } from "lambda-memcache/cache";
+
+const commands: string[] = [];
+tracingChannel<unknown, CommandContext>(COMMAND_CHANNEL).subscribe({
+  start() {},
+  end() {},
+  asyncStart() {},
+  asyncEnd: (context) => commands.push(\`\${context.command} \${context.outcome}\`),
+  error() {},
+});
 
 const { newCluster, timeoutMs, connectTimeoutMs } = cacheConfigFromEnv();
 const client = new MemcacheClient({ ...newCluster, timeoutMs, connectTimeoutMs });
@@ -192,7 +208,7 @@ const internalImport = await import(internal).then(
   () => "imported",
   (error: NodeJS.ErrnoException) => error.code ?? String(error),
 );
-console.log(JSON.stringify({ key, value, counter, loaded, refused, internalImport }));
+console.log(JSON.stringify({ key, value, counter, loaded, refused, internalImport, commands }));
 `;
 
 export interface Consumer {

@@ -188,6 +188,8 @@ describe("a fresh ESM TypeScript service that installs the tarball", () => {
   it("runs a plain-client script against memcached, and cannot import the package's internals", async () => {
     const report = await runClientScript(process.execPath);
     expect(report.loaded).toEqual({ value: "from the loader", status: "MISS" });
+    // The script's subscriber saw its requests on the package's diagnostics_channel.
+    expect(report.commands).toEqual(expect.arrayContaining(["set stored", "get hit"]));
     // What the script wrote is in the real memcached, read back by another client.
     expect(await reader.get(String(report.key))).toEqual({ from: "consumer" });
     expect(await reader.get("consumer:loaded")).toBe("from the loader");

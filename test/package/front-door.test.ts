@@ -76,8 +76,9 @@ describe("functions/ uses lib only through the package entries", () => {
 });
 
 describe("the entries export exactly the public API", () => {
-  it("lambda-memcache: the client, addresses, every error, keys and serde", () => {
+  it("lambda-memcache: the client, addresses, diagnostics, every error, keys and serde", () => {
     expect(Object.keys(rootEntry).sort()).toEqual([
+      "COMMAND_CHANNEL",
       "FLAG_BYTES",
       "FLAG_CHECKSUM",
       "FLAG_INTEGER",
@@ -104,6 +105,7 @@ describe("the entries export exactly the public API", () => {
       "assertValidKey",
       "defaultSerde",
       "formatAddress",
+      "otelAttributes",
       "parseAddress",
       "safeKey",
       "withChecksum",
