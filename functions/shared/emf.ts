@@ -3,7 +3,7 @@
 // functions (metrics.ts), the CloudWatch dashboard and alarms (infra/dashboard.ts) and the local
 // live view (infra/local/live/), so the three cannot disagree. Nothing here reads the environment.
 
-import type { CacheEvent, CacheStatus } from "../../lib/cache/cacheAside.ts";
+import type { CacheEvent, CacheStatus } from "../../lib/cache/index.ts";
 
 /** METRICS_NAMESPACE when unset. */
 export const DEFAULT_METRICS_NAMESPACE = "LambdaMemcache";
