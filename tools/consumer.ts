@@ -189,8 +189,8 @@ tracingChannel<unknown, CommandContext>(COMMAND_CHANNEL).subscribe({
   error() {},
 });
 
-const { newCluster, timeoutMs, connectTimeoutMs } = cacheConfigFromEnv();
-const client = new MemcacheClient({ ...newCluster, timeoutMs, connectTimeoutMs });
+const { newCluster, newConnection, timeoutMs, connectTimeoutMs } = cacheConfigFromEnv();
+const client = new MemcacheClient({ ...newCluster, ...newConnection, timeoutMs, connectTimeoutMs });
 const key = safeKey("consumer said hello", "consumer:");
 await client.set(key, { from: "consumer" }, { ttlSeconds: 60 });
 const value = await client.get<{ from: string }>(key);

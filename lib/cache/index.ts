@@ -15,7 +15,7 @@ export type {
   PendingLoad,
 } from "./cacheAside.ts";
 export { CacheAside } from "./cacheAside.ts";
-export type { CacheConfig, ClusterEndpoint, Env } from "./config.ts";
+export type { CacheConfig, ClusterConnection, ClusterEndpoint, Env } from "./config.ts";
 export {
   booleanFromEnv,
   cacheConfigFromEnv,
