@@ -1,5 +1,6 @@
 // GET /products/{id}: cache-aside over the origin (x-cache: HIT / MISS / BYPASS).
-// PUT /products/{id}: writes the origin, then invalidates the cached copy in every cluster.
+// PUT /products/{id}: writes the origin, then invalidates the cached copy in every cluster
+// (x-cache-invalidated: complete, or incomplete when a cluster did not acknowledge it).
 
 import middy from "@middy/core";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
@@ -8,6 +9,7 @@ import { httpCacheMiddleware } from "../lib/middleware/index.ts";
 import { cache } from "./shared/cache.ts";
 import { appConfig } from "./shared/config.ts";
 import { errorResponse, type Result } from "./shared/http.ts";
+import { recordIncompleteInvalidation } from "./shared/metrics.ts";
 import * as origin from "./shared/origin.ts";
 
 const ttlSeconds = appConfig.productTtlSeconds;
@@ -55,11 +57,17 @@ const writeProduct = async (event: APIGatewayProxyEventV2): Promise<Result> => {
     };
   }
   // Invalidate after the origin write: a reader between the two gets the old value at most
-  // until this delete, never after it.
-  const invalidated = await cache.invalidate(productKey(id));
+  // until this invalidation, never after it. "incomplete": a cluster did not acknowledge it (after
+  // retries), so readers may still get the old value there; said here and counted as a metric,
+  // never answered as if all went well.
+  const complete = await cache.invalidate(productKey(id));
+  if (!complete) recordIncompleteInvalidation(productKey(id));
   return {
     statusCode: response.status,
-    headers: { "content-type": "application/json", "x-cache-invalidated": String(invalidated) },
+    headers: {
+      "content-type": "application/json",
+      "x-cache-invalidated": complete ? "complete" : "incomplete",
+    },
     body: response.body,
   };
 };

@@ -27,6 +27,7 @@ export {
   MemcacheDiscoveryError,
   MemcacheError,
   MemcacheIllegalInputError,
+  MemcacheIncompleteInvalidationError,
   MemcacheNodeDeadError,
   MemcacheNoNodesError,
   MemcacheProtocolError,

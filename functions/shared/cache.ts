@@ -1,53 +1,26 @@
 // The reference app's cache, built once per Lambda environment at module scope (cold start) and
-// reused by every invocation: sockets open lazily on first use and stay open while warm.
+// reused by every invocation: sockets open lazily on first use and stay open while warm. What the
+// cache does follows CACHE_CUTOVER_PHASE (cacheForPhase builds it, as for any user).
 
-import {
-  CacheAside,
-  type CounterClient,
-  cacheConfigFromEnv,
-  clientStore,
-  FallbackStore,
-  fallbackCounters,
-} from "../../lib/cache/index.ts";
-import { MemcacheClient } from "../../lib/index.ts";
+import { CacheAside, cacheConfigFromEnv, cacheForPhase } from "../../lib/cache/index.ts";
+import { appConfig } from "./config.ts";
 import { recordCacheEvent, recordOldClusterError, recordUndecodable } from "./metrics.ts";
 
 /** The cache variables, parsed strictly: a bad one stops the function here, at init. */
 export const cacheConfig = cacheConfigFromEnv();
 
-const timeouts = {
-  timeoutMs: cacheConfig.timeoutMs,
-  connectTimeoutMs: cacheConfig.connectTimeoutMs,
+/** The clients, store and counter view of this function's phase. */
+export const phaseCache = cacheForPhase(cacheConfig, {
+  // The only values this app caches are product responses: tombstones outlive their TTL.
+  longestTtlSeconds: appConfig.productTtlSeconds,
   // A value another service stored in a format we never decode (a pickle): a miss, and a metric.
-  onUndecodable: recordUndecodable,
-};
-
-/** The cluster reads and writes go to. */
-export const newClient = new MemcacheClient({
-  ...cacheConfig.newCluster,
-  ...cacheConfig.newConnection,
-  ...timeouts,
+  clientOptions: { onUndecodable: recordUndecodable },
+  onOldError: recordOldClusterError,
 });
 
-/** The cluster being moved away from (cutover phase only). */
-export const oldClient =
-  cacheConfig.oldCluster === undefined
-    ? undefined
-    : new MemcacheClient({
-        ...cacheConfig.oldCluster,
-        ...cacheConfig.oldConnection,
-        ...timeouts,
-      });
+export const { newClient, oldClient } = phaseCache;
 
-// With an old cluster configured (the cutover phase), reads fall back to it and invalidations
-// reach both; see lib/cache/fallback.ts.
-const store =
-  oldClient === undefined
-    ? clientStore(newClient)
-    : new FallbackStore(newClient, oldClient, { onOldError: recordOldClusterError });
+export const cache = new CacheAside(phaseCache.store, { onEvent: recordCacheEvent });
 
-export const cache = new CacheAside(store, { onEvent: recordCacheEvent });
-
-/** Where counters live: new, seeded once from old during a cutover. */
-export const counterClient: CounterClient =
-  oldClient === undefined ? newClient : fallbackCounters(newClient, oldClient);
+/** Where counters live in this phase (see lib/cache/cutoverCounters.ts). */
+export const counterClient = phaseCache.counters;

@@ -15,12 +15,19 @@ export const metricNames = {
   latency: "CacheLatency",
   /** Count 1 per stored value that could not be decoded, dimensions `undecodableDimensions`. */
   undecodable: "CacheUndecodable",
+  /**
+   * Count 1 per invalidation a cluster did not acknowledge after its retries (the PUT answered
+   * `x-cache-invalidated: incomplete`), dimensions `countDimensions`.
+   */
+  invalidationIncomplete: "CacheInvalidationIncomplete",
 } as const;
 
 /** The one dimension set of `CacheOutcome` and `CacheLatency` lines. */
 export const outcomeDimensions = ["Function", "Outcome"] as const;
+/** The one dimension set of the lines that count one thing (CacheUndecodable, CacheInvalidationIncomplete). */
+export const countDimensions = ["Function"] as const;
 /** The one dimension set of `CacheUndecodable` lines. */
-export const undecodableDimensions = ["Function"] as const;
+export const undecodableDimensions = countDimensions;
 
 /**
  * The Outcome of a line that reports a failure of the old cluster during a cutover (FallbackStore's
@@ -67,6 +74,8 @@ export const outcomeMeanings: Readonly<Record<Outcome, OutcomeMeaning>> = {
   write: {},
   "write-error": { failed: "new" },
   invalidate: { invalidation: true },
+  // An invalidation a cluster did not acknowledge after its retries (the error names which; new
+  // or old): reported incomplete, also as CacheInvalidationIncomplete by the PUT.
   "invalidate-error": { failed: "new" },
   [OLD_CLUSTER_ERROR]: { failed: "old" },
 };

@@ -6,11 +6,11 @@
 import type { CacheEvent } from "../../lib/cache/index.ts";
 import { appConfig } from "./config.ts";
 import {
+  countDimensions,
   metricNames,
   OLD_CLUSTER_ERROR,
   type Outcome,
   outcomeDimensions,
-  undecodableDimensions,
 } from "./emf.ts";
 
 const namespace = appConfig.metricsNamespace;
@@ -70,6 +70,20 @@ function recordOutcome(outcome: Outcome, key: string, durationMs: number, error:
  * key and the flags, so a service writing a format this app cannot read shows in the metrics.
  */
 export function recordUndecodable(value: { key: string; flags: number; bytes: number }): void {
+  recordCount(metricNames.undecodable, { key: value.key, flags: value.flags, bytes: value.bytes });
+}
+
+/**
+ * An invalidation that did not reach every cluster (the PUT answered `x-cache-invalidated:
+ * incomplete`): one EMF line with the `CacheInvalidationIncomplete` count and the key, so an
+ * alarm can watch for readers that may be served the value from before a write.
+ */
+export function recordIncompleteInvalidation(key: string): void {
+  recordCount(metricNames.invalidationIncomplete, { key });
+}
+
+/** One EMF line counting `metric` once for this function (a warning), with `fields` beside it. */
+function recordCount(metric: string, fields: Record<string, unknown>): void {
   if (!enabled) return;
   console.log(
     JSON.stringify({
@@ -78,17 +92,15 @@ export function recordUndecodable(value: { key: string; flags: number; bytes: nu
         CloudWatchMetrics: [
           {
             Namespace: namespace,
-            Dimensions: [[...undecodableDimensions]],
-            Metrics: [{ Name: metricNames.undecodable, Unit: "Count" }],
+            Dimensions: [[...countDimensions]],
+            Metrics: [{ Name: metric, Unit: "Count" }],
           },
         ],
       },
       level: "WARN",
       Function: functionName,
-      [metricNames.undecodable]: 1,
-      key: value.key,
-      flags: value.flags,
-      bytes: value.bytes,
+      [metric]: 1,
+      ...fields,
     }),
   );
 }

@@ -182,6 +182,7 @@ export class CacheAside {
     const leaseOptions: LeaseOptions = {
       leaseTtlSeconds: this.options.leaseTtlSeconds,
       recacheSeconds: this.options.recacheSeconds,
+      accept,
     };
     let pauseMs = 5;
     for (;;) {
@@ -194,11 +195,6 @@ export class CacheAside {
       }
       switch (read.status) {
         case "hit": {
-          if (accept !== undefined && !accept(read.value)) {
-            // Not what this caller stores (no lease guards it): load and overwrite it.
-            this.emit("miss", key, started);
-            return { status: "MISS", load: this.pending(key, "MISS", undefined) };
-          }
           const status = read.fallback ? "HIT-FALLBACK" : "HIT";
           this.emit(
             read.stale ? "hit-stale" : read.fallback ? "hit-fallback" : "hit",
@@ -215,8 +211,10 @@ export class CacheAside {
           //   0 ms  A wins, loads        B, C: wait (poll after ~5, 10, 20, 20, 20 ms ...)
           //   100   A fills              B, C: next poll (within ~20 ms) hits
           if (performance.now() - started + pauseMs > waitMs) {
+            // Load without the lease: the fill is conditional on what this read saw, so it
+            // loses against the other caller's fill and against an invalidation made since.
             this.emit("wait-timeout", key, started);
-            return { status: "MISS", load: this.pending(key, "MISS", undefined) };
+            return { status: "MISS", load: this.pending(key, "MISS", read.giveUp) };
           }
           // Jittered and capped at 20 ms, so waiters neither poll in lockstep nor see the
           // winner's value much later than it lands.
@@ -240,9 +238,14 @@ export class CacheAside {
   }
 
   /**
-   * Removes `key` from every cluster a reader could see; never throws. False when it failed.
+   * Removes `key` from every cluster a reader could find it in; never throws. True when the
+   * invalidation is complete: every such cluster acknowledged it (after the store's retries), so
+   * no read that starts now returns the value from before it. False when it is incomplete (a
+   * cluster failed): readers may get the older value until it expires there; the
+   * `invalidate-error` event carries a MemcacheIncompleteInvalidationError naming the clusters.
    * With `stale: true` the item is kept for staleSeconds, marked stale: readers are served it
-   * while exactly one refreshes it (meta protocol; elsewhere this is a plain delete).
+   * while exactly one refreshes it (meta protocol, where the store supports it; elsewhere this is
+   * the plain invalidation) — the old value is served on purpose then, outside the rule above.
    */
   async invalidate(key: string, options: { stale?: boolean } = NO_OPTIONS): Promise<boolean> {
     const { stale } = checkOptions("invalidate", options, invalidateRules, invalidateDefaults);
@@ -299,7 +302,7 @@ export class CacheAside {
     status: "MISS" | "BYPASS",
     lease: Lease<T> | undefined,
   ): PendingLoad<T> {
-    return new PendingLoad(key, status, lease, this.store, this.options);
+    return new PendingLoad(key, status, lease, this.options);
   }
 
   private emit(type: CacheEvent["type"], key: string, started: number, error?: unknown): void {
@@ -311,7 +314,8 @@ export class CacheAside {
  * The load a caller owes after a miss. It owns the lease the caller won (if any) and ends
  * exactly once, by one of:
  *   fill(value)   store the loaded value (through the lease: it loses against an invalidation
- *                 made meanwhile); after a BYPASS nothing is written (the cache just failed)
+ *                 made meanwhile, and against a fresher value); after a BYPASS nothing is
+ *                 written (the cache just failed)
  *   abandon()     the loaded value is not to be cached: give the lease up for the next reader
  *   fail(error)   the load failed: give the lease up, or, when this caller was refreshing a stale
  *                 value and serveStaleOnError allows, keep that value served (marked stale anew,
@@ -324,20 +328,17 @@ export class PendingLoad<T> {
   readonly status: "MISS" | "BYPASS";
   #lease: Lease<T> | undefined;
   #ended = false;
-  readonly #store: CacheStore;
   readonly #options: CacheAsideOptions;
 
   constructor(
     key: string,
     status: "MISS" | "BYPASS",
     lease: Lease<T> | undefined,
-    store: CacheStore,
     options: CacheAsideOptions,
   ) {
     this.key = key;
     this.status = status;
     this.#lease = lease;
-    this.#store = store;
     this.#options = options;
   }
 
@@ -356,10 +357,11 @@ export class PendingLoad<T> {
     const lease = this.#end();
     if (lease === false || this.status === "BYPASS") return false;
     const started = performance.now();
+    // A load without a lease (none here: a MISS always carries one) is never written with a
+    // plain set: that could put an older value over an invalidation made during the load.
+    if (lease === undefined) return false;
     try {
-      let stored = true;
-      if (lease === undefined) await this.#store.write(this.key, value, ttlSeconds);
-      else stored = await lease.fill(value, ttlSeconds);
+      const stored = await lease.fill(value, ttlSeconds);
       this.#emit("write", started);
       return stored;
     } catch (error) {

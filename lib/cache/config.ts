@@ -6,7 +6,7 @@
 //   CACHE_NEW_DISCOVERY       "true": CACHE_NEW_ENDPOINT is one ElastiCache configuration
 //                             endpoint and the nodes come from Auto Discovery. Default "false".
 //   CACHE_OLD_ENDPOINT        host:port[,host:port...] (optional): the cluster being moved away
-//                             from; set (non-empty, not "none") = cutover phase.
+//                             from (set = not empty, not "none").
 //   CACHE_OLD_DISCOVERY       like CACHE_NEW_DISCOVERY, for the old cluster.
 //   CACHE_NEW_TLS             "true": speak TLS to the new cluster (in-transit encryption).
 //                             Default "false", or "true" when CACHE_NEW_KIND=serverless.
@@ -17,8 +17,26 @@
 //   CACHE_OLD_KIND            like CACHE_NEW_KIND, for the old cluster.
 //   CACHE_TLS_CA_FILE         a PEM file of the CAs to trust instead of Node's public ones, for
 //                             every TLS cluster (offline stacks with a local CA; never in AWS).
+//   CACHE_CUTOVER_PHASE       what this function does during a cutover (see the table below):
+//                             "prepare", "fallback" or "new" ("single" with one cluster).
+//                             Unset: "single" with one endpoint, "fallback" with both.
+//   CACHE_LEASE_MODE          stampede leases: "auto" (default), "meta", "lock" or "off"
+//   CACHE_TOMBSTONE_SECONDS   how long an invalidation's tombstone lives in new, s (default: the
+//                             longest TTL the app writes, plus a margin: see phases.ts)
 //   CACHE_TIMEOUT_MS          per-request timeout of both clients, ms (default 100)
 //   CACHE_CONNECT_TIMEOUT_MS  connect timeout of both clients, ms (default 200)
+//
+// The phases (DESIGN.md, "Phases of a cutover"; lib/cache/phases.ts builds each one's store):
+//
+//   phase     | endpoints    | reads and writes                  | invalidations | counters
+//   ----------|--------------|-----------------------------------|---------------|-------------------
+//   single    | new only     | the one cluster                   | the one       | the one
+//   prepare   | new and old  | old                               | old and new   | old, moving to new
+//   fallback  | new and old  | new first, old on a miss (copied) | new and old   | new, seeded from old
+//   new       | new [and old]| new                               | new           | new (seeded from
+//             |              |                                   |               | old while it is set)
+//
+// A phase that needs an endpoint which is missing, or an unknown phase, stops the function at init.
 //
 // Auto Discovery is never guessed from the host name: a `.cfg.` endpoint without
 // CACHE_*_DISCOVERY=true is used as a plain node. An empty variable counts as not set.
@@ -27,6 +45,7 @@
 import { readFileSync } from "node:fs";
 import { type NodeAddress, sameAddress, toAddressList } from "../memcache/address.ts";
 import { MAX_SECONDS, MAX_TIMER_MS } from "../memcache/options.ts";
+import { LEASE_MODES, type LeaseMode } from "./leases.ts";
 
 /** Where one cluster's nodes are: a fixed list, or an Auto Discovery configuration endpoint. */
 export type ClusterEndpoint =
@@ -41,11 +60,16 @@ export interface ClusterConnection {
   readonly elastiCacheServerless: boolean;
 }
 
+/** What a deployed function does during a cutover (see the table above). */
+export type CutoverPhase = "single" | "prepare" | "fallback" | "new";
+
+/** The values CACHE_CUTOVER_PHASE takes, in the order a cutover goes through them. */
+export const CUTOVER_PHASES: readonly CutoverPhase[] = ["single", "prepare", "fallback", "new"];
+
 export interface CacheConfig {
-  /** "single" with one cluster, "cutover" while the old cluster is still read. */
-  phase: "single" | "cutover";
+  phase: CutoverPhase;
   newCluster: ClusterEndpoint;
-  /** The cluster being moved away from; undefined outside a cutover. */
+  /** The cluster being moved away from; undefined with one cluster (and in "new" once removed). */
   oldCluster: ClusterEndpoint | undefined;
   /** TLS and kind of the new cluster (spread into its client's options). */
   newConnection: ClusterConnection;
@@ -55,6 +79,10 @@ export interface CacheConfig {
   timeoutMs: number;
   /** Connect timeout for the clients, ms. */
   connectTimeoutMs: number;
+  /** Stampede lease implementation of the stores. */
+  leaseMode: LeaseMode;
+  /** Lifetime of an invalidation's tombstone in new, s; undefined: derived (see phases.ts). */
+  tombstoneSeconds: number | undefined;
 }
 
 /** An environment: process.env, or a plain object in tests. */
@@ -91,8 +119,9 @@ export function cacheConfigFromEnv(env: Env = process.env): CacheConfig {
       "is set, but no cluster speaks TLS: set CACHE_NEW_TLS=true (or CACHE_OLD_TLS=true), or unset it",
     );
   }
+  const tombstoneText = (env.CACHE_TOMBSTONE_SECONDS ?? "").trim();
   return {
-    phase: oldCluster === undefined ? "single" : "cutover",
+    phase: phaseFromEnv(env, oldCluster !== undefined),
     newCluster,
     oldCluster,
     newConnection,
@@ -107,7 +136,33 @@ export function cacheConfigFromEnv(env: Env = process.env): CacheConfig {
       min: 1,
       max: MAX_TIMER_MS,
     }),
+    leaseMode: choiceFromEnv(env, "CACHE_LEASE_MODE", LEASE_MODES, "auto"),
+    tombstoneSeconds:
+      tombstoneText === "" ? undefined : secondsFromEnv(env, "CACHE_TOMBSTONE_SECONDS", 0),
   };
+}
+
+/** CACHE_CUTOVER_PHASE, checked against the endpoints it needs. */
+function phaseFromEnv(env: Env, hasOld: boolean): CutoverPhase {
+  const phase = choiceFromEnv(
+    env,
+    "CACHE_CUTOVER_PHASE",
+    CUTOVER_PHASES,
+    hasOld ? "fallback" : "single",
+  );
+  if ((phase === "prepare" || phase === "fallback") && !hasOld) {
+    throw envError(
+      "CACHE_CUTOVER_PHASE",
+      `is "${phase}", which reads the old cluster, but CACHE_OLD_ENDPOINT is not set: give the old cluster, or run phase "new" (or "single")`,
+    );
+  }
+  if (phase === "single" && hasOld) {
+    throw envError(
+      "CACHE_CUTOVER_PHASE",
+      'is "single", which uses one cluster, but CACHE_OLD_ENDPOINT is set too: leave it empty, or give the cutover phase ("prepare", "fallback" or "new")',
+    );
+  }
+  return phase;
 }
 
 /** The addresses a cluster endpoint names (its nodes, or its configuration endpoint). */

@@ -172,8 +172,7 @@ export async function increment(
     try {
       value = step >= 0n ? await client.incr(key, amount) : await client.decr(key, amount);
     } catch (error) {
-      // memcached: "CLIENT_ERROR cannot increment or decrement non-numeric value".
-      if (!(error instanceof MemcacheClientError && /non-numeric/.test(error.message))) throw error;
+      if (!isNonNumericError(error)) throw error;
       throw new MemcacheCounterValueError(
         `"${key}" holds a value incr/decr cannot count (not unsigned decimal text); not updated — casIncrement counts negative values, repairUndecodable overwrites others`,
         { cause: error },
@@ -186,6 +185,12 @@ export async function increment(
   throw new MemcacheCasConflictError(
     `increment of "${key}" failed: the counter kept disappearing (evicted?)`,
   );
+}
+
+/** Whether `error` is memcached refusing incr/decr on a value that is not unsigned decimal text. */
+export function isNonNumericError(error: unknown): boolean {
+  // memcached: "CLIENT_ERROR cannot increment or decrement non-numeric value".
+  return error instanceof MemcacheClientError && /non-numeric/.test(error.message);
 }
 
 /**

@@ -1,4 +1,5 @@
-// The cutover layer: moving from an old memcached cluster to a new one without a cold cache.
+// The cutover's "fallback" phase: moving from an old memcached cluster to a new one without a
+// cold cache (phases.ts builds the other phases' stores).
 //
 //   operation   | new cluster                      | old cluster
 //   ------------|----------------------------------|-------------------------------------------
@@ -7,22 +8,31 @@
 //               |                                  | remaining TTL where mg ... t reports it
 //   write       | yes                              | no
 //   invalidate  | yes (a tombstone, see below)     | yes: else a stale copy resurfaces
-//   counter     | CAS / incr; seeded once from old | read only
-//   errors      | fail open (origin answers)       | never surface; count as a miss
+//   counter     | see cutoverCounters.ts           |
+//   errors      | fail open (origin answers)       | reads: never surface, count as a miss;
+//               |                                  | invalidations: incomplete (reported)
 //
-// Invalidation leaves a short-lived tombstone in new instead of deleting there. It closes the
-// race where a reader copies an old value into new just after a writer invalidated it:
+// Invalidation leaves a tombstone in new instead of deleting there. It closes the race where a
+// reader copies an old value into new just after a writer invalidated it:
 //   reader: get new -> miss; get old -> v1 (stale soon)
 //   writer: origin := v2; invalidate new + old
 //   reader: add new v1  -> with a plain delete this succeeds and v1 lives on in new;
 //                          with the tombstone present, add fails and v1 is dropped.
 // A reader that finds a tombstone treats it as a miss and does not fall back to old (whatever
-// old holds for that key is older than the invalidation). The next cache-aside write (set)
-// replaces the tombstone with the fresh value.
+// old holds for that key is older than the invalidation); it lives tombstoneSeconds, longer
+// than any copy old can still hold (phases.ts). The next fill replaces it with the fresh value.
+// An invalidation is complete only when both clusters acknowledged it (invalidation.ts): a
+// version in phase "prepare" beside this one still reads old.
 
-import type { CasItem, MemcacheClient } from "../memcache/client.ts";
+import type { MemcacheClient } from "../memcache/client.ts";
 import { checkOptions, functionRule, type OptionRules, secondsRule } from "../memcache/options.ts";
-import type { CounterClient } from "./counters.ts";
+import {
+  DEFAULT_INVALIDATE_ATTEMPTS,
+  deletePart,
+  invalidateEverywhere,
+  tombstonePart,
+  tombstoneSecondsFor,
+} from "./invalidation.ts";
 import {
   type LeaseMode,
   type LeaseOptions,
@@ -31,33 +41,39 @@ import {
   leaseResolver,
   TOMBSTONE_FLAGS,
 } from "./leases.ts";
-import { type CacheStore, leaseModeRule, type StoreHit } from "./store.ts";
-
-const TOMBSTONE = Buffer.from("invalidated");
+import { type CacheStore, invalidateAttemptsRule, leaseModeRule, type StoreHit } from "./store.ts";
 
 export interface FallbackOptions {
   /** TTL for values copied from old when old cannot tell the remaining TTL, in seconds. Default 300. */
   copyTtlSeconds: number;
-  /** How long an invalidation's tombstone stays in new, in seconds. Default 300. */
+  /**
+   * How long an invalidation's tombstone stays in new, in seconds (0: no expiry). It must outlive
+   * every copy old can still hold: longer than the longest TTL any version of the app writes
+   * (tombstoneSecondsFor). Default 310 (CacheAside's default TTL, 300, plus 10).
+   */
   tombstoneSeconds: number;
-  /** Called when the old cluster failed (never surfaced otherwise). Default: none. */
+  /** Called when a read of the old cluster failed (never surfaced otherwise). Default: none. */
   onOldError: ((operation: string, key: string, error: unknown) => void) | undefined;
   /** Stampede leases in the new cluster (see leases.ts and ClientStoreOptions). Default "auto". */
   leaseMode: LeaseMode;
+  /** Attempts of each cluster's part of an invalidation before it is incomplete. Default 3. */
+  invalidateAttempts: number;
 }
 
 export const fallbackDefaults: FallbackOptions = {
   copyTtlSeconds: 300,
-  tombstoneSeconds: 300,
+  tombstoneSeconds: tombstoneSecondsFor(300),
   onOldError: undefined,
   leaseMode: "auto",
+  invalidateAttempts: DEFAULT_INVALIDATE_ATTEMPTS,
 };
 
 const fallbackRules: OptionRules<FallbackOptions> = {
   copyTtlSeconds: secondsRule(0),
-  tombstoneSeconds: secondsRule(1),
+  tombstoneSeconds: secondsRule(0),
   onOldError: functionRule,
   leaseMode: leaseModeRule,
+  invalidateAttempts: invalidateAttemptsRule,
 };
 
 interface OldRead {
@@ -115,14 +131,14 @@ export class FallbackStore implements CacheStore {
       read = await (await this.leases()).readLease<T>(key, options);
     } catch (error) {
       const old = await this.readOld(key);
-      if (old === undefined) throw error;
+      if (old === undefined || !(options.accept?.(old.value) ?? true)) throw error;
       return { status: "hit", value: old.value as T, stale: false, fallback: true };
     }
     if (read.status !== "win" || read.lease.stale !== undefined || read.lease.tombstone) {
       return read;
     }
     const old = await this.readOld(key);
-    if (old === undefined) return read;
+    if (old === undefined || !(options.accept?.(old.value) ?? true)) return read;
     try {
       await read.lease.fill(old.value, old.ttlSeconds ?? this.options.copyTtlSeconds);
     } catch {
@@ -131,39 +147,39 @@ export class FallbackStore implements CacheStore {
     return { status: "hit", value: old.value as T, stale: false, fallback: true };
   }
 
-  /** Marks stale in new and deletes in old (else old's copy returns once new's stale copy ends). */
+  /**
+   * Marks stale in new and deletes in old (else old's copy returns once new's stale copy ends).
+   * False when either failed: CacheAside then runs the full invalidation, which reports itself.
+   */
   async markStale(key: string, staleSeconds: number): Promise<boolean> {
-    const [marked] = await Promise.all([
+    const [marked, deleted] = await Promise.all([
       this.leases().then((leases) => leases.markStale(key, staleSeconds)),
-      this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
+      invalidateEverywhere(key, [deletePart(this.oldClient, key, "old")], this.attempts).then(
+        () => true,
+        () => false,
+      ),
     ]);
-    return marked;
+    return marked && deleted;
   }
 
   async write(key: string, value: unknown, ttlSeconds: number): Promise<void> {
     await this.newClient.set(key, value, { ttlSeconds });
   }
 
-  /** Tombstone in new, delete in old; a failure in new throws, in old is reported only. */
+  /** Tombstone in new, delete in old; complete only when both acknowledged (invalidation.ts). */
   async invalidate(key: string): Promise<void> {
-    const [inNew] = await Promise.allSettled([
-      this.tombstone(key),
-      this.oldClient.delete(key).catch((error) => this.oldFailed("invalidate", key, error)),
-    ]);
-    if (inNew.status === "rejected") throw inNew.reason;
+    await invalidateEverywhere(
+      key,
+      [
+        tombstonePart(this.newClient, key, this.options.tombstoneSeconds, this.leases),
+        deletePart(this.oldClient, key, "old"),
+      ],
+      this.attempts,
+    );
   }
 
-  /**
-   * Leaves the tombstone in new. With meta leases it is also marked stale (md I), so of the
-   * readers that come next exactly one wins the reload and the rest wait for it.
-   */
-  private async tombstone(key: string): Promise<void> {
-    await this.newClient.set(key, TOMBSTONE, {
-      ttlSeconds: this.options.tombstoneSeconds,
-      flags: TOMBSTONE_FLAGS,
-    });
-    const leases = await this.leases();
-    await leases.markStale(key, this.options.tombstoneSeconds); // false without I/O for lock
+  private get attempts(): number {
+    return this.options.invalidateAttempts;
   }
 
   private async readOld(key: string): Promise<OldRead | undefined> {
@@ -204,62 +220,3 @@ export class FallbackStore implements CacheStore {
     }
   }
 }
-
-/**
- * The counter view during a cutover: counts in new; a counter missing in new continues from
- * old's value, which is read, never written.
- *   - gets: new's item; when new has none, old's item with the CAS token "0" (memcached never
- *     hands out 0), so a read (readCounter) writes nothing, and the cas that follows a
- *     read-modify-write (casUpdate, casIncrement) becomes an add in new: of concurrent updaters
- *     one add wins with old's value + its own step, the others find new's value and go on with
- *     CAS. Old's value is counted once.
- *   - incr/decr: new's; when new has none, old's stored bytes and flags are copied into new with
- *     add (one seeder wins), and the incr is sent again.
- * Counters follow the counter rule (counters.ts): decimal text under any flags, so a counter a
- * Python service kept in old (pymemcache flags 0 or 2, pylibmc 4) continues in new exactly.
- */
-export function fallbackCounters(
-  newClient: MemcacheClient,
-  oldClient: MemcacheClient,
-): CounterClient {
-  const readOld = async <T>(key: string): Promise<CasItem<T> | undefined> => {
-    try {
-      return await oldClient.gets<T>(key);
-    } catch {
-      return undefined; // old never surfaces errors
-    }
-  };
-  const seed = async (key: string): Promise<boolean> => {
-    const old = await readOld(key);
-    if (old === undefined) return false;
-    // The bytes as old holds them (a copy: they may share the socket's read buffer).
-    await newClient.add(key, Buffer.from(old.data), { flags: old.flags }); // false: another seeder won
-    return true;
-  };
-  return {
-    gets: async <T>(key: string) => {
-      const item = await newClient.gets<T>(key);
-      if (item !== undefined) return item;
-      const old = await readOld<T>(key);
-      return old === undefined ? undefined : { ...old, cas: NOT_IN_NEW };
-    },
-    cas: async (key, value, cas, options) => {
-      if (cas !== NOT_IN_NEW) return newClient.cas(key, value, cas, options);
-      return (await newClient.add(key, value, options)) ? "stored" : "exists";
-    },
-    add: (key, value, options) => newClient.add(key, value, options),
-    incr: async (key, delta) => {
-      const value = await newClient.incr(key, delta);
-      if (value !== undefined || !(await seed(key))) return value;
-      return newClient.incr(key, delta);
-    },
-    decr: async (key, delta) => {
-      const value = await newClient.decr(key, delta);
-      if (value !== undefined || !(await seed(key))) return value;
-      return newClient.decr(key, delta);
-    },
-  };
-}
-
-/** The CAS token of an item read from old: the counter is not in new yet (see fallbackCounters). */
-const NOT_IN_NEW = "0";

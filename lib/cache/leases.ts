@@ -5,15 +5,21 @@
 //   vivifies an empty placeholder and returns W (won) to exactly one caller, Z (someone else won)
 //   to the rest. R hands one W to the first reader of an item whose TTL fell below R, while the
 //   others keep being served (early refresh). `md <key> I T<n>` marks an item stale: readers get
-//   the stale value (X), one of them with W to refresh it. Fills use `ms ... C<cas>`, so a fill
-//   loses against an invalidation that happened during the load.
-// - lockLeases (older servers, or forced): an `add` of `<key>#lock` with a short TTL is the lease.
-//   Same guarantee for misses; no early refresh and no stale marking (invalidation deletes).
+//   the stale value (X), one of them with W to refresh it. Fills use `ms ... C<cas>`.
+// - lockLeases (older servers, or forced): the same done by hand. A miss `add`s a placeholder
+//   under the key itself (PLACEHOLDER_FLAGS, the lease TTL, a lock id as its bytes) and reads its
+//   CAS with `gets`; the fill is a `cas` over it. Readers that find a placeholder wait. A key
+//   holding a tombstone (see phases.ts) is leased with an `add` of `<key>#lock` instead, and filled
+//   with a `cas` over the tombstone, so the tombstone stays in place while the load runs.
 // - autoLeases (the default): meta where the server has it, else lock, decided by a probe that
 //   rides in the same write as the first read (see autoLeases).
-// - plainLeases ("off"): no stampede protection. Every miss wins at once; the fill is still
-//   conditional (add, or cas over what was read), so it never overwrites a value or tombstone
-//   written after the read.
+// - plainLeases ("off"): no waiting, every miss loads at once; its fills are made conditional the
+//   same way (a placeholder of its own, or a cas over the one another caller left).
+//
+// The rule every fill keeps: it is a cas over exactly what the reader saw, or over the
+// placeholder it wrote, so an invalidation that lands while the load runs (a delete, or a
+// tombstone) makes the fill fail, and an older value never replaces a newer one. A reader that
+// waits and then gives up (maxWaitMs) gets a lease of the same kind (LeaseRead "wait" carries it).
 //
 // A won lease is a Lease object: it owns its key and token and ends exactly once, by fill() or
 // release(); whichever comes second does nothing (see Lease). If a winner never ends its lease
@@ -30,6 +36,12 @@ export interface LeaseOptions {
   leaseTtlSeconds: number;
   /** Early refresh: an item with fewer seconds left is refreshed by one reader. 0 = off. */
   recacheSeconds: number;
+  /**
+   * Whether a cached value is usable (e.g. has the shape the caller stores). One that is not is
+   * treated like undecodable bytes: the reader wins a lease that overwrites it if nothing changed.
+   * Default: every value is.
+   */
+  accept?: ((value: unknown) => boolean) | undefined;
 }
 
 export type LeaseRead<T> =
@@ -37,8 +49,12 @@ export type LeaseRead<T> =
   | { status: "hit"; value: T; stale: boolean; fallback: boolean }
   /** The caller won: load, then end the lease (fill it, or release it). */
   | { status: "win"; lease: Lease<T> }
-  /** Someone else is loading; ask again shortly. */
-  | { status: "wait" };
+  /**
+   * Someone else is loading; ask again shortly. A caller that stops waiting loads and fills
+   * through `giveUp`: conditional on what this read saw, so it loses against the other caller's
+   * fill and against any invalidation made since.
+   */
+  | { status: "wait"; giveUp: Lease<T> };
 
 /**
  * What a lease stands on, by implementation: how its fill is made conditional and how it is
@@ -47,13 +63,17 @@ export type LeaseRead<T> =
 export type LeaseToken =
   /** Meta: the vivified placeholder or the stale item seen has this CAS; fill with `ms C<cas>`. */
   | { kind: "meta"; cas: string | undefined }
-  /** Meta, a stale-marked tombstone (fallback.ts): fill with `ms C<cas>`; release re-marks it. */
+  /** Meta, a stale-marked tombstone (phases.ts): fill with `ms C<cas>`; release re-marks it. */
   | { kind: "meta-tombstone"; cas: string | undefined }
-  /** Lock: `<key>#lock` holds lockId; fill with add. */
-  | { kind: "lock"; lockId: string }
-  /** Lock over a tombstone: fill with cas over the tombstone's CAS. */
+  /** Lock and off: this caller's placeholder under the key has this CAS; fill with cas. */
+  | { kind: "placeholder"; lockId: string; cas: string }
+  /** Lock over a tombstone: `<key>#lock` holds lockId; fill with cas over the tombstone's CAS. */
   | { kind: "lock-tombstone"; lockId: string; cas: string }
-  /** No lease: fill with add, or cas over the item seen (a tombstone or undecodable bytes). */
+  /**
+   * No lease of its own: fill with cas over the item seen (another caller's placeholder, a
+   * tombstone, bytes to overwrite); undefined: nothing was seen to make it conditional on, and
+   * the fill stores nothing.
+   */
   | { kind: "plain"; cas: string | undefined };
 
 /** How an implementation ends one of its leases. Called at most once per lease (by Lease). */
@@ -139,15 +159,28 @@ export interface Leases {
 }
 
 /**
- * Flags word of a tombstone: the value an invalidation leaves during a cutover (fallback.ts).
- * Readers take it as a miss that must not fall back to the old cluster; one of the serde's
- * internal flags, so plain gets read it as a miss too, and Python readers as plain bytes (no
- * pickle bit: pylibmc would raise on it).
+ * Flags word of a tombstone: the value an invalidation leaves in the new cluster during a cutover
+ * (phases.ts). Readers take it as a miss that must not fall back to the old cluster; one of the
+ * serde's internal flags, so plain gets read it as a miss too, and Python readers as plain bytes
+ * (no pickle bit: pylibmc would raise on it).
  */
 export const TOMBSTONE_FLAGS = FLAG_INTERNAL;
 
+/** Flags word of a lock or off lease's placeholder: the key is being loaded (its bytes: the lock id). */
+export const PLACEHOLDER_FLAGS = FLAG_INTERNAL | 0x0100;
+
+/** Flags word of a placeholder given back without a value: nobody loads; the next reader claims it. */
+export const RELEASED_FLAGS = FLAG_INTERNAL | 0x0200;
+
+const RELEASED = Buffer.from("released");
+
 let lockSequence = 0;
 const lockOwner = `${process.pid.toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
+
+/** A lock id no other lease of any process uses. */
+function nextLockId(): string {
+  return `${lockOwner}.${(lockSequence++).toString(36)}`;
+}
 
 type MetaToken = Extract<LeaseToken, { kind: "meta" | "meta-tombstone" }>;
 
@@ -158,11 +191,12 @@ function metaLease<T>(
   token: MetaToken,
   seen: { stale?: T; tombstone?: boolean } = {},
 ): Lease<T> {
+  const server = sameServer(client, key);
   const ends: LeaseEnds = {
     async fill(value, ttlSeconds) {
       const flags = [`T${toWireExptime(ttlSeconds)}`];
       if (token.cas !== undefined) flags.push(`C${token.cas}`);
-      return (await client.metaSet(key, value, flags)).code === "HD";
+      return server(async () => (await client.metaSet(key, value, flags)).code === "HD", false);
     },
     async release(keepStaleSeconds) {
       if (token.kind === "meta-tombstone") {
@@ -172,7 +206,7 @@ function metaLease<T>(
       } else if (keepStaleSeconds !== undefined && seen.stale !== undefined) {
         await client.metaDelete(key, ["I", `T${toWireExptime(keepStaleSeconds)}`]);
       } else if (token.cas !== undefined) {
-        await client.metaDelete(key, [`C${token.cas}`]);
+        await server(() => client.metaDelete(key, [`C${token.cas}`]), undefined);
       }
     },
   };
@@ -190,6 +224,7 @@ export function metaLeases(client: MemcacheClient): Leases {
       const reply = await client.metaGet(key, flags);
       const cas = reply.flags.c;
       if (reply.code !== "VA" || reply.value === undefined) {
+        // N always answers VA; anything else leaves nothing to make a fill conditional on.
         return { status: "win", lease: plainLease(client, key, undefined) };
       }
       const won = "W" in reply.flags;
@@ -204,7 +239,7 @@ export function metaLeases(client: MemcacheClient): Leases {
       if (placeholder) {
         return won
           ? { status: "win", lease: lease(key, { kind: "meta", cas }) }
-          : { status: "wait" };
+          : { status: "wait", giveUp: plainLease(client, key, cas) };
       }
       const value = client.decodeMeta<T>(reply, key);
       if (value === undefined) {
@@ -212,14 +247,18 @@ export function metaLeases(client: MemcacheClient): Leases {
           // Foreign or damaged bytes: no lease; the fill overwrites them if nobody else did.
           return { status: "win", lease: plainLease(client, key, cas) };
         }
-        // A tombstone marked stale (see fallback.ts): one reader wins it, the rest wait.
+        // A tombstone marked stale (see phases.ts): one reader wins it, the rest wait.
         if (won) {
           const token = { kind: "meta-tombstone", cas } as const;
           return { status: "win", lease: lease<T>(key, token, { tombstone: true }) };
         }
+        const over = plainLease<T>(client, key, cas, true);
         return "Z" in reply.flags
-          ? { status: "wait" }
-          : { status: "win", lease: plainLease(client, key, cas, true) };
+          ? { status: "wait", giveUp: over }
+          : { status: "win", lease: over };
+      }
+      if (options.accept !== undefined && !options.accept(value)) {
+        return { status: "win", lease: plainLease(client, key, cas) };
       }
       if (won) return { status: "win", lease: lease(key, { kind: "meta", cas }, { stale: value }) };
       return { status: "hit", value, stale: stale || "Z" in reply.flags, fallback: false };
@@ -238,61 +277,151 @@ export function lockKeyFor(key: string): string {
   return `#lock#${createHash("sha256").update(key).digest("base64url")}`;
 }
 
-type LockToken = Extract<LeaseToken, { kind: "lock" | "lock-tombstone" }>;
+/**
+ * A lease on this caller's placeholder: filled with a cas over it; given back by a cas that turns
+ * it into a released placeholder (never a delete: whatever replaced it meanwhile — a tombstone, a
+ * value — must stay).
+ */
+function placeholderLease<T>(
+  client: MemcacheClient,
+  key: string,
+  token: Extract<LeaseToken, { kind: "placeholder" }>,
+): Lease<T> {
+  const server = sameServer(client, key);
+  return new Lease<T>(key, token, {
+    fill: (value, ttlSeconds) =>
+      server(
+        async () => (await client.cas(key, value, token.cas, { ttlSeconds })) === "stored",
+        false,
+      ),
+    release: async () => {
+      const released = { ttlSeconds: 1, flags: RELEASED_FLAGS };
+      await server(() => client.cas(key, RELEASED, token.cas, released), undefined);
+    },
+  });
+}
 
-/** An add-lock lease: filled with add (or cas over the tombstone seen), then the lock goes. */
-function lockLease<T>(client: MemcacheClient, key: string, token: LockToken): Lease<T> {
+/** A lease over a tombstone: `<key>#lock`, a fill with cas over the tombstone, then the lock goes. */
+function lockTombstoneLease<T>(
+  client: MemcacheClient,
+  key: string,
+  token: Extract<LeaseToken, { kind: "lock-tombstone" }>,
+): Lease<T> {
+  const server = sameServer(client, key);
   const ends: LeaseEnds = {
     async fill(value, ttlSeconds) {
-      // add (or cas over the tombstone seen): a value written meanwhile, or a newer
-      // invalidation, wins over the one this caller loaded.
-      const stored =
-        token.kind === "lock-tombstone"
-          ? (await client.cas(key, value, token.cas, { ttlSeconds })) === "stored"
-          : await client.add(key, value, { ttlSeconds });
+      // A newer invalidation (another tombstone) or a value written meanwhile wins.
+      const stored = await server(
+        async () => (await client.cas(key, value, token.cas, { ttlSeconds })) === "stored",
+        false,
+      );
       await releaseLock(client, key, token.lockId);
       return stored;
     },
     release: () => releaseLock(client, key, token.lockId),
   };
-  return new Lease<T>(key, token, ends, { tombstone: token.kind === "lock-tombstone" });
+  return new Lease<T>(key, token, ends, { tombstone: true });
 }
 
-export function lockLeases(client: MemcacheClient): Leases {
+/**
+ * Writes this caller's placeholder where nothing is (add) or over the item seen (cas), and reads
+ * its CAS back. Undefined when another caller got there first, or something replaced the
+ * placeholder at once (an invalidation): the caller looks again.
+ */
+async function claim<T>(
+  client: MemcacheClient,
+  key: string,
+  seen: { cas: string; server: ReturnType<typeof sameServer> } | undefined,
+  options: LeaseOptions,
+): Promise<Lease<T> | undefined> {
+  const lockId = nextLockId();
+  const placeholder = Buffer.from(lockId);
+  const setOptions = { ttlSeconds: Math.max(1, options.leaseTtlSeconds), flags: PLACEHOLDER_FLAGS };
+  const written =
+    seen === undefined
+      ? await client.add(key, placeholder, setOptions)
+      : await seen.server(
+          async () => (await client.cas(key, placeholder, seen.cas, setOptions)) === "stored",
+          false,
+        );
+  if (!written) return undefined;
+  const mine = await client.gets(key);
+  if (mine === undefined || mine.flags !== PLACEHOLDER_FLAGS || !mine.data.equals(placeholder)) {
+    return undefined;
+  }
+  return placeholderLease<T>(client, key, { kind: "placeholder", lockId, cas: mine.cas });
+}
+
+/** How often a reader looks again when the key changes under its hands before it leases it. */
+const CLAIM_ATTEMPTS = 3;
+
+/**
+ * Leases by hand, for servers without the meta protocol: "lock" waits for another caller's load,
+ * "off" loads at once beside it. Both make every fill conditional (see the file comment).
+ */
+function keyLeases(client: MemcacheClient, mode: "lock" | "off"): Leases {
   return {
-    mode: "lock",
+    mode,
     async readLease<T>(key: string, options: LeaseOptions): Promise<LeaseRead<T>> {
-      const item = await client.gets<T>(key);
-      if (item !== undefined) {
-        if (item.value !== undefined) {
+      for (let attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+        const item = await client.gets<T>(key);
+        const seen =
+          item === undefined ? undefined : { cas: item.cas, server: sameServer(client, key) };
+        if (item?.flags === PLACEHOLDER_FLAGS) {
+          const over = plainLease<T>(client, key, item.cas);
+          return mode === "lock"
+            ? { status: "wait", giveUp: over }
+            : { status: "win", lease: over };
+        }
+        if (item?.flags === TOMBSTONE_FLAGS) {
+          const read = await leaseOverTombstone<T>(client, key, item.cas, mode, options);
+          if (read !== undefined) return read;
+          continue;
+        }
+        if (item?.value !== undefined && (options.accept?.(item.value) ?? true)) {
           return { status: "hit", value: item.value, stale: false, fallback: false };
         }
-        if (item.flags !== TOMBSTONE_FLAGS) {
-          // Foreign or damaged bytes: no lease; the fill overwrites them if nobody else did.
-          return { status: "win", lease: plainLease(client, key, item.cas) };
-        }
+        // Nothing there, a released placeholder, foreign or damaged bytes, or a value the caller
+        // does not take: put this caller's placeholder there.
+        const lease = await claim<T>(client, key, seen, options);
+        if (lease !== undefined) return { status: "win", lease };
       }
-      const lockId = `${lockOwner}.${(lockSequence++).toString(36)}`;
-      const won = await client.add(lockKeyFor(key), lockId, {
-        ttlSeconds: Math.max(1, options.leaseTtlSeconds),
-      });
-      if (!won) return { status: "wait" };
-      // The previous winner may have filled between our read and our lock: look once more.
-      const again = await client.gets<T>(key);
-      if (again?.value !== undefined) {
-        await releaseLock(client, key, lockId);
-        return { status: "hit", value: again.value, stale: false, fallback: false };
-      }
-      const token =
-        again === undefined
-          ? ({ kind: "lock", lockId } as const)
-          : ({ kind: "lock-tombstone", lockId, cas: again.cas } as const);
-      return { status: "win", lease: lockLease<T>(client, key, token) };
+      // The key kept changing under our hands: load, but store nothing.
+      return { status: "win", lease: plainLease(client, key, undefined) };
     },
     async markStale() {
       return false;
     },
   };
+}
+
+/** The lease of a reader that found a tombstone; undefined when the key changed: look again. */
+async function leaseOverTombstone<T>(
+  client: MemcacheClient,
+  key: string,
+  tombstoneCas: string,
+  mode: "lock" | "off",
+  options: LeaseOptions,
+): Promise<LeaseRead<T> | undefined> {
+  const over = plainLease<T>(client, key, tombstoneCas, true);
+  if (mode === "off") return { status: "win", lease: over };
+  const lockId = nextLockId();
+  const won = await client.add(lockKeyFor(key), lockId, {
+    ttlSeconds: Math.max(1, options.leaseTtlSeconds),
+  });
+  if (!won) return { status: "wait", giveUp: over };
+  // The previous winner may have filled between our read and our lock: look once more.
+  const again = await client.gets(key);
+  if (again?.flags === TOMBSTONE_FLAGS) {
+    const token = { kind: "lock-tombstone", lockId, cas: again.cas } as const;
+    return { status: "win", lease: lockTombstoneLease<T>(client, key, token) };
+  }
+  await releaseLock(client, key, lockId);
+  return undefined;
+}
+
+export function lockLeases(client: MemcacheClient): Leases {
+  return keyLeases(client, "lock");
 }
 
 /**
@@ -304,27 +433,15 @@ async function releaseLock(client: MemcacheClient, key: string, lockId: string):
   if ((await client.get(lockKey)) === lockId) await client.delete(lockKey);
 }
 
-/** No stampede protection: every miss wins at once (the "off" mode). */
+/** No stampede protection: every miss loads at once (the "off" mode); fills stay conditional. */
 export function plainLeases(client: MemcacheClient): Leases {
-  return {
-    mode: "off",
-    async readLease<T>(key: string): Promise<LeaseRead<T>> {
-      const item = await client.gets<T>(key);
-      if (item?.value !== undefined) {
-        return { status: "hit", value: item.value, stale: false, fallback: false };
-      }
-      const tombstone = item?.flags === TOMBSTONE_FLAGS;
-      return { status: "win", lease: plainLease(client, key, item?.cas, tombstone) };
-    },
-    async markStale() {
-      return false;
-    },
-  };
+  return keyLeases(client, "off");
 }
 
 /**
- * A lease that holds nothing: its fill is add (nothing was there) or cas over the item read
- * (`cas`), so a value or tombstone written after the read wins; release sends nothing.
+ * A lease that holds nothing of its own: its fill is a cas over the item read (`cas`), so a value,
+ * tombstone or lease written after the read wins; without a CAS it stores nothing. Its release
+ * sends nothing.
  */
 function plainLease<T>(
   client: MemcacheClient,
@@ -332,18 +449,35 @@ function plainLease<T>(
   cas: string | undefined,
   tombstone = false,
 ): Lease<T> {
+  const server = sameServer(client, key);
   return new Lease<T>(
     key,
     { kind: "plain", cas },
     {
       fill: async (value, ttlSeconds) =>
-        cas === undefined
-          ? client.add(key, value, { ttlSeconds })
-          : (await client.cas(key, value, cas, { ttlSeconds })) === "stored",
+        cas !== undefined &&
+        server(async () => (await client.cas(key, value, cas, { ttlSeconds })) === "stored", false),
       release: async () => {},
     },
     { tombstone },
   );
+}
+
+/**
+ * Guards the commands that send a CAS token back. A token is only good on the server process
+ * that issued it: a restarted memcached counts CAS values from 1 again, so an old token can match
+ * an unrelated item (a tombstone written after the restart, say) and overwrite it. A socket never
+ * outlives its server process, so a lease remembers the socket its token was read on — taken
+ * when the lease is made, which every implementation does right after the read that returned the
+ * token — and sends a conditional command only on that socket; after a reconnect the command is
+ * dropped and `otherwise` is the answer (the fill stores nothing, the release sends nothing).
+ */
+function sameServer(client: MemcacheClient, key: string) {
+  const socketId = client.socketIdFor(key);
+  return <R>(command: () => Promise<R>, otherwise: R): Promise<R> =>
+    socketId !== undefined && client.socketIdFor(key) === socketId
+      ? command()
+      : Promise.resolve(otherwise);
 }
 
 /** Which lease implementation a store uses: auto = meta where the server has it, else lock. */
@@ -406,7 +540,9 @@ export function autoLeases(client: MemcacheClient): Leases {
       if (item.status === "rejected") throw item.reason;
       const value = item.value?.value;
       // Empty bytes under flags 0: what `mg ... N` leaves while another client loads the key.
-      if (value !== undefined && !(item.value!.flags === 0 && item.value!.data.length === 0)) {
+      // A value the caller does not accept goes the lease way too (its fill overwrites it).
+      const empty = item.value?.flags === 0 && item.value.data.length === 0;
+      if (value !== undefined && !empty && (options.accept?.(value) ?? true)) {
         if (learned.status === "fulfilled") await choose(probe);
         return { status: "hit", value, stale: false, fallback: false };
       }

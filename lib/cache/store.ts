@@ -4,7 +4,8 @@
 // leases: the "off" mode is an implementation like the others (plainLeases), not a missing one.
 
 import type { MemcacheClient } from "../memcache/client.ts";
-import { checkOptions, type OptionRules, oneOfRule } from "../memcache/options.ts";
+import { checkOptions, countRule, type OptionRules, oneOfRule } from "../memcache/options.ts";
+import { DEFAULT_INVALIDATE_ATTEMPTS, deletePart, invalidateEverywhere } from "./invalidation.ts";
 import {
   LEASE_MODES,
   type LeaseMode,
@@ -23,7 +24,10 @@ export interface StoreHit<T = unknown> {
 export interface CacheStore {
   read<T = unknown>(key: string): Promise<StoreHit<T> | undefined>;
   write(key: string, value: unknown, ttlSeconds: number): Promise<void>;
-  /** Removes the key everywhere a reader could find it. */
+  /**
+   * Removes the key everywhere a reader could find it; resolves only when every cluster
+   * acknowledged it, else throws MemcacheIncompleteInvalidationError (see invalidation.ts).
+   */
   invalidate(key: string): Promise<void>;
   /**
    * Reads with stampede protection (see leases.ts): a hit, a won Lease (load, then end it), or
@@ -40,21 +44,32 @@ export interface ClientStoreOptions {
    * "lock", or "off" (no stampede protection). Default "auto".
    */
   leaseMode: LeaseMode;
+  /** Attempts of an invalidation's delete before it is reported incomplete. Default 3. */
+  invalidateAttempts: number;
 }
 
-export const clientStoreDefaults: ClientStoreOptions = { leaseMode: "auto" };
+export const clientStoreDefaults: ClientStoreOptions = {
+  leaseMode: "auto",
+  invalidateAttempts: DEFAULT_INVALIDATE_ATTEMPTS,
+};
 
 export const leaseModeRule = oneOfRule(...LEASE_MODES);
 
-const clientStoreRules: OptionRules<ClientStoreOptions> = { leaseMode: leaseModeRule };
+export const invalidateAttemptsRule = countRule(1, 100);
+
+const clientStoreRules: OptionRules<ClientStoreOptions> = {
+  leaseMode: leaseModeRule,
+  invalidateAttempts: invalidateAttemptsRule,
+};
 
 /** A CacheStore over one memcached client (one cluster). */
 export function clientStore(
   client: MemcacheClient,
   options: Partial<ClientStoreOptions> = {},
 ): CacheStore {
-  const { leaseMode } = checkOptions("clientStore", options, clientStoreRules, clientStoreDefaults);
-  const leases = leaseResolver(client, leaseMode);
+  const checked = checkOptions("clientStore", options, clientStoreRules, clientStoreDefaults);
+  const { invalidateAttempts } = checked;
+  const leases = leaseResolver(client, checked.leaseMode);
   return {
     async read<T>(key: string): Promise<StoreHit<T> | undefined> {
       const value = await client.get<T>(key);
@@ -64,7 +79,7 @@ export function clientStore(
       await client.set(key, value, { ttlSeconds });
     },
     async invalidate(key: string): Promise<void> {
-      await client.delete(key);
+      await invalidateEverywhere(key, [deletePart(client, key, "cache")], invalidateAttempts);
     },
     async readLease<T>(key: string, leaseOptions: LeaseOptions): Promise<LeaseRead<T>> {
       return (await leases()).readLease<T>(key, leaseOptions);

@@ -537,6 +537,19 @@ export class MemcacheClient {
     );
   }
 
+  /**
+   * The number of the socket open to the node holding `key` (see Connection.socketId); undefined
+   * while none is open or the node is not known yet. Equal numbers before and after a command
+   * mean it went to the same server process: a CAS token read earlier is still its own.
+   */
+  socketIdFor(key: string): number | undefined {
+    try {
+      return this.cluster.nodeFor(key).socketId;
+    } catch {
+      return undefined; // no node yet (Auto Discovery has not answered)
+    }
+  }
+
   // ---- meta protocol (memcached >= 1.6.10: HD/VA/EN replies) ----
 
   /**

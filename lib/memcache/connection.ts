@@ -150,6 +150,9 @@ class Pending {
 
 function noop(): void {}
 
+/** Sockets opened by this process so far: the source of Connection.socketId. */
+let socketsOpened = 0;
+
 export class Connection implements ReplyHandler {
   /** The node this connection talks to, as configured or discovered. */
   readonly node: NodeAddress;
@@ -188,6 +191,7 @@ export class Connection implements ReplyHandler {
   private metaProbe: Promise<boolean> | undefined;
   /** Reads retried after failing on a socket that had sat idle (see send()). */
   staleRetries = 0;
+  private openedSocketId = 0;
 
   /** `options` must be complete and checked (the client does that; see connectionRules). */
   constructor(node: NodeAddress, options: ConnectionOptions) {
@@ -216,6 +220,16 @@ export class Connection implements ReplyHandler {
   /** True when a socket is open (or opening). */
   get isOpen(): boolean {
     return this.socket !== null;
+  }
+
+  /**
+   * The open socket's number, unique in this process; undefined while none is open. A CAS token
+   * is only good on the server process that issued it (a restarted memcached counts CAS values
+   * from 1 again), and a socket never outlives that process: a token read on socket n may be
+   * sent back while the socket is still n.
+   */
+  get socketId(): number | undefined {
+    return this.socket === null ? undefined : this.openedSocketId;
   }
 
   /**
@@ -468,6 +482,7 @@ export class Connection implements ReplyHandler {
       }
     });
     this.socket = socket;
+    this.openedSocketId = ++socketsOpened;
     this.parser = parser;
     this.connected = false;
     this.metaSupport = undefined;
@@ -715,8 +730,13 @@ export class Connection implements ReplyHandler {
       );
     }
     if (line.startsWith("CLIENT_ERROR")) {
-      // The server may now be out of step with our stream; start over on a fresh socket.
-      return this.rejectHead(new MemcacheClientError(`${where} ${line}`), false);
+      // After a data block the server may now be out of step with our stream (it may read the
+      // rest of the block as commands): start over on a fresh socket. A command without data
+      // (incr on a non-numeric value) was read whole and answered: the commands behind it stay.
+      return this.rejectHead(
+        new MemcacheClientError(`${where} ${line}`),
+        head.options.hasData !== true,
+      );
     }
     // SERVER_ERROR: the server swallowed any data block; a single-line exchange stays in step.
     const multiLine =

@@ -80,3 +80,20 @@ export class MemcacheCasConflictError extends MemcacheError {
 export class MemcacheCounterValueError extends MemcacheError {
   override readonly name = "MemcacheCounterValueError";
 }
+
+// ---- the cache layer (lib/cache) ----
+
+/**
+ * An invalidation that did not reach every cluster a reader could find the key in, even after
+ * its retries: a reader may still get the value from before it. `clusters` names where it failed
+ * ("cache" for a single cluster, "new" or "old" during a cutover); the cause is the last failure.
+ */
+export class MemcacheIncompleteInvalidationError extends MemcacheError {
+  override readonly name = "MemcacheIncompleteInvalidationError";
+  readonly clusters: readonly string[];
+
+  constructor(message: string, options: ErrorOptions & { clusters?: readonly string[] } = {}) {
+    super(message, options);
+    this.clusters = options.clusters ?? [];
+  }
+}

@@ -220,6 +220,18 @@ describe("incr and decr", () => {
     expect(await client.get(k)).toBe("abc");
   });
 
+  it("keeps the connection and the commands pipelined behind an incr refused on a non-numeric value", async ({
+    client,
+  }) => {
+    const k = key("incr-text-pipelined");
+    const other = key("behind-the-refused-incr");
+    await client.set(k, "abc");
+    await client.set(other, "still here");
+    const [refused, behind] = await Promise.allSettled([client.incr(k, 1), client.get(other)]);
+    expect(refused.status === "rejected" && refused.reason).toBeInstanceOf(MemcacheClientError);
+    expect(behind).toEqual({ status: "fulfilled", value: "still here" });
+  });
+
   it("returns a bigint past 2^53 and wraps at 2^64", async ({ client }) => {
     const k = key("incr-big");
     await client.set(k, 2n ** 64n - 2n);

@@ -1,11 +1,15 @@
 // Counters under real parallelism: 8 OS processes (test/fixtures/counter-worker.ts), each with
 // its own MemcacheClient and socket, run 500 casIncrement(+1) each on one key, all starting at the
 // same moment. No update may be lost or doubled: every call that resolved added exactly one,
-// and the counter ends at their sum (4,000, plus the seed during a cutover).
+// and the counter ends at their sum (4,000, plus old's value during a cutover) — also with half
+// the processes in phase prepare (counting in old until the counter moves) and half in fallback.
 
 import path from "node:path";
 import { describe, expect } from "vitest";
+import { cacheConfigFromEnv } from "../../lib/cache/config.ts";
 import { readCounter } from "../../lib/cache/counters.ts";
+import { MOVED_FLAGS } from "../../lib/cache/cutoverCounters.ts";
+import { cacheForPhase } from "../../lib/cache/phases.ts";
 import type { CounterWorkerResult } from "../fixtures/counter-worker.ts";
 import { it } from "../helpers/fixtures.ts";
 import { race, startRacer } from "../helpers/racers.ts";
@@ -78,7 +82,50 @@ describe(`${PROCESSES} processes x ${UPDATES} CAS increments on one key`, () => 
     expect(totals.ok).toBe(PROCESSES * UPDATES);
     expect(await readCounter(newClient, key)).toBe(100 + totals.ok);
     expect(await readCounter(newClient, key)).toBe(4_100);
-    // Old is read only: its value is untouched.
-    expect(await readCounter(oldClient, key)).toBe(100);
+    // Old keeps the mark of the move, with the 100 it held.
+    const old = await oldClient.gets(key);
+    expect([old?.flags, old?.data.toString()]).toEqual([MOVED_FLAGS, "moved:2:100"]);
+  }, 60_000);
+
+  it("end exactly at 4,100 with 4 processes in phase prepare and 4 in fallback on the same key, both reading 4,100", async ({
+    newMemcached,
+    oldMemcached,
+    newClient,
+    oldClient,
+  }) => {
+    const key = "processes:prepare+fallback";
+    await oldClient.set(key, 100);
+    await newClient.delete(key);
+    const racers = Array.from({ length: PROCESSES }, (_, i) =>
+      startRacer<CounterWorkerResult>(process.execPath, [
+        WORKER,
+        i % 2 === 0 ? "prepare" : "fallback",
+        newMemcached.endpoint,
+        oldMemcached.endpoint,
+        key,
+        String(UPDATES),
+        i % 4 < 2 ? "cas" : "incr",
+      ]),
+    );
+    const totals = summary(await race(racers));
+    console.info("prepare+fallback:", JSON.stringify(totals));
+
+    expect(totals.errors, totals.firstError).toBe(0);
+    expect(totals.conflicts).toBe(0);
+    expect(totals.ok).toBe(PROCESSES * UPDATES);
+    const views = cacheForPhase(
+      cacheConfigFromEnv({
+        CACHE_NEW_ENDPOINT: newMemcached.endpoint,
+        CACHE_OLD_ENDPOINT: oldMemcached.endpoint,
+        CACHE_CUTOVER_PHASE: "prepare",
+      }),
+      { longestTtlSeconds: 300 },
+    );
+    try {
+      expect(await readCounter(views.counters, key)).toBe(4_100);
+      expect(await readCounter(newClient, key)).toBe(4_100);
+    } finally {
+      views.close();
+    }
   }, 60_000);
 });

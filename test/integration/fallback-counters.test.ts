@@ -1,7 +1,9 @@
 // Counters during a cutover, against two real memcached processes "old" and "new": the
-// fallbackCounters view seeds a counter missing in new once from old (add: one seeder wins), so
-// concurrent CAS and incr callers on separate sockets lose no update and count old's value once;
-// old is only ever read.
+// movingCounters view (phases fallback and new) moves a counter old holds into new on its first
+// write — a mark in old, then an add in new (one mover wins) — so concurrent CAS and incr callers
+// on separate sockets lose no update and count old's value once; the prepareCounters view
+// (phase prepare) counts in old until the mark is there, then in new, so a prepare version and a
+// fallback version counting one counter at once end exact and read the same value.
 
 import { afterAll, describe, expect } from "vitest";
 import {
@@ -12,7 +14,12 @@ import {
   increment,
   readCounter,
 } from "../../lib/cache/counters.ts";
-import { fallbackCounters } from "../../lib/cache/fallback.ts";
+import {
+  MOVED_FLAGS,
+  markFor,
+  movingCounters,
+  prepareCounters,
+} from "../../lib/cache/cutoverCounters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheCounterValueError } from "../../lib/memcache/errors.ts";
 import { range } from "../helpers/app.ts";
@@ -21,6 +28,8 @@ import { it } from "../helpers/fixtures.ts";
 
 /** Five new/old client pairs, each with its own sockets, and a counter view over each. */
 let views: CounterClient[];
+/** The same, as a version in phase prepare counts. */
+let prepareViews: CounterClient[];
 let keyCount = 0;
 const clients: MemcacheClient[] = [];
 
@@ -42,13 +51,28 @@ function concurrently<T>(total: number, run: (view: CounterClient) => Promise<T>
 }
 
 const plusOne = (n: number | undefined) => (n ?? 0) + 1;
+
+/** What `old` holds for `k`, raw: its flags and bytes (a mark reads "moved:<flags>:<bytes>"). */
+async function oldRaw(old: MemcacheClient, k: string) {
+  const item = await old.gets(k);
+  return item === undefined ? undefined : { flags: item.flags, text: item.data.toString() };
+}
+
+/** Old's mark after a move of `text` stored under `flags`. */
+const movedMark = (text: string, flags = 2) => ({
+  flags: MOVED_FLAGS,
+  text: markFor(Buffer.from(text), flags).toString(),
+});
 const ascending = (a: CounterValue, b: CounterValue) => Number(a) - Number(b);
 
 // The clusters and one client of each come from the fixtures (newMemcached, oldMemcached,
 // newClient, oldClient); the views' own clients are opened here.
 it.beforeAll(({ newMemcached, oldMemcached }) => {
   views = Array.from({ length: 5 }, () =>
-    fallbackCounters(client(newMemcached.endpoint), client(oldMemcached.endpoint)),
+    movingCounters(client(newMemcached.endpoint), client(oldMemcached.endpoint)),
+  );
+  prepareViews = Array.from({ length: 5 }, () =>
+    prepareCounters(client(newMemcached.endpoint), client(oldMemcached.endpoint)),
   );
 });
 
@@ -68,39 +92,39 @@ describe("a counter that only old holds", () => {
     expect(await newClient.get(k)).toBeUndefined();
   });
 
-  it("counts old's value once under 50 concurrent CAS updates over 5 client pairs: 100 + 50 = 150 in new, old still 100", async ({
+  it("counts old's value once under 50 concurrent CAS updates over 5 client pairs: 100 + 50 = 150 in new, old marked moved at 100", async ({
     oldClient,
     newClient,
   }) => {
     const k = key("cas");
     await oldClient.set(k, 100);
-    const oldSets = await counters(oldClient, ["cmd_set"]);
+    const oldCounts = await counters(oldClient, ["incr_hits"]);
 
     const results = await concurrently(50, (view) => casUpdate(view, k, plusOne));
 
     expect(await newClient.get(k)).toBe(150);
     expect(await readCounter(views[0]!, k)).toBe(150);
-    // Every update saw a different predecessor: none lost, none doubled, old's 100 seeded once.
+    // Every update saw a different predecessor: none lost, none doubled, old's 100 moved once.
     expect(results.sort(ascending)).toEqual(range(101, 150));
-    expect(await oldClient.get(k)).toBe(100);
-    expect(await counters(oldClient, ["cmd_set"])).toEqual(oldSets);
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("100"));
+    expect(await counters(oldClient, ["incr_hits"])).toEqual(oldCounts);
   });
 
-  it("counts old's value once under 50 concurrent increments (incr) over 5 client pairs: 100 + 50 = 150 in new, old still 100", async ({
+  it("counts old's value once under 50 concurrent increments (incr) over 5 client pairs: 100 + 50 = 150 in new, old marked moved at 100", async ({
     oldClient,
     newClient,
   }) => {
     const k = key("incr");
     await oldClient.set(k, 100);
-    const oldCounts = await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"]);
+    const oldCounts = await counters(oldClient, ["incr_hits"]);
 
     const results = await concurrently(50, (view) => increment(view, k));
 
     expect(await readCounter(newClient, k)).toBe(150);
     expect(await readCounter(views[0]!, k)).toBe(150);
     expect(results.sort(ascending)).toEqual(range(101, 150));
-    expect(await oldClient.get(k)).toBe(100);
-    expect(await counters(oldClient, ["cmd_set", "incr_hits", "incr_misses"])).toEqual(oldCounts);
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("100"));
+    expect(await counters(oldClient, ["incr_hits"])).toEqual(oldCounts);
   });
 
   it("seeds from old only while new misses: a counter already in new ignores old's value", async ({
@@ -131,11 +155,11 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
       expect(await casIncrement(views[1]!, k)).toBe(124);
       expect(await increment(views[2]!, k)).toBe(125);
       expect(await readCounter(newClient, k)).toBe(125);
-      expect((await oldClient.gets(k))?.data.toString()).toBe("123");
+      expect(await oldRaw(oldClient, k)).toEqual(movedMark("123", flags));
     },
   );
 
-  it("copies old's bytes and flags verbatim when incr seeds new, exact past 2^53", async ({
+  it("copies old's bytes and flags verbatim when incr moves the counter into new, exact past 2^53", async ({
     oldClient,
     newClient,
   }) => {
@@ -160,7 +184,7 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
     );
 
     expect(await readCounter(newClient, k)).toBe(1040);
-    expect(await readCounter(oldClient, k)).toBe(1000);
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("1000", 0));
   });
 
   it("refuses a key old holds that is not a counter (MemcacheCounterValueError), writing nothing", async ({
@@ -177,7 +201,7 @@ describe("a counter another client keeps in old (the counter rule: decimal text,
 });
 
 describe("a counter in neither cluster", () => {
-  it("starts at 0 and reaches exactly 50 under 50 concurrent CAS updates, created in new only", async ({
+  it("starts at 0 and reaches exactly 50 under 50 concurrent CAS updates, created in new (old: an empty mark)", async ({
     oldClient,
     newClient,
   }) => {
@@ -189,10 +213,11 @@ describe("a counter in neither cluster", () => {
     expect(results.sort(ascending)).toEqual(range(1, 50));
     expect(await readCounter(views[0]!, k)).toBe(50);
     expect(await newClient.get(k)).toBe(50);
-    expect(await oldClient.get(k)).toBeUndefined();
+    expect(await oldClient.get(k)).toBeUndefined(); // the mark reads as a miss
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("", 0));
   });
 
-  it("starts at 0 and reaches exactly 50 under 50 concurrent increments, created in new only", async ({
+  it("starts at 0 and reaches exactly 50 under 50 concurrent increments, created in new (old: an empty mark)", async ({
     oldClient,
     newClient,
   }) => {
@@ -204,6 +229,106 @@ describe("a counter in neither cluster", () => {
     expect(results.sort(ascending)).toEqual(range(1, 50));
     expect(await readCounter(views[0]!, k)).toBe(50);
     expect(await readCounter(newClient, k)).toBe(50);
-    expect(await oldClient.get(k)).toBeUndefined();
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("", 0));
+  });
+});
+
+describe("a prepare version and a fallback version counting one counter at once", () => {
+  /** `total` updates, alternating between prepare and fallback views, all in flight at once. */
+  function mixed<T>(total: number, run: (view: CounterClient) => Promise<T>): Promise<T[]> {
+    return Promise.all(
+      Array.from({ length: total }, (_, i) =>
+        run(i % 2 === 0 ? prepareViews[i % 5]! : views[i % 5]!),
+      ),
+    );
+  }
+
+  it.for([
+    ["casIncrement", (view: CounterClient, k: string) => casIncrement(view, k)],
+    ["increment (incr)", (view: CounterClient, k: string) => increment(view, k)],
+    [
+      "both mixed",
+      (view: CounterClient, k: string) =>
+        Math.random() < 0.5 ? casIncrement(view, k) : increment(view, k),
+    ],
+  ] as const)(
+    "end exact with %s from 100 in old: 60 concurrent updates give 160, read the same on both sides",
+    async ([, update], { oldClient, newClient }) => {
+      const k = key("both-sides");
+      await oldClient.set(k, 100);
+
+      const results = await mixed(60, (view) => update(view, k));
+
+      expect(results.map(Number).sort((a, b) => a - b)).toEqual(range(101, 160));
+      expect(await readCounter(prepareViews[0]!, k)).toBe(160);
+      expect(await readCounter(views[0]!, k)).toBe(160);
+      expect(await readCounter(newClient, k)).toBe(160);
+      // Old holds the mark, with what the prepare side had counted to when it moved.
+      expect((await oldRaw(oldClient, k))?.flags).toBe(MOVED_FLAGS);
+      expect(await oldClient.get(k)).toBeUndefined();
+    },
+  );
+
+  it("counts in old on the prepare side until a fallback version writes, then both count in new", async ({
+    oldClient,
+    newClient,
+  }) => {
+    const k = key("in-turn");
+    await oldClient.set(k, 10);
+
+    expect(await increment(prepareViews[0]!, k)).toBe(11);
+    expect(await casIncrement(prepareViews[1]!, k)).toBe(12);
+    expect(await readCounter(views[0]!, k)).toBe(12); // a read moves nothing
+    expect(await readCounter(oldClient, k)).toBe(12);
+    expect(await newClient.get(k)).toBeUndefined();
+
+    expect(await casIncrement(views[1]!, k)).toBe(13); // the move, with this update in new
+    expect(await increment(prepareViews[2]!, k)).toBe(14); // incr refuses the mark: counted in new
+    expect(await casIncrement(prepareViews[3]!, k)).toBe(15);
+    expect(await readCounter(prepareViews[4]!, k)).toBe(15);
+    expect(await readCounter(views[2]!, k)).toBe(15);
+    expect(await oldRaw(oldClient, k)).toEqual(movedMark("12"));
+  });
+
+  it("creates a counter born on either side once: in new, with an empty mark in old", async () => {
+    const k = key("born");
+    const results = await mixed(40, (view) =>
+      Math.random() < 0.5 ? casIncrement(view, k) : increment(view, k),
+    );
+
+    expect(results.map(Number).sort((a, b) => a - b)).toEqual(range(1, 40));
+    expect(await readCounter(prepareViews[0]!, k)).toBe(40);
+    expect(await readCounter(views[0]!, k)).toBe(40);
+  });
+
+  it("completes a move that stopped after the mark (crash between the two steps) from either side", async ({
+    oldClient,
+    newClient,
+  }) => {
+    const k = key("half-moved");
+    const j = key("half-moved-2");
+    for (const name of [k, j]) {
+      await oldClient.set(name, markFor(Buffer.from("70"), 2), { flags: MOVED_FLAGS });
+    }
+
+    expect(await readCounter(prepareViews[0]!, k)).toBe(70);
+    expect(await increment(prepareViews[1]!, k)).toBe(71);
+    expect(await readCounter(views[0]!, j)).toBe(70);
+    expect(await increment(views[1]!, j)).toBe(71);
+    expect(await readCounter(newClient, k)).toBe(71);
+    expect(await readCounter(newClient, j)).toBe(71);
+  });
+
+  it("keeps counting in old on the prepare side while no version on the new side writes", async ({
+    oldClient,
+    newClient,
+  }) => {
+    const k = key("prepare-only");
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => increment(prepareViews[i % 5]!, k)),
+    );
+    expect(results.map(Number).sort((a, b) => a - b)).toEqual(range(1, 30));
+    expect(await readCounter(oldClient, k)).toBe(30);
+    expect(await newClient.get(k)).toBeUndefined();
   });
 });

@@ -14,13 +14,18 @@ import { afterAll, describe, expect, vi } from "vitest";
 import {
   CacheAside,
   type CacheAsideOptions,
+  type CacheEvent,
   type CacheStatus,
 } from "../../lib/cache/cacheAside.ts";
 import { type FallbackOptions, FallbackStore } from "../../lib/cache/fallback.ts";
 import type { LeaseMode, LeaseOptions } from "../../lib/cache/leases.ts";
 import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { type ClientOptions, MemcacheClient } from "../../lib/memcache/client.ts";
-import { MemcacheConnectionClosedError, MemcacheError } from "../../lib/memcache/errors.ts";
+import {
+  MemcacheConnectionClosedError,
+  MemcacheError,
+  MemcacheIncompleteInvalidationError,
+} from "../../lib/memcache/errors.ts";
 import { counters, timed } from "../helpers/client.ts";
 import { test } from "../helpers/fixtures.ts";
 
@@ -317,7 +322,7 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     expect(loader).toHaveBeenCalledTimes(1);
   });
 
-  it("does not fall back to old behind a tombstone, even when old missed the delete", async ({
+  it("reports the invalidation incomplete when old keeps dropping the delete, and still does not fall back to old behind the tombstone", async ({
     newClient,
     oldClient,
     oldMemcached,
@@ -325,13 +330,25 @@ describe.each(leaseModes)("invalidation during a cutover (leases: %s)", (mode) =
     const k = key("tombstone-old-kept");
     await oldClient.set(k, "v1");
     const failingOld = client(oldMemcached.endpoint);
-    failingOld.delete = () =>
-      Promise.reject(new MemcacheConnectionClosedError("test: old cluster dropped the delete"));
-    const { store, cache, oldErrors } = cutover(newClient, failingOld, { leaseMode: mode });
+    const deletes = vi.fn(() =>
+      Promise.reject(new MemcacheConnectionClosedError("test: old cluster dropped the delete")),
+    );
+    failingOld.delete = deletes;
+    const events: CacheEvent[] = [];
+    const { store, cache } = cutover(
+      newClient,
+      failingOld,
+      { leaseMode: mode },
+      { onEvent: (event) => events.push(event) },
+    );
 
-    expect(await cache.invalidate(k)).toBe(true); // an old failure never surfaces
+    expect(await cache.invalidate(k)).toBe(false); // incomplete: never answered as done
 
-    expect(oldErrors.map((e) => [e.operation, e.key])).toEqual([["invalidate", k]]);
+    expect(deletes).toHaveBeenCalledTimes(3); // retried within the request
+    const failed = events.filter((e) => e.type === "invalidate-error");
+    expect(failed.map((e) => e.key)).toEqual([k]);
+    expect(failed[0]!.error).toBeInstanceOf(MemcacheIncompleteInvalidationError);
+    expect((failed[0]!.error as MemcacheIncompleteInvalidationError).clusters).toEqual(["old"]);
     expect(await oldClient.get(k)).toBe("v1");
     expect(await store.read(k)).toBeUndefined();
     const loader = countingLoader("v2");
@@ -502,7 +519,7 @@ describe("when the old cluster fails", () => {
     }
   });
 
-  it("invalidates in new and reports old's failure to onOldError without surfacing it", async ({
+  it("leaves the tombstone in new and reports the invalidation incomplete when old is dead", async ({
     newClient,
     brokenOldSetup,
   }) => {
@@ -511,10 +528,11 @@ describe("when the old cluster fails", () => {
     try {
       await server.kill("SIGKILL");
 
-      expect(await cache.invalidate(k)).toBe(true);
+      const { ms, result } = await timed(() => cache.invalidate(k));
 
-      expect(oldErrors.map((e) => [e.operation, e.key])).toEqual([["invalidate", k]]);
-      expect(oldErrors[0]?.error).toBeInstanceOf(MemcacheError);
+      expect(result).toEqual({ status: "fulfilled", value: false });
+      expect(ms).toBeLessThan(timeoutMs * 3 + 100); // three attempts at most, each refused fast
+      expect(oldErrors).toEqual([]); // onOldError reports reads; invalidations report themselves
       expect((await newClient.gets(k))?.flags).toBe(TOMBSTONE_FLAGS);
     } finally {
       await server.stop();

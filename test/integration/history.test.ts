@@ -7,6 +7,7 @@
 //   npm run test:history                       the fixed seeds and HISTORY_RUNS more (default 300)
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 import {
   describeProgram,
   formatHistory,
@@ -16,7 +17,6 @@ import {
   type Servers,
   shrink,
 } from "../helpers/history/history.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
 
 /** Every pair of phases with every lease mode, four times (seed % 3: the pair; seed / 3 % 3: leases). */
 const FIXED_SEEDS = Array.from({ length: 36 }, (_, i) => i + 1);

@@ -22,7 +22,12 @@ import {
 } from "../../lib/cache/cacheAside.ts";
 import { FallbackStore } from "../../lib/cache/fallback.ts";
 import type { HttpEvent, HttpResult } from "../../lib/cache/httpCache.ts";
-import { type LeaseOptions, type LeaseRead, lockKeyFor } from "../../lib/cache/leases.ts";
+import {
+  type LeaseOptions,
+  type LeaseRead,
+  lockKeyFor,
+  PLACEHOLDER_FLAGS,
+} from "../../lib/cache/leases.ts";
 import { type CacheStore, clientStore } from "../../lib/cache/store.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import type { MetaReply } from "../../lib/memcache/protocol.ts";
@@ -193,11 +198,12 @@ async function afterServerTick(c: MemcacheClient): Promise<void> {
 }
 
 /**
- * What `c` holds as the lease for `k` in `mode`: the lock key, or the vivified placeholder (an
- * empty item whose win token was handed out: Z). A plain mg without N or R never takes the win.
+ * What `c` holds as the lease for `k` in `mode`: the lock lease's placeholder under the key, or
+ * the vivified placeholder (an empty item whose win token was handed out: Z). A plain mg without
+ * N or R never takes the win.
  */
 async function leaseIn(c: MemcacheClient, k: string, mode: Mode): Promise<boolean> {
-  if (mode === "lock") return (await c.get(lockKeyFor(k))) !== undefined;
+  if (mode === "lock") return (await c.gets(k))?.flags === PLACEHOLDER_FLAGS;
   const reply: MetaReply = await c.metaGet(k, ["v", "f"]);
   return reply.code === "VA" && reply.value?.length === 0 && "Z" in reply.flags;
 }
@@ -242,10 +248,9 @@ describe.each<Mode>(["meta", "lock"])("%s leases", (mode) => {
     await afterServerTick(probe);
     const crashed = await caches[0]!.acquire(k); // wins the lease and never ends it
     expect(crashed.status).toBe("MISS");
-    // Server side: the lease (placeholder or lock key) exists with the 1 s lease TTL.
+    // Server side: the lease's placeholder exists under the key with the 1 s lease TTL.
     expect(await leaseIn(probe, k, mode)).toBe(true);
-    const leaseKey = mode === "lock" ? lockKeyFor(k) : k;
-    expect(await remainingTtl(probe, leaseKey)).toBe(1);
+    expect(await remainingTtl(probe, k)).toBe(1);
 
     const origin = slowOrigin("recovered");
     const calls = await stampede(caches, k, 20, origin);

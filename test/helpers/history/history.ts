@@ -13,7 +13,7 @@
 // removing operations and faults while it still fails, replaying the recorded interleaving.
 
 import { MemcacheClient } from "../../../lib/memcache/client.ts";
-import type { MemcachedProcess } from "../memcached.ts";
+import type { MemcachedProcess } from "../../../tools/memcached.ts";
 import {
   type PendingCommand,
   type Random,

@@ -1,22 +1,17 @@
 // The app versions a history runs beside each other. Each is built from the library from its own
-// environment, the way the reference app builds itself at cold start (functions/shared/cache.ts),
-// with clients of its own (a separate Lambda environment), and serves the reference app's product
+// environment, the way the reference app builds itself at cold start (functions/shared/cache.ts:
+// cacheConfigFromEnv, then cacheForPhase), with clients of its own (a separate Lambda
+// environment), and serves the reference app's product
 // and counter operations (functions/products.ts, functions/counters.ts) against an in-test origin.
 // Its clients' commands pass the scheduler's gates, where the history's faults are injected.
 
 import { CacheAside } from "../../../lib/cache/cacheAside.ts";
 import { cacheConfigFromEnv, type Env } from "../../../lib/cache/config.ts";
-import {
-  type CounterClient,
-  type CounterValue,
-  casIncrement,
-  readCounter,
-} from "../../../lib/cache/counters.ts";
-import { FallbackStore, fallbackCounters } from "../../../lib/cache/fallback.ts";
+import { type CounterValue, casIncrement, readCounter } from "../../../lib/cache/counters.ts";
 import { type HttpEvent, withHttpCache } from "../../../lib/cache/httpCache.ts";
 import type { LeaseMode } from "../../../lib/cache/leases.ts";
-import { type CacheStore, clientStore } from "../../../lib/cache/store.ts";
-import { MemcacheClient } from "../../../lib/memcache/client.ts";
+import { cacheForPhase } from "../../../lib/cache/phases.ts";
+import type { MemcacheClient } from "../../../lib/memcache/client.ts";
 import {
   MemcacheConnectionClosedError,
   MemcacheTimeoutError,
@@ -118,27 +113,10 @@ const productKey = (id: string) => safeKey(`product/${id}`, "products:");
 const counterKey = (name: string) => safeKey(name, "counter:");
 const productTtlSeconds = 300;
 
-/** The cache of one function, from its environment, as functions/shared/cache.ts builds it. */
-function cacheFromEnv(env: Env, leaseMode: LeaseMode) {
-  const config = cacheConfigFromEnv(env);
-  const timeouts = { timeoutMs: config.timeoutMs, connectTimeoutMs: config.connectTimeoutMs };
-  const newClient = new MemcacheClient({ ...config.newCluster, ...timeouts });
-  const oldClient =
-    config.oldCluster === undefined
-      ? undefined
-      : new MemcacheClient({ ...config.oldCluster, ...timeouts });
-  const store: CacheStore =
-    oldClient === undefined
-      ? clientStore(newClient, { leaseMode })
-      : new FallbackStore(newClient, oldClient, { leaseMode });
-  const counters: CounterClient =
-    oldClient === undefined ? newClient : fallbackCounters(newClient, oldClient);
-  return { newClient, oldClient, store, counters };
-}
-
 export function buildVersion(options: VersionOptions): AppVersion {
   const { phase, scheduler, faults, origin } = options;
-  const built = cacheFromEnv(phaseEnv(phase, options.clusters), options.leaseMode);
+  const env = { ...phaseEnv(phase, options.clusters), CACHE_LEASE_MODE: options.leaseMode };
+  const built = cacheForPhase(cacheConfigFromEnv(env), { longestTtlSeconds: productTtlSeconds });
   // "single" runs on the cluster that becomes old.
   gateClient(built.newClient, phase === "single" ? "old" : "new", scheduler, faults);
   if (built.oldClient !== undefined) gateClient(built.oldClient, "old", scheduler, faults);
@@ -182,15 +160,12 @@ export function buildVersion(options: VersionOptions): AppVersion {
     },
     async writeProduct(id) {
       const version = await origin.write(id);
-      const invalidated = await cache.invalidate(productKey(id));
-      return { version, invalidated: invalidated ? "complete" : "incomplete" };
+      const complete = await cache.invalidate(productKey(id));
+      return { version, invalidated: complete ? "complete" : "incomplete" };
     },
     increment: (name) => casIncrement(built.counters, counterKey(name)),
     readCounter: (name) => readCounter(built.counters, counterKey(name)),
-    close() {
-      built.newClient.close();
-      built.oldClient?.close();
-    },
+    close: () => built.close(),
   };
 }
 

@@ -1,4 +1,5 @@
-// cacheConfigFromEnv: the phase (single cluster or cutover), each cluster's nodes or
+// cacheConfigFromEnv: the cutover phase (CACHE_CUTOVER_PHASE, checked against the endpoints it
+// needs), the lease mode, the tombstone lifetime, each cluster's nodes or
 // configuration endpoint from CACHE_NEW_* / CACHE_OLD_*, the client timeouts, and the TypeErrors
 // for missing or malformed values, each naming the variable to fix. Also the strict single-value
 // parsers an application uses for its own variables.
@@ -45,15 +46,17 @@ describe("cacheConfigFromEnv", () => {
       oldConnection: undefined,
       timeoutMs: 100,
       connectTimeoutMs: 200,
+      leaseMode: "auto",
+      tombstoneSeconds: undefined,
     });
   });
 
-  it("runs the cutover phase when both endpoints are set", () => {
+  it("runs the fallback phase when both endpoints are set and no phase is given", () => {
     const config = cacheConfigFromEnv({
       CACHE_NEW_ENDPOINT: "new.cache.local:11211",
       CACHE_OLD_ENDPOINT: "old.cache.local:11212",
     });
-    expect(config.phase).toBe("cutover");
+    expect(config.phase).toBe("fallback");
     expect(servers(config.newCluster)).toEqual(["new.cache.local:11211"]);
     expect(servers(config.oldCluster)).toEqual(["old.cache.local:11212"]);
   });
@@ -173,6 +176,71 @@ describe("cacheConfigFromEnv", () => {
       expect(error).toBeInstanceOf(TypeError);
       expect(error.message).toContain("CACHE_NEW_DISCOVERY");
       expect(error.message).toContain(JSON.stringify(value));
+    });
+  });
+
+  describe("the cutover phase (CACHE_CUTOVER_PHASE)", () => {
+    const both = {
+      CACHE_NEW_ENDPOINT: "new.example:11211",
+      CACHE_OLD_ENDPOINT: "old.example:11211",
+    };
+
+    it.each(["prepare", "fallback", "new", " new "])("takes %j with both endpoints", (phase) => {
+      expect(cacheConfigFromEnv({ ...both, CACHE_CUTOVER_PHASE: phase }).phase).toBe(phase.trim());
+    });
+
+    it('takes "new" and "single" with the new endpoint only', () => {
+      for (const phase of ["new", "single"]) {
+        const config = cacheConfigFromEnv({
+          CACHE_NEW_ENDPOINT: "a.example",
+          CACHE_CUTOVER_PHASE: phase,
+        });
+        expect([config.phase, config.oldCluster]).toEqual([phase, undefined]);
+      }
+    });
+
+    it.each(["prepare", "fallback"])(
+      'stops at init when "%s" has no old endpoint, naming what to set',
+      (phase) => {
+        const error = envErrorOf({ CACHE_NEW_ENDPOINT: "a.example", CACHE_CUTOVER_PHASE: phase });
+        expect(error).toBeInstanceOf(TypeError);
+        expect(error.message).toBe(
+          `lambda-memcache: environment variable CACHE_CUTOVER_PHASE is "${phase}", which reads the old cluster, but CACHE_OLD_ENDPOINT is not set: give the old cluster, or run phase "new" (or "single")`,
+        );
+      },
+    );
+
+    it('stops at init when "single" is given with an old endpoint too', () => {
+      const error = envErrorOf({ ...both, CACHE_CUTOVER_PHASE: "single" });
+      expect(error.message).toMatch(
+        /^lambda-memcache: environment variable CACHE_CUTOVER_PHASE is "single", which uses one cluster, but CACHE_OLD_ENDPOINT is set too/,
+      );
+    });
+
+    it.each(["cutover", "Prepare", "fallback,new", "old"])(
+      "refuses the unknown phase %j",
+      (phase) => {
+        const error = envErrorOf({ ...both, CACHE_CUTOVER_PHASE: phase });
+        expect(error).toBeInstanceOf(TypeError);
+        expect(error.message).toBe(
+          `lambda-memcache: environment variable CACHE_CUTOVER_PHASE must be one of "single", "prepare", "fallback", "new", got ${JSON.stringify(phase)}`,
+        );
+      },
+    );
+
+    it("reads CACHE_LEASE_MODE and CACHE_TOMBSTONE_SECONDS, and refuses bad ones", () => {
+      const config = cacheConfigFromEnv({
+        ...both,
+        CACHE_LEASE_MODE: "lock",
+        CACHE_TOMBSTONE_SECONDS: "3600",
+      });
+      expect([config.leaseMode, config.tombstoneSeconds]).toEqual(["lock", 3600]);
+      expect(envErrorOf({ ...both, CACHE_LEASE_MODE: "locks" }).message).toContain(
+        'CACHE_LEASE_MODE must be one of "auto", "meta", "lock", "off", got "locks"',
+      );
+      expect(envErrorOf({ ...both, CACHE_TOMBSTONE_SECONDS: "1h" }).message).toContain(
+        'CACHE_TOMBSTONE_SECONDS must be a whole number from 0 to 2147483647, got "1h"',
+      );
     });
   });
 

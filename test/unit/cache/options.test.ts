@@ -5,9 +5,11 @@
 import middy from "@middy/core";
 import { describe, expect, it } from "vitest";
 import { CacheAside } from "../../../lib/cache/cacheAside.ts";
+import { cacheConfigFromEnv } from "../../../lib/cache/config.ts";
 import { casIncrement, casUpdate, increment } from "../../../lib/cache/counters.ts";
 import { FallbackStore } from "../../../lib/cache/fallback.ts";
 import { HttpCache, withHttpCache } from "../../../lib/cache/httpCache.ts";
+import { cacheForPhase } from "../../../lib/cache/phases.ts";
 import { clientStore } from "../../../lib/cache/store.ts";
 import { MemcacheClient } from "../../../lib/memcache/client.ts";
 import { MemcacheIllegalInputError } from "../../../lib/memcache/errors.ts";
@@ -16,6 +18,9 @@ import { httpCacheMiddleware } from "../../../lib/middleware/httpCache.ts";
 const client = new MemcacheClient({ servers: "127.0.0.1:1" });
 const other = new MemcacheClient({ servers: "127.0.0.1:2" });
 const cache = new CacheAside(clientStore(client));
+const config = cacheConfigFromEnv({ CACHE_NEW_ENDPOINT: "127.0.0.1:1" });
+const phaseCache = (o: Record<string, unknown>) =>
+  cacheForPhase(config, { longestTtlSeconds: 300, ...o }).close();
 
 /** The TypeError message `build` throws (synchronously or as a rejection). */
 async function refusal(build: () => unknown): Promise<string> {
@@ -43,6 +48,7 @@ describe.each<[string, (options: Record<string, unknown>) => unknown]>([
   ["getOrLoad", (o) => cache.getOrLoad("k", never, o)],
   ["acquire", (o) => cache.acquire("k", o)],
   ["invalidate", (o) => cache.invalidate("k", o)],
+  ["cacheForPhase", phaseCache],
 ])("%s", (component, build) => {
   it("refuses an unknown option", async () => {
     expect(await refusal(() => build({ tmeoutMs: 1 }))).toMatch(
@@ -68,9 +74,11 @@ describe.each<[string, string, unknown, (o: Record<string, unknown>) => unknown]
   ["clientStore", "leaseMode", "on", (o) => clientStore(client, o)],
   ["clientStore", "leaseMode", true, (o) => clientStore(client, o)],
   ["FallbackStore", "copyTtlSeconds", Number.NaN, (o) => new FallbackStore(client, other, o)],
-  ["FallbackStore", "tombstoneSeconds", 0, (o) => new FallbackStore(client, other, o)],
+  ["FallbackStore", "tombstoneSeconds", -1, (o) => new FallbackStore(client, other, o)],
   ["FallbackStore", "leaseMode", "meta-lock", (o) => new FallbackStore(client, other, o)],
   ["FallbackStore", "onOldError", 1, (o) => new FallbackStore(client, other, o)],
+  ["FallbackStore", "invalidateAttempts", 0, (o) => new FallbackStore(client, other, o)],
+  ["clientStore", "invalidateAttempts", 1.5, (o) => clientStore(client, o)],
   ["HttpCache", "cache", {}, (o) => new HttpCache(o)],
   ["HttpCache", "ttlSeconds", Number("60s"), (o) => new HttpCache({ cache, ...o })],
   ["HttpCache", "keyPrefix", "has space:", (o) => new HttpCache({ cache, ...o })],
@@ -89,12 +97,54 @@ describe.each<[string, string, unknown, (o: Record<string, unknown>) => unknown]
   ["getOrLoad", "shouldCache", true, (o) => cache.getOrLoad("k", never, o)],
   ["acquire", "deadline", Number.NaN, (o) => cache.acquire("k", o)],
   ["invalidate", "stale", "yes", (o) => cache.invalidate("k", o)],
+  ["cacheForPhase", "longestTtlSeconds", -1, phaseCache],
+  ["cacheForPhase", "longestTtlSeconds", Number("300s"), phaseCache],
+  ["cacheForPhase", "onOldError", "log", phaseCache],
 ])("%s option %s", (component, name, value, build) => {
   it(`refuses ${JSON.stringify(String(value))} with a TypeError naming it`, async () => {
     expect(await refusal(() => build({ [name]: value }))).toMatch(
       new RegExp(`^lambda-memcache: ${component} option "${name}" must be `),
     );
   });
+});
+
+describe("cacheForPhase", () => {
+  it("requires longestTtlSeconds: the tombstones' lifetime is derived from it", async () => {
+    expect(await refusal(() => cacheForPhase(config, {} as never))).toBe(
+      'lambda-memcache: cacheForPhase option "longestTtlSeconds" is required',
+    );
+  });
+
+  it("derives the tombstones' lifetime from the longest TTL, or takes CACHE_TOMBSTONE_SECONDS", () => {
+    const both = { CACHE_NEW_ENDPOINT: "127.0.0.1:1", CACHE_OLD_ENDPOINT: "127.0.0.1:2" };
+    const lifetime = (env: Record<string, string>, longestTtlSeconds: number) => {
+      const built = cacheForPhase(cacheConfigFromEnv({ ...both, ...env }), { longestTtlSeconds });
+      built.close();
+      return built.tombstoneSeconds;
+    };
+    expect(lifetime({}, 300)).toBe(310);
+    expect(lifetime({}, 0)).toBe(0); // values that never expire: tombstones that never do
+    expect(lifetime({ CACHE_TOMBSTONE_SECONDS: "86400" }, 300)).toBe(86_400);
+    expect(lifetime({ CACHE_TOMBSTONE_SECONDS: "0" }, 300)).toBe(0);
+  });
+
+  it.each([
+    ["300", 300],
+    ["60", 300],
+    ["3600", 0],
+  ])(
+    "stops at init on CACHE_TOMBSTONE_SECONDS=%s with values living %i s (0: forever)",
+    (text, ttl) => {
+      const env = {
+        CACHE_NEW_ENDPOINT: "127.0.0.1:1",
+        CACHE_OLD_ENDPOINT: "127.0.0.1:2",
+        CACHE_TOMBSTONE_SECONDS: text,
+      };
+      expect(() => cacheForPhase(cacheConfigFromEnv(env), { longestTtlSeconds: ttl })).toThrow(
+        /^lambda-memcache: environment variable CACHE_TOMBSTONE_SECONDS is \d+, not longer than the longest TTL the app writes/,
+      );
+    },
+  );
 });
 
 describe("HttpCache", () => {

@@ -1,0 +1,264 @@
+// Counters during a cutover, exact while neighbouring phases count the same counter at once: a
+// version in "prepare" counts in old (prepareCounters), one in "fallback" or "new" in new
+// (movingCounters). A counter moves from old to new once, through a mark left in old:
+//
+//   mover (new side):   gets old -> n (cas 7)
+//                       cas old "moved:<flags>:n" over 7   (then a prepare incr there fails)
+//                       add new n                           (one of concurrent movers wins)
+//   prepare increment:  incr old -> CLIENT_ERROR non-numeric, or cas over 7 -> EXISTS
+//                       gets old -> the mark: add new n (the mover may have stopped between its
+//                       two steps), then count in new
+//
+// An increment in old between the mover's gets and its cas changes the CAS: the mover's cas
+// fails and it reads again, so the mark always holds old's last value. incr refuses the mark (it
+// is not decimal text), and every CAS loop in old loses against it, so nothing is counted in old
+// once it is there. A counter first created during the cutover is created in new, after an `add`
+// of an empty mark in old (so a prepare version does not start a second one there); a prepare
+// version that finds the empty mark creates it in new too.
+//
+// What holds when a caller stops half-way (a crash, a timeout): after the mark and before the
+// add in new, the mark holds old's value and the next caller of either side completes the add;
+// an update sent with a cas whose reply was lost may or may not be counted (as with any counter).
+// What does not: the mark is data in a cache. If old loses it (eviction, flush, restart) while a
+// prepare version still runs, that version starts the counter over in old; if new loses the
+// counter after the move, the next mover takes old's mark again, without the counts made in new
+// since. Old errors surface here (counters are data): a counter that must move while old fails
+// is an error, never a count from a wrong base.
+//
+// Reads write nothing unless a mover stopped half-way: a counter old still holds reads as old's
+// value on both sides. CAS tokens carry where the item came from ("n<cas>" new, "o<cas>:..." old,
+// with the bytes a move needs), so the loop's cas goes back to the same cluster.
+// Counters follow the counter rule (counters.ts): decimal text under any flags; a move copies
+// old's bytes and flags verbatim, so a counter a Python service kept in old continues in new.
+
+import type { CasItem, CasResult, MemcacheClient, SetOptions } from "../memcache/client.ts";
+import {
+  MemcacheCasConflictError,
+  MemcacheClientError,
+  MemcacheCounterValueError,
+} from "../memcache/errors.ts";
+import { FLAG_INTERNAL, parseDecimal } from "../memcache/serde.ts";
+import { type CounterClient, isNonNumericError } from "./counters.ts";
+
+/** Flags word of a mark: the counter moved to new; its bytes are `moved:<flags>:<old bytes>`. */
+export const MOVED_FLAGS = FLAG_INTERNAL | 0x0400;
+
+const MARK_PREFIX = "moved:";
+
+/** What old holds for a counter. */
+type OldCounter =
+  | { kind: "absent" }
+  /** A live value (decimal text for a counter; anything for casUpdate). */
+  | { kind: "value"; item: CasItem }
+  /** Moved to new; `data` and `flags` are old's last value (empty: it had none). */
+  | { kind: "moved"; data: Buffer; flags: number };
+
+/** The mark for old's value `data` with `flags`. */
+export function markFor(data: Buffer, flags: number): Buffer {
+  return Buffer.concat([Buffer.from(`${MARK_PREFIX}${flags}:`), data]);
+}
+
+function parseMark(item: CasItem): OldCounter | undefined {
+  if (item.flags !== MOVED_FLAGS) return undefined;
+  const text = item.data.toString("latin1");
+  const match = /^moved:([0-9]{1,10}):/.exec(text);
+  if (match === null) return undefined;
+  return {
+    kind: "moved",
+    data: Buffer.from(item.data.subarray(match[0].length)),
+    flags: Number(match[1]),
+  };
+}
+
+async function readOld(oldClient: MemcacheClient, key: string): Promise<OldCounter> {
+  const item = await oldClient.gets(key);
+  if (item === undefined) return { kind: "absent" };
+  return parseMark(item) ?? { kind: "value", item };
+}
+
+/** Puts a moved counter's value into new (add: the first wins; nothing to do for an empty mark). */
+async function completeMove(
+  newClient: MemcacheClient,
+  key: string,
+  moved: Extract<OldCounter, { kind: "moved" }>,
+): Promise<void> {
+  if (moved.data.length > 0) await newClient.add(key, moved.data, { flags: moved.flags });
+}
+
+/**
+ * Creates the counter in new when old holds its mark (moved, or born in new), after completing
+ * the move; false when old holds a value (the caller reads it again).
+ */
+async function createInNew(
+  newClient: MemcacheClient,
+  oldClient: MemcacheClient,
+  key: string,
+  value: unknown,
+  options: SetOptions | undefined,
+): Promise<boolean> {
+  const old = await readOld(oldClient, key);
+  if (old.kind !== "moved") return false;
+  await completeMove(newClient, key, old);
+  return newClient.add(key, value, options);
+}
+
+// CAS tokens of the views: the cluster, the token, and for old the bytes a move needs.
+const fromNew = (item: CasItem): CasItem => ({ ...item, cas: `n${item.cas}` });
+const fromOld = (item: CasItem): CasItem => ({
+  ...item,
+  cas: `o${item.cas}:${item.flags}:${item.data.toString("base64")}`,
+});
+
+type Token =
+  | { cluster: "new"; cas: string }
+  | { cluster: "old"; cas: string; flags: number; data: Buffer };
+
+function parseToken(token: string): Token {
+  if (token.startsWith("n")) return { cluster: "new", cas: token.slice(1) };
+  const match = /^o([0-9]+):([0-9]+):(.*)$/s.exec(token);
+  if (match === null) {
+    throw new MemcacheClientError(`not a CAS token of a cutover counter view: "${token}"`);
+  }
+  return {
+    cluster: "old",
+    cas: match[1]!,
+    flags: Number(match[2]),
+    data: Buffer.from(match[3]!, "base64"),
+  };
+}
+
+/** How often a mover reads old again when prepare versions keep counting under its hands. */
+const MOVE_ATTEMPTS = 50;
+
+/**
+ * Counters for the phases that count in new ("fallback", and "new" while the old cluster is
+ * still configured): a counter old holds moves to new on its first write (see the file comment).
+ */
+export function movingCounters(
+  newClient: MemcacheClient,
+  oldClient: MemcacheClient,
+): CounterClient {
+  /** Moves the counter old holds into new; false when old has no value to move. */
+  const move = async (key: string): Promise<boolean> => {
+    for (let attempt = 0; attempt < MOVE_ATTEMPTS; attempt++) {
+      const old = await readOld(oldClient, key);
+      if (old.kind === "absent") return false;
+      if (old.kind === "moved") {
+        await completeMove(newClient, key, old);
+        return old.data.length > 0;
+      }
+      const { item } = old;
+      if (parseDecimal(item.data) === undefined) {
+        throw new MemcacheCounterValueError(
+          `"${key}" holds a value in the old cluster that is not a counter (flags ${item.flags}, ${item.data.length} bytes); not moved, not updated`,
+        );
+      }
+      const mark = markFor(item.data, item.flags);
+      if ((await oldClient.cas(key, mark, item.cas, { flags: MOVED_FLAGS })) === "stored") {
+        await newClient.add(key, Buffer.from(item.data), { flags: item.flags });
+        return true;
+      }
+      // A prepare version counted in between: read its value and try again.
+    }
+    throw new MemcacheCasConflictError(
+      `moving counter "${key}" to the new cluster gave up after ${MOVE_ATTEMPTS} attempts: old keeps changing`,
+    );
+  };
+
+  const arithmetic =
+    (command: "incr" | "decr") =>
+    async (key: string, delta?: number | bigint): Promise<number | bigint | undefined> => {
+      const value = await newClient[command](key, delta);
+      if (value !== undefined) return value;
+      if (!(await move(key))) return undefined; // in neither: the caller creates it (add)
+      return newClient[command](key, delta);
+    };
+
+  return {
+    async gets<T>(key: string): Promise<CasItem<T> | undefined> {
+      const item = await newClient.gets<T>(key);
+      if (item !== undefined) return fromNew(item) as CasItem<T>;
+      const old = await readOld(oldClient, key);
+      if (old.kind === "absent") return undefined;
+      if (old.kind === "value") return fromOld(old.item) as CasItem<T>;
+      await completeMove(newClient, key, old);
+      const moved = await newClient.gets<T>(key);
+      return moved === undefined ? undefined : (fromNew(moved) as CasItem<T>);
+    },
+    async cas(
+      key: string,
+      value: unknown,
+      token: string,
+      options?: SetOptions,
+    ): Promise<CasResult> {
+      const parsed = parseToken(token);
+      if (parsed.cluster === "new") return newClient.cas(key, value, parsed.cas, options);
+      // The first write of a counter old holds: mark it moved (over the CAS read, so a prepare
+      // increment since then makes this fail and the loop read again), then write in new.
+      const mark = markFor(parsed.data, parsed.flags);
+      const marked = await oldClient.cas(key, mark, parsed.cas, { flags: MOVED_FLAGS });
+      if (marked !== "stored") return "exists";
+      // false: another caller moved old's value into new first; this update goes in again there.
+      return (await newClient.add(key, value, options)) ? "stored" : "exists";
+    },
+    async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+      // Born during the cutover: in new, after an empty mark in old (a prepare version finding
+      // it creates the counter in new too, instead of a second one in old).
+      const marked = await oldClient.add(key, markFor(Buffer.alloc(0), 0), {
+        ttlSeconds: options?.ttlSeconds ?? 0,
+        flags: MOVED_FLAGS,
+      });
+      if (marked) return newClient.add(key, value, options);
+      return createInNew(newClient, oldClient, key, value, options);
+    },
+    incr: arithmetic("incr"),
+    decr: arithmetic("decr"),
+  };
+}
+
+/**
+ * Counters for the "prepare" phase: in old, until a version on the new side moves them (see the
+ * file comment); then in new, like that version.
+ */
+export function prepareCounters(
+  newClient: MemcacheClient,
+  oldClient: MemcacheClient,
+): CounterClient {
+  const arithmetic =
+    (command: "incr" | "decr") =>
+    async (key: string, delta?: number | bigint): Promise<number | bigint | undefined> => {
+      try {
+        return await oldClient[command](key, delta); // undefined when absent: the caller adds
+      } catch (error) {
+        if (!isNonNumericError(error)) throw error;
+        const old = await readOld(oldClient, key);
+        if (old.kind !== "moved") throw error; // not a counter: the caller refuses it
+        await completeMove(newClient, key, old);
+        return newClient[command](key, delta);
+      }
+    };
+
+  return {
+    async gets<T>(key: string): Promise<CasItem<T> | undefined> {
+      const old = await readOld(oldClient, key);
+      if (old.kind === "absent") return undefined;
+      if (old.kind === "value") return fromOld(old.item) as CasItem<T>;
+      await completeMove(newClient, key, old);
+      const item = await newClient.gets<T>(key);
+      return item === undefined ? undefined : (fromNew(item) as CasItem<T>);
+    },
+    cas(key: string, value: unknown, token: string, options?: SetOptions): Promise<CasResult> {
+      const parsed = parseToken(token);
+      const client = parsed.cluster === "new" ? newClient : oldClient;
+      return client.cas(key, value, parsed.cas, options);
+    },
+    async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
+      if (await oldClient.add(key, value, options)) return true;
+      // Old has something: a value (the caller reads it again), or the mark of a counter born
+      // in new or moved there — then it is created in new, if it is not there already.
+      return createInNew(newClient, oldClient, key, value, options);
+    },
+    incr: arithmetic("incr"),
+    decr: arithmetic("decr"),
+  };
+}
