@@ -5,9 +5,9 @@
 // What is cached (one rule, one place): a response to a GET or HEAD request that carries no
 // Authorization header (unless "authorization" is among varyHeaders), with a 2xx status, no
 // Set-Cookie / cookies, no `Vary: *`, and no Cache-Control private, no-store or no-cache.
-// Everything else passes through untouched. The key is method + path + sorted query string +
-// the values of varyHeaders, through safeKey (hashed when not plain), so no request text ever
-// reaches memcached raw.
+// Everything else passes through untouched. The key is method, path, query (sorted by name) and
+// the values of varyHeaders as one JSON array, through safeKey (hashed), so no request text ever
+// reaches memcached raw and no value can pass for a separator (see defaultKeyText).
 
 import type {
   APIGatewayProxyEvent,
@@ -297,30 +297,59 @@ function lowercaseHeaders(response: HttpResult): Record<string, string> {
   return out;
 }
 
+/**
+ * The key text of a request: `[method, path, query pairs, vary header values]` as JSON. Built from
+ * the parts, never by joining text, so two requests that differ in any part never share it: a
+ * value holding `&`, `=`, `?` or a newline stays inside its JSON string (`?q=a%26zone%3Dadmin` and
+ * `?q=a&zone=admin` differ, and so do path `/a?b=1` and path `/a` with `b=1?`), and an absent
+ * value (null) differs from an empty one.
+ */
 function defaultKeyText(event: HttpEvent, options: HttpCacheOptions): string {
-  const v2 = event as APIGatewayProxyEventV2;
-  let query: string;
-  if (v2.rawQueryString !== undefined) {
-    // Sort by parameter name only (a stable sort): `a=1&a=2` and `a=2&a=1` stay different,
-    // because the handler sees their values in that order.
-    query = v2.rawQueryString
+  const vary = options.varyHeaders.map((name) => [name, headerValues(event, name)]);
+  return JSON.stringify([requestMethod(event), requestPath(event), queryPairs(event), vary]);
+}
+
+/**
+ * The query as [name, value] pairs, sorted by name only (a stable sort: `a=1&a=2` and `a=2&a=1`
+ * stay different, because the handler sees their values in that order). HTTP API (v2) events:
+ * split from rawQueryString as sent, still percent-encoded (a value without "=" is null), so the
+ * pairs are exactly what the handler's parameters are decoded from. REST (v1) events carry only
+ * decoded values: every value of a repeated parameter, in order.
+ */
+function queryPairs(event: HttpEvent): Array<[string, string | null]> {
+  const raw = (event as APIGatewayProxyEventV2).rawQueryString;
+  let pairs: Array<[string, string | null]>;
+  if (raw !== undefined) {
+    pairs = raw
       .split("&")
       .filter(Boolean)
-      .sort((x, y) => compare(x.split("=", 1)[0]!, y.split("=", 1)[0]!))
-      .join("&");
+      .map((part) => {
+        const equals = part.indexOf("=");
+        return equals < 0 ? [part, null] : [part.slice(0, equals), part.slice(equals + 1)];
+      });
   } else {
-    // REST events: every value of a repeated parameter counts, in order.
     const v1 = event as APIGatewayProxyEvent;
     const multi = v1.multiValueQueryStringParameters ?? {};
     const single = v1.queryStringParameters ?? {};
-    const names = [...new Set([...Object.keys(multi), ...Object.keys(single)])].sort(compare);
-    query = names
-      .flatMap((name) => (multi[name] ?? [single[name] ?? ""]).map((value) => `${name}=${value}`))
-      .join("&");
+    const names = [...new Set([...Object.keys(multi), ...Object.keys(single)])];
+    pairs = names.flatMap((name) =>
+      (multi[name] ?? [single[name] ?? null]).map((value): [string, string | null] => [
+        name,
+        value,
+      ]),
+    );
   }
-  let text = `${requestMethod(event)} ${requestPath(event)}?${query}`;
-  for (const name of options.varyHeaders) text += `\n${name}: ${header(event, name) ?? ""}`;
-  return text;
+  return pairs.sort((x, y) => compare(x[0], y[0]));
+}
+
+/** Every value of header `name` (REST events may repeat one), null when the request has none. */
+function headerValues(event: HttpEvent, name: string): string[] | null {
+  const multi = (event as APIGatewayProxyEvent).multiValueHeaders ?? {};
+  for (const [key, values] of Object.entries(multi)) {
+    if (key.toLowerCase() === name && values !== undefined) return values;
+  }
+  const value = header(event, name);
+  return value === undefined ? null : [value];
 }
 
 function compare(a: string, b: string): number {
