@@ -4,6 +4,7 @@
 //
 //   CACHE_NEW_ENDPOINT   use this cluster as "new" instead of starting memcached on 11211
 //   CACHE_OLD_ENDPOINT   use this cluster as "old"; set but empty = one cluster, no "old"
+//   CACHE_CUTOVER_PHASE  the functions' cutover phase (prepare, fallback, new; default none)
 //   ORIGIN_URL           use this origin instead of starting the demo origin
 //   ORIGIN_DELAY_MS      latency of the demo origin (default 50)
 //   CACHE_TLS=1          TLS to both caches: memcached with -Z and a CA made for this run,
@@ -56,6 +57,8 @@ export interface StackOptions {
   newEndpoint?: string;
   /** The old cluster; undefined starts memcached, "" runs with one cluster (no old). */
   oldEndpoint?: string;
+  /** CACHE_CUTOVER_PHASE of the functions ("prepare", "fallback", "new"); default none. */
+  cutoverPhase?: string;
   /** An origin to use instead of starting the demo origin. */
   originUrl?: string;
   /** Latency of the demo origin in ms; default 50. */
@@ -121,6 +124,8 @@ export interface Stack {
   liveView?: LiveView;
   /** The cache events counted from the functions' output, with `liveView`. */
   events?: EventSeries;
+  /** CACHE_CUTOVER_PHASE of the functions; "" when none was given. */
+  cutoverPhase: string;
   /** What this stack started itself (external ones are absent). */
   started: {
     memcachedNew?: MemcachedProcess;
@@ -174,6 +179,7 @@ export function optionsFromEnv(
   const opts: StackOptions = { serverlessArgs, ports: {} };
   if (env.CACHE_NEW_ENDPOINT?.trim()) opts.newEndpoint = env.CACHE_NEW_ENDPOINT.trim();
   if (env.CACHE_OLD_ENDPOINT !== undefined) opts.oldEndpoint = env.CACHE_OLD_ENDPOINT.trim();
+  if (env.CACHE_CUTOVER_PHASE?.trim()) opts.cutoverPhase = env.CACHE_CUTOVER_PHASE.trim();
   if (env.ORIGIN_URL?.trim()) opts.originUrl = env.ORIGIN_URL.trim();
   const tls = env.CACHE_TLS?.trim() ?? "";
   if (!["", "0", "1", "false", "true"].includes(tls)) {
@@ -460,6 +466,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     args.push(
       `--param=cacheNewEndpoint=${newEndpoint}`,
       `--param=cacheOldEndpoint=${oldEndpoint || emptyParamValue}`,
+      `--param=cutoverPhase=${opts.cutoverPhase || emptyParamValue}`,
       `--param=originUrl=${originUrl}`,
       `--param=cacheNewTls=${tls.newCache}`,
       `--param=cacheOldTls=${tls.oldCache}`,
@@ -515,6 +522,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       oldEndpoint,
       ...(liveView && { liveView }),
       ...(events && { events }),
+      cutoverPhase: opts.cutoverPhase ?? "",
       started,
       tls,
       pids: {
@@ -770,6 +778,7 @@ export function describeStack(stack: Stack, originDelayMs: number): string {
     `${pad("origin")}${stack.originUrl}  ${
       started.origin ? `(demo origin, delay ${originDelayMs} ms)` : "(external)"
     }`,
+    `${pad("cutover phase")}${stack.cutoverPhase || "(none: single with one cluster, else fallback)"}`,
     `${pad("HTTP API")}${base}  (serverless-offline pid ${stack.pids.serverless})`,
     ...(stack.liveView
       ? [`${pad("live view")}${stack.liveView.url}  (open it in a browser: the cutover, live)`]

@@ -8,6 +8,7 @@
 // two CPU-bound processes running beside the suite on 2 cores.
 
 import { describe, expect } from "vitest";
+import { MOVED_FLAGS } from "../../lib/cache/cutoverCounters.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
 import {
   type AppResponse,
@@ -109,6 +110,7 @@ describe("cutover from an old cluster to a new one, over HTTP", () => {
       expect((await app.getProduct(id)).cache).toMatch(/^HIT/);
       const put = await app.putProduct(id, { name: `Renamed ${id} during the cutover`, price: 1 });
       expect(put.status).toBe(200);
+      expect(put.invalidated).toBe("complete");
       expect(put.body).toMatchObject({ id, version: 2 });
       expect(await oldClient.get(productKey(id))).toBeUndefined();
     }
@@ -149,17 +151,20 @@ describe("cutover from an old cluster to a new one, over HTTP", () => {
 
     expect((await app.getCounter(name)).body).toEqual({ name, value: 150 });
     expect(await newClient.get(key)).toBe(150);
-    expect(await oldClient.get(key)).toBe(100); // old is only read
+    // Old keeps the mark of the move (moved:<flags>:<value>), which no reader takes for a value.
+    const mark = await oldClient.gets(key);
+    expect([mark?.flags, mark?.data.toString()]).toEqual([MOVED_FLAGS, "moved:2:100"]);
+    expect(await oldClient.get(key)).toBeUndefined();
   });
 
-  it("reports phase cutover with both clusters on GET /health", async ({
+  it("reports phase fallback (both endpoints, no phase given) with both clusters on GET /health", async ({
     app,
     oldMemcached,
     newMemcached,
   }) => {
     const health = await app.health();
     expect(health.status).toBe(200);
-    expect(health.body).toMatchObject({ phase: "cutover", ok: true });
+    expect(health.body).toMatchObject({ phase: "fallback", ok: true });
     expect(Object.keys(health.body.clusters).sort()).toEqual(["new", "old"]);
     for (const [name, memcached] of [
       ["new", newMemcached],
@@ -217,6 +222,8 @@ describe("cutover from an old cluster to a new one, over HTTP", () => {
 
     expect(tally(gets.map((r) => `${r.status} ${r.cache}`))).toEqual({ "200 MISS": 60 });
     expect(tally(puts.map(outcome))).toEqual({ "200": 5 });
+    // The origin took the writes; old could not acknowledge the invalidation, and the PUT says so.
+    expect(puts.map((put) => put.invalidated)).toEqual(puts.map(() => "incomplete"));
     for (const response of reread) {
       expect(response.status).toBe(200);
       expect(response.body).toMatchObject({

@@ -60,6 +60,8 @@ export interface AppResponse<T = unknown> {
   status: number;
   /** The x-cache header (HIT, HIT-FALLBACK, MISS, BYPASS), null when absent. */
   cache: string | null;
+  /** The x-cache-invalidated header of a PUT (complete, incomplete), null when absent. */
+  invalidated: string | null;
   /** The JSON body, or the raw text when it is not JSON. */
   body: T;
   /** Milliseconds from sending the request to having read the whole body. */
@@ -85,6 +87,7 @@ async function call<T>(url: string, init: RequestInit = {}): Promise<AppResponse
   return {
     status: response.status,
     cache: response.headers.get("x-cache"),
+    invalidated: response.headers.get("x-cache-invalidated"),
     body: body as T,
     ms: performance.now() - started,
   };
@@ -111,7 +114,7 @@ export function appClient(baseUrl: string) {
 export type AppClient = ReturnType<typeof appClient>;
 
 export interface Health {
-  phase: "single" | "cutover";
+  phase: "single" | "prepare" | "fallback" | "new";
   ok: boolean;
   clusters: Record<
     string,

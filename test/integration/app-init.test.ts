@@ -59,3 +59,65 @@ describe("a function's cold start", () => {
     expect(stderr).toContain(JSON.stringify(value));
   });
 });
+
+describe("a function's cold start in a cutover phase", () => {
+  it.each([
+    ["prepare", "", 'is "prepare", which reads the old cluster, but CACHE_OLD_ENDPOINT is not set'],
+    [
+      "fallback",
+      "",
+      'is "fallback", which reads the old cluster, but CACHE_OLD_ENDPOINT is not set',
+    ],
+    [
+      "cutover",
+      "127.0.0.1:2",
+      'must be one of "single", "prepare", "fallback", "new", got "cutover"',
+    ],
+  ])(
+    "stops at init on CACHE_CUTOVER_PHASE=%s with CACHE_OLD_ENDPOINT=%j",
+    async (phase, old, complaint) => {
+      for (const module of [
+        "functions/products.ts",
+        "functions/counters.ts",
+        "functions/health.ts",
+      ]) {
+        const { code, stderr } = await coldStart(module, {
+          ...good,
+          CACHE_OLD_ENDPOINT: old,
+          CACHE_CUTOVER_PHASE: phase,
+        });
+        expect(code, module).not.toBe(0);
+        expect(stderr, module).toContain(
+          `TypeError: lambda-memcache: environment variable CACHE_CUTOVER_PHASE ${complaint}`,
+        );
+      }
+    },
+  );
+
+  it("stops at init on a CACHE_TOMBSTONE_SECONDS shorter than PRODUCT_TTL_SECONDS", async () => {
+    const { code, stderr } = await coldStart("functions/products.ts", {
+      ...good,
+      CACHE_OLD_ENDPOINT: "127.0.0.1:2",
+      CACHE_CUTOVER_PHASE: "new",
+      PRODUCT_TTL_SECONDS: "600",
+      CACHE_TOMBSTONE_SECONDS: "300",
+    });
+    expect(code).not.toBe(0);
+    expect(stderr).toContain(
+      "TypeError: lambda-memcache: environment variable CACHE_TOMBSTONE_SECONDS is 300, not longer than the longest TTL the app writes (600)",
+    );
+  });
+
+  it.each(["prepare", "fallback", "new"])(
+    "succeeds in phase %s with both endpoints",
+    async (phase) => {
+      const { code, stderr } = await coldStart("functions/products.ts", {
+        ...good,
+        CACHE_OLD_ENDPOINT: "127.0.0.1:2",
+        CACHE_CUTOVER_PHASE: phase,
+      });
+      expect(stderr).not.toMatch(/lambda-memcache:/);
+      expect(code).toBe(0);
+    },
+  );
+});

@@ -16,7 +16,7 @@ import {
   MemcacheConnectionClosedError,
   MemcacheIncompleteInvalidationError,
 } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../helpers/memcached.ts";
+import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
 
 let oldServer: MemcachedProcess;
 let newServer: MemcachedProcess;

@@ -1,8 +1,9 @@
 // `serverless package` for a CI stage in each shape the caches take — both clusters kept, the old
-// one removed, TLS on one cluster only, a serverless new cache beside the old cluster and alone —
-// the generated CloudFormation template has the caches, subnet group, security groups, every
-// function's VPC config, cache endpoints, TLS and kind as expected, and no function zip carries
-// AWS SDK code. Packaging without --stage, or with a bad param, fails instead.
+// one removed, TLS on one cluster only, a serverless new cache beside the old cluster and alone,
+// an old cluster the stack did not create (existingOldCacheEndpoint) in phase prepare — the
+// generated CloudFormation template has the caches, subnet group, security groups, every
+// function's VPC config, cache endpoints, TLS, kind and phase as expected, and no function zip
+// carries AWS SDK code. Packaging without --stage, or with a bad param, fails instead.
 // The cutover's CloudWatch dashboard is valid JSON once CloudFormation substitutes it, and names
 // only metrics the functions really write (their EMF lines, captured from metrics.ts) and the
 // clusters' own; its alarms likewise.
@@ -348,9 +349,11 @@ describe("serverless package (CloudFormation for the caches)", () => {
   let newTlsOnly: Packaged;
   let serverless: Packaged;
   let serverlessAlone: Packaged;
+  let existing: Packaged;
+  const existingEndpoint = "services-cache.abc123.cfg.use1.cache.amazonaws.com:11211";
 
   beforeAll(async () => {
-    // One after the other: both runs bundle with esbuild and that is CPU-bound anyway.
+    // One after the other: the runs bundle with esbuild and that is CPU-bound anyway.
     keep = await packageStage("keep", {
       ...commonParams,
       keepOldCluster: "true",
@@ -381,11 +384,23 @@ describe("serverless package (CloudFormation for the caches)", () => {
       keepOldCluster: "false",
       newCacheKind: "serverless",
     });
-  }, 5 * packageTimeoutMs);
+    existing = await packageStage("existing", {
+      ...commonParams,
+      existingOldCacheEndpoint: existingEndpoint,
+      cutoverPhase: "prepare",
+    });
+  }, 6 * packageTimeoutMs);
 
   afterAll(async () => {
     await Promise.all(
-      [keep?.dir, removed?.dir, newTlsOnly?.dir, serverless?.dir, serverlessAlone?.dir]
+      [
+        keep?.dir,
+        removed?.dir,
+        newTlsOnly?.dir,
+        serverless?.dir,
+        serverlessAlone?.dir,
+        existing?.dir,
+      ]
         .filter((dir): dir is string => dir !== undefined)
         .map((dir) => rm(dir, { recursive: true, force: true })),
     );
@@ -467,13 +482,14 @@ describe("serverless package (CloudFormation for the caches)", () => {
       }
     });
 
-    it("gives every function both configuration endpoints, with Auto Discovery switched on", () => {
+    it("gives every function both configuration endpoints, with Auto Discovery switched on, and no phase (fallback)", () => {
       for (const [id, fn] of functionsOf(createdResources(keep.template))) {
         const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
         expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
         expect(variables.CACHE_OLD_ENDPOINT, id).toEqual(configurationEndpoint("OldCacheCluster"));
         expect(variables.CACHE_NEW_DISCOVERY, id).toBe("true");
         expect(variables.CACHE_OLD_DISCOVERY, id).toBe("true");
+        expect(variables.CACHE_CUTOVER_PHASE, id).toBe("");
       }
     });
 
@@ -491,8 +507,9 @@ describe("serverless package (CloudFormation for the caches)", () => {
       expect(Number(resources.NewCacheCluster!.Properties!.NumCacheNodes)).toBe(3);
       expect(resources.NewCacheCluster!.Properties).not.toHaveProperty("TransitEncryptionEnabled");
       expect(resources).not.toHaveProperty("OldCacheCluster");
-      expect(removed.template.Resources.OldCacheCluster?.Condition).toBe("KeepOldCluster");
+      expect(removed.template.Resources.OldCacheCluster?.Condition).toBe("CreateOldCluster");
       expect(conditionValue(removed.template, "KeepOldCluster")).toBe(false);
+      expect(conditionValue(removed.template, "CreateOldCluster")).toBe(false);
     });
 
     it("keeps the subnet group and security groups for the new cluster", () => {
@@ -623,10 +640,29 @@ describe("serverless package (CloudFormation for the caches)", () => {
     });
   });
 
+  describe("with an existing old cluster (existingOldCacheEndpoint) and cutoverPhase=prepare", () => {
+    it("creates no old cluster, and gives every function the existing endpoint and the phase", () => {
+      const resources = createdResources(existing.template);
+      expect(resources.NewCacheCluster?.Type).toBe("AWS::ElastiCache::CacheCluster");
+      expect(resources).not.toHaveProperty("OldCacheCluster");
+      expect(conditionValue(existing.template, "KeepOldCluster")).toBe(true);
+      expect(conditionValue(existing.template, "CreateOldCluster")).toBe(false);
+      const functions = functionsOf(resources);
+      expect(functions).toHaveLength(5);
+      for (const [id, fn] of functions) {
+        const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
+        expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
+        expect(variables.CACHE_OLD_ENDPOINT, id).toBe(existingEndpoint);
+        expect(variables.CACHE_CUTOVER_PHASE, id).toBe("prepare");
+      }
+      expect(createdOutputs(existing.template)).not.toContain("OldCacheConfigurationEndpoint");
+    });
+  });
+
   it("bundles no AWS SDK code into any function", async () => {
     // The check can see bundled packages: source maps name each one (Middy is bundled).
     let sawBundledPackage = false;
-    for (const packaged of [keep, removed, serverless]) {
+    for (const packaged of [keep, removed, serverless, existing]) {
       const zips = (await readdir(packaged.dir)).filter((file) => file.endsWith(".zip"));
       expect(zips.sort()).toEqual([
         "getCounter.zip",
