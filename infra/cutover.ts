@@ -4,6 +4,9 @@
 // to deploy with keepOldCluster=false. It prints the region and account it looked in (STS
 // GetCallerIdentity); the region is --region or whatever the SDK resolves (AWS_REGION, the
 // profile's), and missing or expired credentials are one line saying what to set.
+// It also reads the cutover phase every deployed function version runs (Lambda API) and says
+// which step of the runbook is safe now (cutoverPhases.ts); an old cluster the stack did not
+// create is read from the endpoint the functions are deployed with.
 //
 // A node-based cluster's numbers are each node's `stats`, which needs a TCP path to the nodes:
 // the caches admit only FunctionSecurityGroup, so run this from a host in the VPC that has that
@@ -26,8 +29,18 @@ import {
   ElastiCacheClient,
   type ServerlessCache,
 } from "@aws-sdk/client-elasticache";
+import { LambdaClient } from "@aws-sdk/client-lambda";
 import { GetCallerIdentityCommand, STSClient } from "@aws-sdk/client-sts";
+import { toAddressList } from "../lib/memcache/address.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
+import {
+  type DeployedVersion,
+  deployedVersions,
+  formatPhases,
+  judgeSteps,
+  type LambdaSender,
+  type PhaseReport,
+} from "./cutoverPhases.ts";
 
 /** The part of ElastiCacheClient this tool uses (tests pass a fake). */
 export interface ElastiCacheSender {
@@ -81,6 +94,8 @@ export interface CutoverStatusOptions {
   /** The serverless service name; default: `service:` of serverless.yml. */
   service?: string;
   elasticache: ElastiCacheSender;
+  /** Reads the deployed functions' phases; without it the phases are not judged. */
+  lambda?: LambdaSender;
   /** Default: a MemcacheClient per node with statsTimeoutMs. */
   statsFor?: StatsReader;
   /** A serverless cache's CloudWatch numbers; without it, a serverless cache has none. */
@@ -150,6 +165,8 @@ export interface CutoverStatus {
   rule: WarmthRule;
   clusters: { new: ClusterStatus; old: ClusterStatus };
   verdict: Verdict;
+  /** The deployed versions' phases and the steps of the runbook (with a Lambda sender). */
+  phases?: PhaseReport;
 }
 
 /** ElastiCache allows longer ids, but this project keeps them to 40 (see infra/clusters.yml). */
@@ -191,17 +208,88 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
   const serverlessMetrics =
     options.serverlessMetrics ??
     (() => Promise.reject(new Error("no CloudWatch reader given: numbers unknown")));
-  const [newCluster, oldCluster] = await Promise.all([
+  const [newCluster, stackOld, versions] = await Promise.all([
     clusterStatus("new", ids.new, options.elasticache, statsFor, serverlessMetrics),
     clusterStatus("old", ids.old, options.elasticache, statsFor, serverlessMetrics),
+    options.lambda === undefined
+      ? undefined
+      : deployedVersions(options.lambda, service, options.stage),
   ]);
-  return {
+  // An old cluster the stack did not create (existingOldCacheEndpoint): the one the functions use.
+  const external = versions?.find((version) => version.oldEndpoint !== "");
+  const oldCluster =
+    stackOld.present || external === undefined
+      ? stackOld
+      : await externalClusterStatus(external, statsFor, timeoutMs);
+  const verdict = verdictFor(newCluster, oldCluster, rule);
+  const status: CutoverStatus = {
     service,
     stage: options.stage,
     ...(options.account && { account: options.account }),
     rule,
     clusters: { new: newCluster, old: oldCluster },
-    verdict: verdictFor(newCluster, oldCluster, rule),
+    verdict,
+  };
+  if (versions !== undefined) status.phases = judgeSteps(versions, verdict.warm);
+  return status;
+}
+
+/**
+ * An old cluster this stack did not create, from the endpoint the functions are deployed with:
+ * its nodes (by Auto Discovery when the functions use it) and their `stats`, over TLS when the
+ * functions speak TLS to it (CACHE_OLD_TLS; trusting the public CAs, as in AWS).
+ */
+async function externalClusterStatus(
+  deployed: Pick<DeployedVersion, "oldEndpoint" | "oldDiscovery" | "oldTls">,
+  statsFor: StatsReader,
+  timeoutMs: number,
+): Promise<ClusterStatus> {
+  const { oldEndpoint: endpoint, oldDiscovery: discovery, oldTls: tls } = deployed;
+  let targets: Array<{ host: string; port: number }> = [];
+  let failure: string | undefined;
+  try {
+    if (discovery) {
+      const client = new MemcacheClient({
+        configEndpoint: endpoint,
+        timeoutMs,
+        connectTimeoutMs: timeoutMs,
+        tls,
+      });
+      try {
+        await client.ping();
+        targets = client.nodes.map((node) => ({ host: node.address, port: node.port }));
+      } finally {
+        client.close();
+      }
+    } else {
+      targets = toAddressList(endpoint).map((address) => ({
+        host: address.host,
+        port: address.port,
+      }));
+    }
+  } catch (error) {
+    failure = (error as Error).message;
+  }
+  const nodes: NodeStatus[] = await Promise.all(
+    targets.map(async (target, i) => ({
+      id: String(i + 1).padStart(4, "0"),
+      endpoint: `${target.host}:${target.port}`,
+      status: "external",
+      availabilityZone: "",
+      ...(await statsOf({ ...target, tls }, statsFor)),
+    })),
+  );
+  const answered = nodes.flatMap((node) => (node.stats ? [node.stats] : []));
+  return {
+    role: "old",
+    id: endpoint,
+    present: true,
+    status:
+      failure === undefined ? "existing (not created by this stack)" : `unreachable: ${failure}`,
+    configurationEndpoint: endpoint,
+    nodes,
+    totals: sumStats(answered),
+    answeringNodes: answered.length,
   };
 }
 
@@ -392,11 +480,21 @@ async function nodeStatus(
   if (!node.Endpoint?.Address || node.Endpoint.Port === undefined) {
     return { ...base, error: "no endpoint yet" };
   }
+  return {
+    ...base,
+    ...(await statsOf({ host: node.Endpoint.Address, port: node.Endpoint.Port, tls }, statsFor)),
+  };
+}
+
+/** One node's stats totals, or why it gave none. */
+async function statsOf(
+  target: StatsTarget,
+  statsFor: StatsReader,
+): Promise<{ stats: StatsTotals } | { error: string }> {
   try {
-    const stats = await statsFor({ host: node.Endpoint.Address, port: node.Endpoint.Port, tls });
-    return { ...base, stats: statsTotals(stats) };
+    return { stats: statsTotals(await statsFor(target)) };
   } catch (error) {
-    return { ...base, error: `not answering: ${(error as Error).message}` };
+    return { error: `not answering: ${(error as Error).message}` };
   }
 }
 
@@ -554,6 +652,7 @@ export function formatStatus(status: CutoverStatus): string {
     lines.push(...table(rows).map((row) => `  ${row}`), "");
   }
   lines.push(`verdict: ${status.verdict.message}`);
+  if (status.phases !== undefined) lines.push("", formatPhases(status.phases));
   return lines.join("\n");
 }
 
@@ -619,6 +718,7 @@ async function main(argv: string[]): Promise<number> {
   const elasticache = new ElastiCacheClient(config);
   const sts = new STSClient(config);
   const cloudwatch = new CloudWatchClient(config);
+  const lambda = new LambdaClient(config);
   try {
     const region = await elasticache.config.region();
     const identity = await sts.send(new GetCallerIdentityCommand({}));
@@ -630,6 +730,7 @@ async function main(argv: string[]): Promise<number> {
     const status = await cutoverStatus({
       ...parsed.options,
       elasticache,
+      lambda,
       account,
       serverlessMetrics: cloudWatchServerlessMetrics(cloudwatch, parsed.metricsWindowMinutes),
     });
@@ -642,6 +743,7 @@ async function main(argv: string[]): Promise<number> {
     elasticache.destroy();
     sts.destroy();
     cloudwatch.destroy();
+    lambda.destroy();
   }
 }
 

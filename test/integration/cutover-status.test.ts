@@ -17,6 +17,11 @@ import {
   type ServerlessCache,
   ServerlessCacheNotFoundFault,
 } from "@aws-sdk/client-elasticache";
+import {
+  GetFunctionConfigurationCommand,
+  ListAliasesCommand,
+  ListFunctionsCommand,
+} from "@aws-sdk/client-lambda";
 import { afterAll, describe, expect } from "vitest";
 import {
   type ClusterStatus,
@@ -26,6 +31,7 @@ import {
   formatStatus,
   isWarm,
 } from "../../infra/cutover.ts";
+import type { LambdaSender } from "../../infra/cutoverPhases.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import type { MemcachedProcess } from "../../tools/memcached.ts";
 import { freePort } from "../../tools/ports.ts";
@@ -265,6 +271,47 @@ describe("cutoverStatus", () => {
     await expectMatchesServers(status.clusters.new, newNodes);
     expect(status.verdict).toMatchObject({ code: "old-removed", warm: false });
     expect(formatStatus(status)).toContain(`old  ${ids.old}  not present (removed)`);
+  });
+
+  it("reads an old cluster the stack did not create from the functions' endpoint, and judges the phases", async () => {
+    const elasticache = fakeElastiCache([describedCluster(ids.new, ports(newNodes))]);
+    const oldEndpoint = oldNodes.map((node) => node.endpoint).join(",");
+    const env = (phase: string) => ({
+      CACHE_NEW_ENDPOINT: "new.example:11211",
+      CACHE_OLD_ENDPOINT: oldEndpoint,
+      CACHE_CUTOVER_PHASE: phase,
+    });
+    const functions: Record<string, Record<string, string>> = {
+      "lambda-memcache-ci-getProduct": env("prepare"),
+      "lambda-memcache-ci-putProduct": env("fallback"),
+    };
+    const send = async (command: unknown) => {
+      if (command instanceof ListFunctionsCommand) {
+        return { Functions: Object.keys(functions).map((FunctionName) => ({ FunctionName })) };
+      }
+      if (command instanceof ListAliasesCommand) return { Aliases: [] };
+      if (command instanceof GetFunctionConfigurationCommand) {
+        return { Environment: { Variables: functions[command.input.FunctionName!] } };
+      }
+      throw new Error("unexpected command");
+    };
+    const lambda = { send: send as LambdaSender["send"] };
+
+    const status = await cutoverStatus({ stage, service, elasticache, lambda });
+
+    expect(status.clusters.old).toMatchObject({
+      present: true,
+      id: oldEndpoint,
+      status: "existing (not created by this stack)",
+    });
+    await expectMatchesServers(status.clusters.old, oldNodes);
+    expect(status.verdict.code).not.toBe("old-removed");
+    expect(status.phases?.versions.map((v) => v.phase)).toEqual(["prepare", "fallback"]);
+    expect(status.phases?.next).toMatchObject({ step: "fallback", safe: true });
+    expect(status.phases?.steps.find((step) => step.step === "new")?.safe).toBe(false);
+    const printed = formatStatus(status);
+    expect(printed).toContain("lambda-memcache-ci-getProduct:$LATEST  prepare  ($LATEST)");
+    expect(printed).toContain("next: fallback — safe to deploy now");
   });
 
   it("reports a missing new cluster without comparing", async () => {

@@ -1,0 +1,188 @@
+// `npm run cutover -- status`, the phases part (infra/cutoverPhases.ts), against a fake Lambda API:
+// which versions of the stage's functions can receive traffic ($LATEST and every version an
+// alias points at, weighted aliases included), the phase each one's environment makes, and
+// which step of the runbook is safe: only one whose phase is the same as, or a neighbour of,
+// every phase running now; `new` only when new is warm; removing old only when all run `new`.
+
+import {
+  type FunctionConfiguration,
+  GetFunctionConfigurationCommand,
+  ListAliasesCommand,
+  ListFunctionsCommand,
+} from "@aws-sdk/client-lambda";
+import { describe, expect, it } from "vitest";
+import {
+  type DeployedVersion,
+  deployedVersions,
+  formatPhases,
+  judgeSteps,
+  type LambdaSender,
+} from "../../../infra/cutoverPhases.ts";
+
+interface FakeFunction {
+  name: string;
+  /** Environment by qualifier ("$LATEST", "3", ...). */
+  versions: Record<string, Record<string, string>>;
+  aliases?: Array<{ name: string; version: string; weights?: Record<string, number> }>;
+}
+
+/** A Lambda API answering from `functions`, two per page, recording every request. */
+function fakeLambda(functions: readonly FakeFunction[]): LambdaSender & { requests: string[] } {
+  const requests: string[] = [];
+  const send = async (command: unknown): Promise<unknown> => {
+    if (command instanceof ListFunctionsCommand) {
+      const start = Number(command.input.Marker ?? 0);
+      requests.push(`ListFunctions ${start}`);
+      const page = functions.slice(start, start + 2);
+      return {
+        Functions: page.map((fn): FunctionConfiguration => ({ FunctionName: fn.name })),
+        NextMarker: start + 2 < functions.length ? String(start + 2) : undefined,
+      };
+    }
+    if (command instanceof ListAliasesCommand) {
+      const fn = functions.find((f) => f.name === command.input.FunctionName)!;
+      requests.push(`ListAliases ${fn.name}`);
+      return {
+        Aliases: (fn.aliases ?? []).map((alias) => ({
+          Name: alias.name,
+          FunctionVersion: alias.version,
+          RoutingConfig: alias.weights && { AdditionalVersionWeights: alias.weights },
+        })),
+      };
+    }
+    if (command instanceof GetFunctionConfigurationCommand) {
+      const fn = functions.find((f) => f.name === command.input.FunctionName)!;
+      const qualifier = command.input.Qualifier ?? "$LATEST";
+      requests.push(`GetFunctionConfiguration ${fn.name}:${qualifier}`);
+      return { Environment: { Variables: fn.versions[qualifier] } };
+    }
+    throw new Error(`unexpected command ${String(command)}`);
+  };
+  return { requests, send: send as LambdaSender["send"] };
+}
+
+const both = { CACHE_NEW_ENDPOINT: "new.example:11211", CACHE_OLD_ENDPOINT: "old.example:11211" };
+const inPhase = (phase: string) => ({ ...both, CACHE_CUTOVER_PHASE: phase });
+const single = { CACHE_NEW_ENDPOINT: "old.example:11211" };
+const done = { CACHE_NEW_ENDPOINT: "new.example:11211", CACHE_CUTOVER_PHASE: "new" };
+
+/** Versions of one function each, in the given phases (environments). */
+function versions(...envs: Array<Record<string, string>>): DeployedVersion[] {
+  return envs.map((env, i) => ({
+    functionName: `svc-prod-fn${i}`,
+    qualifier: "$LATEST",
+    via: ["$LATEST"],
+    phase: (env.CACHE_CUTOVER_PHASE ?? (env.CACHE_OLD_ENDPOINT ? "fallback" : "single")) as never,
+    oldEndpoint: env.CACHE_OLD_ENDPOINT ?? "",
+    oldDiscovery: false,
+    oldTls: false,
+  }));
+}
+
+const verdicts = (report: ReturnType<typeof judgeSteps>) =>
+  Object.fromEntries(
+    report.steps.map((s) => [s.step, s.done ? "done" : s.safe ? "safe" : "not safe"]),
+  );
+
+describe("deployedVersions", () => {
+  it("finds the stage's functions by name, and every version an alias routes traffic to", async () => {
+    const lambda = fakeLambda([
+      { name: "other-prod-get", versions: { $LATEST: inPhase("new") } },
+      {
+        name: "svc-prod-getProduct",
+        versions: {
+          $LATEST: inPhase("fallback"),
+          "7": inPhase("fallback"),
+          "6": inPhase("prepare"),
+        },
+        aliases: [{ name: "live", version: "7", weights: { "6": 0.25 } }],
+      },
+      { name: "svc-prod-health", versions: { $LATEST: { ...both, CACHE_CUTOVER_PHASE: "bogus" } } },
+      { name: "svc-staging-getProduct", versions: { $LATEST: single } },
+    ]);
+
+    const found = await deployedVersions(lambda, "svc", "prod");
+
+    expect(
+      found.map((v) => [`${v.functionName}:${v.qualifier}`, v.phase ?? "error", v.via.join(", ")]),
+    ).toEqual([
+      ["svc-prod-getProduct:$LATEST", "fallback", "$LATEST"],
+      ["svc-prod-getProduct:7", "fallback", "alias live (75%)"],
+      ["svc-prod-getProduct:6", "prepare", "alias live (25%)"],
+      ["svc-prod-health:$LATEST", "error", "$LATEST"],
+    ]);
+    expect(found[3]!.error).toContain("CACHE_CUTOVER_PHASE must be one of");
+    expect(found[0]!.oldEndpoint).toBe("old.example:11211");
+    expect(lambda.requests.filter((r) => r.startsWith("ListFunctions"))).toEqual([
+      "ListFunctions 0",
+      "ListFunctions 2",
+    ]);
+  });
+});
+
+describe("judgeSteps", () => {
+  it("before the cutover: prepare is safe, fallback is not while any version runs single", () => {
+    const report = judgeSteps(versions(single, single), false);
+    expect(verdicts(report)).toEqual({
+      prepare: "safe",
+      fallback: "not safe",
+      new: "not safe",
+      "remove old": "not safe",
+    });
+    expect(report.next?.step).toBe("prepare");
+    expect(report.steps[1]!.reason).toContain("svc-prod-fn0:$LATEST runs single");
+  });
+
+  it("during the prepare rollout (single beside prepare): prepare stays safe, fallback does not", () => {
+    const report = judgeSteps(versions(single, inPhase("prepare")), false);
+    expect(verdicts(report)).toMatchObject({ prepare: "safe", fallback: "not safe" });
+  });
+
+  it("prepare everywhere: fallback is safe (and prepare done); new is not", () => {
+    const report = judgeSteps(versions(inPhase("prepare"), inPhase("prepare")), true);
+    expect(verdicts(report)).toEqual({
+      prepare: "done",
+      fallback: "safe",
+      new: "not safe",
+      "remove old": "not safe",
+    });
+    expect(report.next?.step).toBe("fallback");
+  });
+
+  it("fallback everywhere: new only once new is warm; rolling back to prepare is safe", () => {
+    const cold = judgeSteps(versions(inPhase("fallback"), both), false);
+    expect(verdicts(cold)).toMatchObject({ prepare: "safe", fallback: "done", new: "not safe" });
+    expect(cold.steps[2]!.reason).toContain("new is not warm yet");
+    const warm = judgeSteps(versions(inPhase("fallback"), both), true);
+    expect(verdicts(warm)).toMatchObject({ new: "safe", "remove old": "not safe" });
+  });
+
+  it("new everywhere: removing old is safe; once no version has an old endpoint, it is done", () => {
+    expect(verdicts(judgeSteps(versions(inPhase("new"), inPhase("new")), true))).toEqual({
+      prepare: "not safe",
+      fallback: "safe",
+      new: "done",
+      "remove old": "safe",
+    });
+    const finished = judgeSteps(versions(done, done), true);
+    expect(verdicts(finished)["remove old"]).toBe("done");
+    expect(finished.next).toBeUndefined();
+    expect(formatPhases(finished)).toContain("next: nothing, the cutover is complete");
+  });
+
+  it("refuses every step while versions run phases more than one step apart, or one would not start", () => {
+    const apart = judgeSteps(versions(single, inPhase("fallback")), true);
+    expect(verdicts(apart)).toEqual({
+      prepare: "safe",
+      fallback: "not safe",
+      new: "not safe",
+      "remove old": "not safe",
+    });
+    const broken = versions(inPhase("prepare"));
+    broken.push({ ...broken[0]!, functionName: "svc-prod-bad", phase: undefined, error: "bad" });
+    const report = judgeSteps(broken, true);
+    expect(report.steps.every((s) => !s.safe)).toBe(true);
+    expect(report.steps[0]!.reason).toContain("svc-prod-bad:$LATEST would not start");
+    expect(formatPhases(report)).toContain("NOT SAFE");
+  });
+});
