@@ -3,7 +3,7 @@
 // Each round uses fresh keys and runs three subjects, interleaved (order rotated per round):
 //
 //   protected  CacheAside(clientStore(client, { leaseMode: "auto" }))  (meta protocol on 1.6.18)
-//   lock       CacheAside(clientStore(client, { leaseMode: "lock" }))  (the forced add-lock path)
+//   lock       CacheAside(clientStore(client, { leaseMode: "lock" }))  (the forced lock path: a placeholder by hand)
 //   naive      CacheAside(clientStore(client, { leaseMode: "off" }))
 //
 // Callers are spread round-robin over several clients (own sockets), as separate Lambdas would.

@@ -149,7 +149,7 @@ export class Lease<T = unknown> {
   }
 }
 
-/** The implementation a store uses: meta protocol, add-lock, or none ("off"). */
+/** The implementation a store uses: meta protocol, a placeholder by hand ("lock"), or none ("off"). */
 export interface Leases {
   /** "auto" until autoLeases knows which of meta and lock the server takes. */
   readonly mode: "meta" | "lock" | "off" | "auto";

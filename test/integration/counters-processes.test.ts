@@ -57,7 +57,7 @@ describe(`${PROCESSES} processes x ${UPDATES} CAS increments on one key`, () => 
     expect(await readCounter(newClient, key)).toBe(4_000);
   }, 60_000);
 
-  it("end exactly at 4,100 in new through the fallback layer, seeded once from old's 100", async ({
+  it("end exactly at 4,100 in new through the fallback layer, moved once from old's 100", async ({
     newMemcached,
     oldMemcached,
     newClient,

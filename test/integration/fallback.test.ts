@@ -1,11 +1,13 @@
 // The cutover fallback against two real memcached processes, "old" and "new", with CacheAside
 // over FallbackStore as the reference app runs it: a warm old cluster spares the origin, copies
 // into new keep the remaining TTL and never overwrite a fresher value, writes stay in new,
-// invalidation reaches both (also across the reader/writer race), old failures never surface nor
-// make anyone wait past the dead-node rule, and a failing new cluster fails open.
+// invalidation reaches both (also across the reader/writer race), old read failures never surface
+// nor make anyone wait past the dead-node rule, an invalidation old did not acknowledge is
+// reported incomplete, and a failing new cluster fails open.
 // getOrLoad takes its stampede lease in new (FallbackStore.readLease): the cutover guarantees are
 // checked with each lease implementation — meta (mg N / ms C, the default on this memcached),
-// lock (add of <key>#lock, used where new lacks the meta protocol) and off (plain read/write).
+// lock (a placeholder added under the key, used where new lacks the meta protocol) and off (no
+// waiting; fills still conditional).
 //
 // Load: the time bounds in this file hold on a loaded machine — the suite's other files running
 // beside it plus two CPU-bound processes on 2 cores — and carry slack for that, no more.
