@@ -102,6 +102,23 @@ async function createInNew(
   return newClient.add(key, value, options);
 }
 
+/**
+ * The counter as old has it: its item (an "o" token), nothing, or — once moved — new's item (the
+ * move completed first, in case the mover stopped half-way).
+ */
+async function getsFromOld<T>(
+  newClient: MemcacheClient,
+  oldClient: MemcacheClient,
+  key: string,
+): Promise<CasItem<T> | undefined> {
+  const old = await readOld(oldClient, key);
+  if (old.kind === "absent") return undefined;
+  if (old.kind === "value") return fromOld(old.item) as CasItem<T>;
+  await completeMove(newClient, key, old);
+  const item = await newClient.gets<T>(key);
+  return item === undefined ? undefined : (fromNew(item) as CasItem<T>);
+}
+
 // CAS tokens of the views: the cluster, the token, and for old the bytes a move needs.
 const fromNew = (item: CasItem): CasItem => ({ ...item, cas: `n${item.cas}` });
 const fromOld = (item: CasItem): CasItem => ({
@@ -178,12 +195,7 @@ export function movingCounters(
     async gets<T>(key: string): Promise<CasItem<T> | undefined> {
       const item = await newClient.gets<T>(key);
       if (item !== undefined) return fromNew(item) as CasItem<T>;
-      const old = await readOld(oldClient, key);
-      if (old.kind === "absent") return undefined;
-      if (old.kind === "value") return fromOld(old.item) as CasItem<T>;
-      await completeMove(newClient, key, old);
-      const moved = await newClient.gets<T>(key);
-      return moved === undefined ? undefined : (fromNew(moved) as CasItem<T>);
+      return getsFromOld<T>(newClient, oldClient, key);
     },
     async cas(
       key: string,
@@ -239,14 +251,7 @@ export function prepareCounters(
     };
 
   return {
-    async gets<T>(key: string): Promise<CasItem<T> | undefined> {
-      const old = await readOld(oldClient, key);
-      if (old.kind === "absent") return undefined;
-      if (old.kind === "value") return fromOld(old.item) as CasItem<T>;
-      await completeMove(newClient, key, old);
-      const item = await newClient.gets<T>(key);
-      return item === undefined ? undefined : (fromNew(item) as CasItem<T>);
-    },
+    gets: <T>(key: string) => getsFromOld<T>(newClient, oldClient, key),
     cas(key: string, value: unknown, token: string, options?: SetOptions): Promise<CasResult> {
       const parsed = parseToken(token);
       const client = parsed.cluster === "new" ? newClient : oldClient;

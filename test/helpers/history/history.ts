@@ -185,7 +185,7 @@ export async function runHistory(program: Program, servers: Servers): Promise<Hi
     newEndpoint: servers.newMemcached.endpoint,
     oldEndpoint: servers.oldMemcached.endpoint,
   };
-  const versions: AppVersion[] = PAIRS[program.pair].map((phase) =>
+  const build = (phase: Phase) =>
     buildVersion({
       phase,
       clusters,
@@ -194,19 +194,11 @@ export async function runHistory(program: Program, servers: Servers): Promise<Hi
       scheduler,
       faults,
       origin,
-    }),
-  );
+    });
+  const versions: AppVersion[] = PAIRS[program.pair].map(build);
   // Before the history: the version before the cutover has cached every product in old, as a
   // warm old cluster holds what the app read before (outside any operation: no gates).
-  const before = buildVersion({
-    phase: "single",
-    clusters,
-    leaseMode: program.leaseMode,
-    maxWaitMs: program.maxWaitMs,
-    scheduler,
-    faults,
-    origin,
-  });
+  const before = build("single");
   try {
     for (const product of PRODUCTS) await before.readProduct(`${prefix}${product}`);
   } finally {
@@ -389,35 +381,27 @@ function sameDecision(a: Decision, b: Decision): boolean {
   return a.kind === "start" || a.label === (b as { label: string }).label;
 }
 
+/** The faults that make the next invalidation command of a write fail, and how. */
+const ARMING: Partial<Record<FaultKind, { cluster: "new" | "old"; mode: "lost" | "applied" }>> = {
+  "old-delete-lost": { cluster: "old", mode: "lost" },
+  "old-delete-applied": { cluster: "old", mode: "applied" },
+  "new-invalidate-lost": { cluster: "new", mode: "lost" },
+  "new-invalidate-applied": { cluster: "new", mode: "applied" },
+};
+
 async function applyFault(
   kind: FaultKind,
   servers: Servers,
   armed: Array<{ cluster: "new" | "old"; mode: "lost" | "applied" }>,
 ): Promise<void> {
-  switch (kind) {
-    case "old-delete-lost":
-      armed.push({ cluster: "old", mode: "lost" });
-      return;
-    case "old-delete-applied":
-      armed.push({ cluster: "old", mode: "applied" });
-      return;
-    case "new-invalidate-lost":
-      armed.push({ cluster: "new", mode: "lost" });
-      return;
-    case "new-invalidate-applied":
-      armed.push({ cluster: "new", mode: "applied" });
-      return;
-    case "flush-new":
-      await flushAll(servers.newMemcached);
-      return;
-    case "restart-new":
-      // SIGKILL: memcached acts on SIGTERM only at its next once-a-second clock tick.
-      await servers.newMemcached.kill("SIGKILL");
-      await servers.newMemcached.restart();
-      return;
-    case "kill-old":
-      await servers.oldMemcached.kill("SIGKILL");
-  }
+  const arming = ARMING[kind];
+  if (arming !== undefined) armed.push(arming);
+  else if (kind === "flush-new") await flushAll(servers.newMemcached);
+  else if (kind === "restart-new") {
+    // SIGKILL: memcached acts on SIGTERM only at its next once-a-second clock tick.
+    await servers.newMemcached.kill("SIGKILL");
+    await servers.newMemcached.restart();
+  } else await servers.oldMemcached.kill("SIGKILL");
 }
 
 /** Both memcached processes running (a killed old is started again, empty). */
