@@ -12,13 +12,13 @@
 // whose invalidation could not reach a cluster says so (x-cache-invalidated: incomplete, and the
 // CacheInvalidationIncomplete metric line).
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect } from "vitest";
 import { type Origin, startOrigin } from "../../infra/local/origin.ts";
 import type { Stack } from "../../infra/local/stack.ts";
 import { TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
-import { MemcacheClient } from "../../lib/memcache/client.ts";
+import type { MemcacheClient } from "../../lib/memcache/client.ts";
 import { safeKey } from "../../lib/memcache/keys.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
 import {
   type AppClient,
   appClient,
@@ -28,6 +28,7 @@ import {
   tally,
   waitFor,
 } from "../helpers/app.ts";
+import { it } from "../helpers/fixtures.ts";
 
 // The app's keys, as functions/products.ts and functions/counters.ts build them.
 const productKey = (id: string) => safeKey(`product/${id}`, "products:");
@@ -69,21 +70,16 @@ async function productIn(client: MemcacheClient, id: string) {
   return (JSON.parse(item.value!.body) as { version: number }).version;
 }
 
-beforeAll(async () => {
-  [oldMemcached, newMemcached, origin] = await Promise.all([
-    startMemcached(),
-    startMemcached(),
-    startOrigin({ port: 0 }),
-  ]);
-  oldClient = new MemcacheClient({ servers: oldMemcached.endpoint, timeoutMs: 1_000 });
-  newClient = new MemcacheClient({ servers: newMemcached.endpoint, timeoutMs: 1_000 });
-}, 60_000);
+// The two clusters and a client of each are the file's fixtures; the origin and the stacks are
+// started here and stopped after the last test.
+it.beforeAll(async ({ oldMemcached: old, newMemcached: fresh, oldClient: o, newClient: n }) => {
+  [oldMemcached, newMemcached, oldClient, newClient] = [old, fresh, o, n];
+  origin = await startOrigin({ port: 0 });
+});
 
 afterAll(async () => {
-  oldClient?.close();
-  newClient?.close();
   for (const name of [...stacks.keys()]) await retire(name);
-  await Promise.all([oldMemcached?.stop(), newMemcached?.stop(), origin?.close()]);
+  await origin?.close();
 });
 
 describe("the cutover, phase by phase, over HTTP", { timeout: 120_000 }, () => {

@@ -6,15 +6,14 @@
 //   HISTORY_SEED=1234 npm exec -- vitest run test/integration/history.test.ts    replays one seed
 //   npm run test:history                       the fixed seeds and HISTORY_RUNS more (default 300)
 
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import { describe, expect } from "vitest";
+import { it } from "../helpers/fixtures.ts";
 import {
   describeProgram,
   formatHistory,
   generate,
   type HistoryRun,
   runHistory,
-  type Servers,
   shrink,
 } from "../helpers/history/history.ts";
 
@@ -29,21 +28,15 @@ function seeds(): number[] {
   return [...FIXED_SEEDS, ...Array.from({ length: runs }, (_, i) => first + i)];
 }
 
-let newMemcached: MemcachedProcess;
-let oldMemcached: MemcachedProcess;
-let servers: Servers;
-
-beforeAll(async () => {
-  [newMemcached, oldMemcached] = await Promise.all([startMemcached(), startMemcached()]);
-  servers = { newMemcached, oldMemcached };
-});
-
-afterAll(async () => {
-  await Promise.all([newMemcached?.stop(), oldMemcached?.stop()]);
-});
+// The two clusters ("new" and "old") are the file's memcached fixtures; a history may kill or
+// restart them, and the next one starts from both running again (runHistory checks).
 
 describe("the history checker itself", () => {
-  it("replays a seed command for command, with the same results", async () => {
+  it("replays a seed command for command, with the same results", async ({
+    newMemcached,
+    oldMemcached,
+  }) => {
+    const servers = { newMemcached, oldMemcached };
     const [first, second] = [
       await runHistory(generate(7), servers),
       await runHistory(generate(7), servers),
@@ -60,7 +53,8 @@ describe("the history checker itself", () => {
 });
 
 describe("histories of two versions in neighbouring phases keep the rule", () => {
-  it.each(seeds())("seed %i", { timeout: 180_000 }, async (seed) => {
+  it.for(seeds())("seed %i", { timeout: 180_000 }, async (seed, { newMemcached, oldMemcached }) => {
+    const servers = { newMemcached, oldMemcached };
     const program = generate(seed);
     const run = await runHistory(program, servers);
     if (run.violations.length > 0 && process.env.HISTORY_SHRINK !== "0") {

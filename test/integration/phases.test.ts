@@ -6,7 +6,7 @@
 // every lease mode, also for a waiter that gives up, and across a restart of memcached (whose
 // CAS values start again from 1).
 
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, vi } from "vitest";
 import { CacheAside, type CacheEvent } from "../../lib/cache/cacheAside.ts";
 import { type CutoverPhase, cacheConfigFromEnv } from "../../lib/cache/config.ts";
 import { type LeaseMode, PLACEHOLDER_FLAGS, TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
@@ -16,7 +16,9 @@ import {
   MemcacheConnectionClosedError,
   MemcacheIncompleteInvalidationError,
 } from "../../lib/memcache/errors.ts";
-import { type MemcachedProcess, startMemcached } from "../../tools/memcached.ts";
+import type { MemcachedProcess } from "../../tools/memcached.ts";
+import { freePort } from "../../tools/ports.ts";
+import { it } from "../helpers/fixtures.ts";
 
 let oldServer: MemcachedProcess;
 let newServer: MemcachedProcess;
@@ -63,15 +65,15 @@ async function held(client: MemcacheClient, k: string) {
   return item === undefined ? undefined : { flags: item.flags, value: item.value };
 }
 
-beforeAll(async () => {
-  [oldServer, newServer] = await Promise.all([startMemcached(), startMemcached()]);
+// The two clusters are the file's memcached fixtures; a test that breaks a cluster makes its own.
+it.beforeAll(({ newMemcached, oldMemcached }) => {
+  [oldServer, newServer] = [oldMemcached, newMemcached];
   probeNew = deployed("new", "meta", { oldEndpoint: "" });
   probeOld = deployed("single", "meta");
 });
 
-afterAll(async () => {
+afterAll(() => {
   for (const phaseCache of built.splice(0)) phaseCache.close();
-  await Promise.all([oldServer?.stop(), newServer?.stop()]);
 });
 
 const newProbe = () => probeNew.newClient;
@@ -162,9 +164,7 @@ describe.each<CutoverPhase>(["single", "prepare", "fallback", "new"])(
 
 describe("when the old cluster is dead", () => {
   it("prepare and fallback report invalidations incomplete at once; new (without old) is unaffected", async () => {
-    const dead = await startMemcached();
-    const oldEndpoint = dead.endpoint;
-    await dead.stop();
+    const oldEndpoint = `127.0.0.1:${await freePort()}`; // nothing listens there
     for (const phase of ["prepare", "fallback", "new"] as const) {
       const app = deployed(phase, "meta", { oldEndpoint });
       const started = performance.now();
@@ -237,29 +237,25 @@ describe("lock leases without the meta protocol", () => {
 describe("a restart of memcached between a lease and its fill", () => {
   // memcached counts CAS values from 1 again after a restart: a token read before it can equal
   // the CAS of an item written after it. A lease fills only on the socket its token was read on.
-  it.each<Exclude<LeaseMode, "auto">>(["meta", "lock", "off"])(
+  it.for<Exclude<LeaseMode, "auto">>(["meta", "lock", "off"])(
     "does not fill with a token from before the restart (leases: %s)",
-    async (mode) => {
-      const server = await startMemcached();
-      try {
-        const app = deployed("new", mode, { newEndpoint: server.endpoint, oldEndpoint: "" });
-        const k = key(`restart-${mode}`);
-        // Line the CAS values up: after the restart the tombstone gets CAS 1 (lock, off), and its
-        // stale mark (meta) CAS 2 — the lease's token must be that number for the test to bite.
-        if (mode === "meta") await app.newClient.set(key("cas-1"), "x");
-        const acquired = await app.cache.acquire<string>(k);
-        if (!("load" in acquired)) throw new Error(`expected a miss, got ${acquired.status}`);
+    async (mode, { spawnMemcached }) => {
+      const server = await spawnMemcached();
+      const app = deployed("new", mode, { newEndpoint: server.endpoint, oldEndpoint: "" });
+      const k = key(`restart-${mode}`);
+      // Line the CAS values up: after the restart the tombstone gets CAS 1 (lock, off), and its
+      // stale mark (meta) CAS 2 — the lease's token must be that number for the test to bite.
+      if (mode === "meta") await app.newClient.set(key("cas-1"), "x");
+      const acquired = await app.cache.acquire<string>(k);
+      if (!("load" in acquired)) throw new Error(`expected a miss, got ${acquired.status}`);
 
-        await server.kill("SIGKILL");
-        await server.restart();
-        // The first command after the restart finds the socket closed; the retry gets through.
-        expect(await app.cache.invalidate(k)).toBe(true);
+      await server.kill("SIGKILL");
+      await server.restart();
+      // The first command after the restart finds the socket closed; the retry gets through.
+      expect(await app.cache.invalidate(k)).toBe(true);
 
-        expect(await acquired.load.fill("v1 (read before the invalidation)")).toBe(false);
-        expect((await app.newClient.gets(k))?.flags).toBe(TOMBSTONE_FLAGS);
-      } finally {
-        await server.stop();
-      }
+      expect(await acquired.load.fill("v1 (read before the invalidation)")).toBe(false);
+      expect((await app.newClient.gets(k))?.flags).toBe(TOMBSTONE_FLAGS);
     },
   );
 });
