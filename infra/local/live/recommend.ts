@@ -3,9 +3,10 @@
 // recommend — judged by the same warmth rule (isWarm in infra/cutover.ts) over the same
 // memcached `stats` counters, read from the local clusters instead of ElastiCache's nodes.
 //
-// Seam: the cutover work (#12) adds the phases prepare / fallback / new and a recommendation to
-// infra/cutover.ts. Until that lands, main's phases are "single" and "cutover" (= fallback) and
-// this file holds the rule's mapping; afterwards recommendStep should call theirs.
+// The phases are CACHE_CUTOVER_PHASE's (lib/cache/config.ts); "cutover" is what /health said
+// before they existed (= fallback). `npm run cutover -- status` judges a step across every
+// deployed version (infra/cutoverPhases.ts, judgeSteps); the local stack runs one version, so
+// this maps its one phase to the next step, with the same warmth rule.
 
 import { isWarm, type StatsTotals, warmthDefaults } from "../../cutover.ts";
 
@@ -26,7 +27,10 @@ export function clusterRole(phase: Phase, role: Role): string | undefined {
       new: "read first, written; tombstones of invalidations",
       old: "read on a miss in new (copied into new); invalidations",
     },
-    new: { new: "reads, writes, invalidations", old: "no longer read: remove it" },
+    new: {
+      new: "reads, writes, invalidations (tombstones)",
+      old: "no longer read (invalidations still delete there): remove it",
+    },
   };
   return roles[phase === "cutover" ? "fallback" : phase]?.[role];
 }
