@@ -40,6 +40,7 @@ import {
   judgeSteps,
   type LambdaSender,
   type PhaseReport,
+  unreadableReport,
 } from "./cutoverPhases.ts";
 
 /** The part of ElastiCacheClient this tool uses (tests pass a fake). */
@@ -213,10 +214,13 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
     clusterStatus("old", ids.old, options.elasticache, statsFor, serverlessMetrics),
     options.lambda === undefined
       ? undefined
-      : deployedVersions(options.lambda, service, options.stage),
+      : deployedVersions(options.lambda, service, options.stage).catch((error: unknown) => error),
   ]);
+  const unreadable =
+    versions instanceof Error || (versions !== undefined && !Array.isArray(versions));
   // An old cluster the stack did not create (existingOldCacheEndpoint): the one the functions use.
-  const external = versions?.find((version) => version.oldEndpoint !== "");
+  const deployed = unreadable ? undefined : (versions as DeployedVersion[] | undefined);
+  const external = deployed?.find((version) => version.oldEndpoint !== "");
   const oldCluster =
     stackOld.present || external === undefined
       ? stackOld
@@ -230,7 +234,8 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
     clusters: { new: newCluster, old: oldCluster },
     verdict,
   };
-  if (versions !== undefined) status.phases = judgeSteps(versions, verdict.warm);
+  if (unreadable) status.phases = unreadableReport(versions);
+  else if (deployed !== undefined) status.phases = judgeSteps(deployed, verdict.warm);
   return status;
 }
 

@@ -63,9 +63,11 @@ export interface PhaseReport {
   steps: StepVerdict[];
   /**
    * The step to take next: the one after the earliest phase any version runs (so a rollout in
-   * progress is finished first); undefined when the cutover is complete.
+   * progress is finished first); undefined when the cutover is complete (or nothing could be read).
    */
   next: StepVerdict | undefined;
+  /** Why the deployed functions could not be read, when they could not. */
+  error?: string;
 }
 
 const RANK: Record<CutoverPhase, number> = { single: 0, prepare: 1, fallback: 2, new: 3 };
@@ -193,6 +195,18 @@ export function judgeSteps(versions: readonly DeployedVersion[], newWarm: boolea
   return { versions: [...versions], steps, next: removeDone ? undefined : steps[earliest] };
 }
 
+/**
+ * The report when the deployed functions could not be read (no lambda:ListFunctions permission,
+ * another account, a network failure): no step is called safe, and the reason says why.
+ */
+export function unreadableReport(error: unknown): PhaseReport {
+  const reason = `cannot judge: the deployed functions could not be read (${(error as Error).message})`;
+  const steps = (["prepare", "fallback", "new", "remove old"] as const).map(
+    (step): StepVerdict => ({ step, safe: false, done: false, reason }),
+  );
+  return { versions: [], steps, next: undefined, error: reason };
+}
+
 /** The phases section `status` prints. */
 export function formatPhases(report: PhaseReport): string {
   const lines = ["deployed versions and their phase:"];
@@ -200,7 +214,8 @@ export function formatPhases(report: PhaseReport): string {
     const phase = v.phase ?? `would not start: ${v.error}`;
     lines.push(`  ${v.functionName}:${v.qualifier}  ${phase}  (${v.via.join(", ")})`);
   }
-  if (report.versions.length === 0) lines.push("  (none found)");
+  if (report.versions.length === 0)
+    lines.push(report.error === undefined ? "  (none found)" : "  (unknown)");
   lines.push("", "steps:");
   for (const step of report.steps) {
     const state = step.done ? "done" : step.safe ? "SAFE" : "NOT SAFE";
@@ -208,9 +223,11 @@ export function formatPhases(report: PhaseReport): string {
   }
   lines.push(
     "",
-    report.next === undefined
-      ? "next: nothing, the cutover is complete"
-      : `next: ${report.next.step} — ${report.next.safe ? "safe to deploy now" : "not safe yet"}`,
+    report.error !== undefined
+      ? `next: ${report.error}`
+      : report.next === undefined
+        ? "next: nothing, the cutover is complete"
+        : `next: ${report.next.step} — ${report.next.safe ? "safe to deploy now" : "not safe yet"}`,
   );
   return lines.join("\n");
 }

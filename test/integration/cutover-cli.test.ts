@@ -2,7 +2,8 @@
 // takes the region the SDK resolves (here from a profile's config, as `aws` does), prints the
 // region and account it looked in (STS GetCallerIdentity), and turns missing region, missing
 // credentials and refused credentials into one line saying what to set. The fake answers STS and
-// ElastiCache in their query protocol (XML) and records the region each request was signed for.
+// ElastiCache in their query protocol (XML), Lambda's ListFunctions in JSON (no functions), and
+// records the region each request was signed for.
 
 import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -35,11 +36,18 @@ async function startFakeAws(): Promise<FakeAws> {
       body += chunk;
     });
     request.on("end", () => {
-      const action = new URLSearchParams(body).get("Action") ?? "?";
+      // Lambda speaks REST with JSON: its ListFunctions is a GET of /2015-03-31/functions/.
+      const lambda = request.url?.startsWith("/2015-03-31/functions") === true;
+      const action = lambda ? "ListFunctions" : (new URLSearchParams(body).get("Action") ?? "?");
       const region = /Credential=[^/]+\/[0-9]+\/([^/]+)\//.exec(
         String(request.headers.authorization),
       )?.[1];
       requests.push({ action, region: region ?? "?" });
+      if (lambda) {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify({ Functions: [] }));
+        return;
+      }
       const [status, xml] = answer(action, fake.sts!);
       response.writeHead(status, { "content-type": "text/xml" });
       response.end(xml);
@@ -137,12 +145,14 @@ describe("npm run cutover -- status", () => {
       `lambda-memcache, stage ci, region eu-west-3, account ${account} (${arn})`,
     );
     expect(out).toMatch(/^verdict: new cluster lambda-memcache-ci-new not present/m);
+    expect(out).toContain("deployed versions and their phase:\n  (none found)");
     expect(aws.requests.map((r) => r.action).sort()).toEqual([
       "DescribeCacheClusters",
       "DescribeCacheClusters",
       "DescribeServerlessCaches",
       "DescribeServerlessCaches",
       "GetCallerIdentity",
+      "ListFunctions",
     ]);
     expect(new Set(aws.requests.map((r) => r.region))).toEqual(new Set(["eu-west-3"]));
   });

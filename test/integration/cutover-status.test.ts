@@ -314,6 +314,21 @@ describe("cutoverStatus", () => {
     expect(printed).toContain("next: fallback — safe to deploy now");
   });
 
+  it("reports the phases as unknown, calling no step safe, when the functions cannot be read", async () => {
+    const elasticache = bothClusters();
+    const denied = new Error("not authorized to perform: lambda:ListFunctions");
+    const lambda = { send: (() => Promise.reject(denied)) as LambdaSender["send"] };
+
+    const status = await cutoverStatus({ stage, service, elasticache, lambda });
+
+    expect(status.verdict.code).not.toBe("unknown"); // the clusters are still judged
+    expect(status.phases?.steps.every((step) => !step.safe)).toBe(true);
+    expect(status.phases?.error).toContain("lambda:ListFunctions");
+    expect(formatStatus(status)).toContain(
+      "next: cannot judge: the deployed functions could not be read (not authorized to perform: lambda:ListFunctions)",
+    );
+  });
+
   it("reports a missing new cluster without comparing", async () => {
     const elasticache = fakeElastiCache([describedCluster(ids.old, ports(oldNodes))]);
     const status = await cutoverStatus({ stage, service, elasticache });
