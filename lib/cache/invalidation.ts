@@ -26,9 +26,6 @@ export interface InvalidationPart {
 /** Attempts per part before an invalidation is reported incomplete (the default of every store). */
 export const DEFAULT_INVALIDATE_ATTEMPTS = 3;
 
-/** Pause before a part's next attempt, times the attempt number, in ms. */
-const RETRY_PAUSE_MS = 5;
-
 /** Runs every part at once, each retried; throws MemcacheIncompleteInvalidationError if any failed. */
 export async function invalidateEverywhere(
   key: string,
@@ -95,8 +92,9 @@ async function retried(run: () => Promise<unknown>, attempts: number): Promise<v
     } catch (error) {
       const retryable =
         error instanceof MemcacheError && !(error instanceof MemcacheIllegalInputError);
+      // At once: a reset or a lost reply is retried on a fresh connection, and a pause would
+      // only spend the request's time (a node that stays down is refused at once anyway).
       if (attempt >= attempts || !retryable) throw error;
-      await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS * attempt));
     }
   }
 }
