@@ -7,6 +7,8 @@ import { MemcacheIllegalInputError, MemcacheProtocolError } from "./errors.ts";
 const CR = 13;
 const LF = 10;
 const THIRTY_DAYS_SECONDS = 60 * 60 * 24 * 30;
+const MAX_FLAGS = 0xffffffff;
+const MAX_CAS_TEXT = "18446744073709551615"; // 2^64 - 1
 
 /**
  * The one place where a TTL becomes memcached's `exptime`. memcached reads an exptime up to
@@ -277,7 +279,7 @@ export class ReplyParser {
       if (digit < 0 || digit > 9) throw malformedBytes(data, start, end);
       flags = flags * 10 + digit;
     }
-    if (digits === 0 || digits > 10 || pos >= end) throw malformedBytes(data, start, end);
+    if (digits === 0 || flags > MAX_FLAGS || pos >= end) throw malformedBytes(data, start, end);
     let size = 0;
     digits = 0;
     for (pos++; pos < end && data[pos] !== 0x20; pos++, digits++) {
@@ -288,13 +290,8 @@ export class ReplyParser {
     if (digits === 0 || digits > 15) throw malformedBytes(data, start, end);
     let cas: string | undefined;
     if (pos < end) {
-      const casStart = pos + 1;
-      for (pos = casStart; pos < end; pos++) {
-        const digit = data[pos]! - 48;
-        if (digit < 0 || digit > 9) throw malformedBytes(data, start, end);
-      }
-      if (end - casStart === 0 || end - casStart > 20) throw malformedBytes(data, start, end);
-      cas = data.toString("latin1", casStart, end);
+      cas = data.toString("latin1", pos + 1, end);
+      if (!isCas(cas)) throw malformedBytes(data, start, end);
     }
     this.blockKind = BLOCK_VALUE;
     this.blockKey = latin1(data, start, keyEnd);
@@ -313,21 +310,12 @@ export class ReplyParser {
   }
 
   /**
-   * If `line` starts a data block (VALUE, VA, CONFIG), remembers its header fields and returns
-   * the block size; otherwise returns -1.
+   * If `line` starts a VA or CONFIG data block, remembers its header fields and returns the block
+   * size; otherwise returns -1. (VALUE headers are read by valueHeader().)
    */
   private blockHeader(line: string): number {
     let sizeField: string | undefined;
-    if (line.startsWith("VALUE ")) {
-      const parts = line.split(" ");
-      if (parts.length !== 4 && parts.length !== 5) throw malformed(line);
-      this.blockKind = BLOCK_VALUE;
-      this.blockKey = parts[1]!;
-      this.blockFlags = parseUint(parts[2]!, line);
-      this.blockCas = parts[4];
-      if (this.blockCas !== undefined) parseUint(this.blockCas, line);
-      sizeField = parts[3];
-    } else if (line.startsWith("VA ")) {
+    if (line.startsWith("VA ")) {
       const space = line.indexOf(" ", 3);
       sizeField = space === -1 ? line.slice(3) : line.slice(3, space);
       this.blockKind = BLOCK_META;
@@ -337,7 +325,7 @@ export class ReplyParser {
       if (parts.length !== 4) throw malformed(line);
       this.blockKind = BLOCK_CONFIG;
       this.blockKey = parts[1]!;
-      parseUint(parts[2]!, line);
+      parseFlags(parts[2]!, line);
       sizeField = parts[3];
     } else {
       return -1;
@@ -400,6 +388,24 @@ function latin1(data: Buffer, start: number, end: number): string {
   return text;
 }
 
+/** A flags word is 32 bits (memcached's `client_flags_t`); more is not memcached talking. */
+function parseFlags(text: string, line: string): number {
+  const flags = parseUint(text, line);
+  if (flags > MAX_FLAGS) throw malformed(line);
+  return flags;
+}
+
+/** A CAS token: 1 to 20 decimal digits, at most 2^64 - 1. */
+function isCas(text: string): boolean {
+  if (text.length === 0 || text.length > 20) return false;
+  for (let i = 0; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return false;
+  }
+  // Same length: decimal text compares as its number does.
+  return text.length < 20 || text <= MAX_CAS_TEXT;
+}
+
 function parseUint(text: string, line: string): number {
   if (text.length === 0 || text.length > 20) throw malformed(line);
   let value = 0;
@@ -413,6 +419,7 @@ function parseUint(text: string, line: string): number {
 
 function isValuePrefix(data: Buffer, offset: number): boolean {
   return (
+    data[offset] === 0x56 && // V (the caller also lets C through, for CONFIG)
     data[offset + 1] === 0x41 && // A
     data[offset + 2] === 0x4c && // L
     data[offset + 3] === 0x55 && // U

@@ -365,10 +365,38 @@ describe("ReplyParser", () => {
       ["a meta VA without a numeric size", "VA x f1\r\n"],
       ["a CONFIG header with too few fields", "CONFIG cluster 3\r\nabc\r\n"],
       ["a CONFIG header with non-numeric flags", "CONFIG cluster x 3\r\nabc\r\n"],
+      // memcached's flags word is 32 bits, its CAS 64: anything larger is not memcached talking.
+      ["flags of 2^32 (one past the 32-bit word)", "VALUE k 4294967296 3\r\nabc\r\n"],
+      ["flags of 9999999999 (10 digits, over 32 bits)", "VALUE k 9999999999 3\r\nabc\r\n"],
+      ["flags of 2^32 and a cas", "VALUE k 4294967296 3 7\r\nabc\r\n"],
+      ["a cas of 2^64 (one past 64 bits)", "VALUE k 0 3 18446744073709551616\r\nabc\r\n"],
+      ["a cas of 21 digits", "VALUE k 0 3 100000000000000000000\r\nabc\r\n"],
+      ["a CONFIG header with flags of 2^32", "CONFIG cluster 4294967296 3\r\nabc\r\n"],
     ])("throws MemcacheProtocolError for a block header with %s", (_name, wire) => {
       const error = thrownBy(() => feedAll([bytes(wire)]));
       expect(error).toBeInstanceOf(MemcacheProtocolError);
       expect((error as Error).message).toMatch(/malformed reply header/);
+      expect(() => feedAll(oneByteChunks(bytes(wire)))).toThrow(/malformed reply header/);
+    });
+
+    it("takes the largest flags word and CAS memcached can send (2^32 - 1, 2^64 - 1)", () => {
+      const wire = bytes("VALUE k 4294967295 3 18446744073709551615\r\nabc\r\nEND\r\n");
+      const expected = [
+        { value: ["k", 4294967295, "abc", "18446744073709551615"] },
+        { line: "END" },
+      ];
+      expect(feedAll([wire]).events).toEqual(expected);
+      expect(feedAll(oneByteChunks(wire)).events).toEqual(expected);
+    });
+
+    it.each([
+      ["CALUE", "CALUE k 0 3\r\n"],
+      ["VALUX", "VALUX k 0 3\r\n"],
+      ["XALUE", "XALUE k 0 3\r\n"],
+    ])("does not take a %s line for a VALUE header: it is a line the connection refuses", (_name, text) => {
+      const line = text.slice(0, -2);
+      expect(feedAll([bytes(text)]).events).toEqual([{ line }]);
+      expect(feedAll(oneByteChunks(bytes(text))).events).toEqual([{ line }]);
     });
 
     it("throws MemcacheProtocolError once a line without \\n outgrows maxLineBytes", () => {
