@@ -182,7 +182,10 @@ export class Connection implements ReplyHandler {
   private tail = 0;
   private timer: NodeJS.Timeout | null = null;
   private failures = 0;
+  /** When the node was marked dead: until this time requests are refused (0: not marked). */
   private deadUntil = 0;
+  /** After the dead period: the one request sent to see whether the node is back awaits it. */
+  private probing = false;
   private connectDeadline = 0;
   private lastSendAt = 0;
   /** Queue index of the first request not yet written (-1: none); see flushWrites(). */
@@ -212,9 +215,12 @@ export class Connection implements ReplyHandler {
     return this.tail - this.head;
   }
 
-  /** True while the node is marked dead (requests are refused without being sent). */
+  /**
+   * True while the node is marked dead: requests are refused without being sent, also after
+   * deadRetryMs while the one probe request is out.
+   */
   get isDead(): boolean {
-    return this.deadUntil > Date.now();
+    return this.probing || this.deadUntil > Date.now();
   }
 
   /** True when a socket is open (or opening). */
@@ -346,6 +352,15 @@ export class Connection implements ReplyHandler {
     return probe;
   }
 
+  private deadError(now: number): MemcacheNodeDeadError {
+    const until = this.probing
+      ? "one request is probing it; the others are refused until it answers"
+      : `retrying in ${this.deadUntil - now} ms (deadRetryMs)`;
+    return new MemcacheNodeDeadError(
+      `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; ${until}`,
+    );
+  }
+
   private enqueue<T>(
     payload: string | Buffer,
     kind: ReplyKind,
@@ -356,14 +371,12 @@ export class Connection implements ReplyHandler {
   ): Promise<T> {
     this.lastSendAt = now;
     if (this.deadUntil !== 0) {
-      if (now < this.deadUntil) {
-        return Promise.reject(
-          new MemcacheNodeDeadError(
-            `memcached ${this.endpoint} is marked dead after ${this.failures} consecutive failures; retrying in ${this.deadUntil - now} ms (deadRetryMs)`,
-          ),
-        );
-      }
-      this.deadUntil = 0; // half-open: this request is the probe
+      // Marked dead. After deadRetryMs one request goes out as the probe; until it is answered
+      // (the node is back) or fails (dead for another deadRetryMs), every other request is
+      // refused as during the dead period, so a node that is still down costs one request, not
+      // one per concurrent caller.
+      if (now < this.deadUntil || this.probing) return Promise.reject(this.deadError(now));
+      this.probing = true;
     }
     const socket = this.socket ?? this.open();
     if (this.unflushedFrom < 0) this.unflushedFrom = this.tail;
@@ -586,6 +599,9 @@ export class Connection implements ReplyHandler {
     this.queue = [];
     this.head = 0;
     this.tail = 0;
+    // A failed probe marks the node dead again below (its failure count was not reset); a probe
+    // closed by the client leaves the next request to probe.
+    this.probing = false;
     // A server that closes an idle socket is not failing; one that drops requests or never
     // connects is.
     if (isFailure && (end > start || !this.connected)) {
@@ -625,6 +641,10 @@ export class Connection implements ReplyHandler {
       this.head = 0;
     }
     this.failures = 0; // the server answered: it is alive
+    if (this.deadUntil !== 0) {
+      this.deadUntil = 0; // the probe was answered: the node is back
+      this.probing = false;
+    }
     return head;
   }
 
@@ -747,12 +767,13 @@ export class Connection implements ReplyHandler {
   private rejectHead(error: MemcacheError, keepConnection: boolean): void {
     const head = this.dequeue();
     if (!keepConnection) {
+      // Not a failure of the node: it answered (the requests behind this one fail all the same).
       this.destroy(
         new MemcacheConnectionClosedError(
           `connection to memcached ${this.endpoint} reset after a "${head.verb}" error: ${error.message}`,
         ),
+        false,
       );
-      this.failures = 0; // the server answered, so it is not dead
     }
     head.reject(error);
   }
