@@ -393,11 +393,14 @@ describe("ReplyParser", () => {
       ["CALUE", "CALUE k 0 3\r\n"],
       ["VALUX", "VALUX k 0 3\r\n"],
       ["XALUE", "XALUE k 0 3\r\n"],
-    ])("does not take a %s line for a VALUE header: it is a line the connection refuses", (_name, text) => {
-      const line = text.slice(0, -2);
-      expect(feedAll([bytes(text)]).events).toEqual([{ line }]);
-      expect(feedAll(oneByteChunks(bytes(text))).events).toEqual([{ line }]);
-    });
+    ])(
+      "does not take a %s line for a VALUE header: it is a line the connection refuses",
+      (_name, text) => {
+        const line = text.slice(0, -2);
+        expect(feedAll([bytes(text)]).events).toEqual([{ line }]);
+        expect(feedAll(oneByteChunks(bytes(text))).events).toEqual([{ line }]);
+      },
+    );
 
     it("throws MemcacheProtocolError once a line without \\n outgrows maxLineBytes", () => {
       const error = thrownBy(() => feedAll([bytes("A".repeat(100))], { maxLineBytes: 64 }));
