@@ -692,19 +692,16 @@ export class MemcacheClient {
     // keys would send every caller to the origin without anyone seeing why.
     const settled = await Promise.allSettled(requests);
     const items: RetrievedValue[] = [];
+    let answered = false;
     let failure: PromiseRejectedResult | undefined;
     for (const result of settled) {
-      if (result.status === "fulfilled") items.push(...result.value);
-      else if (isRefusal(result.reason)) throw result.reason;
+      if (result.status === "fulfilled") {
+        answered = true;
+        items.push(...result.value);
+      } else if (isRefusal(result.reason)) throw result.reason;
       else failure ??= result;
     }
-    if (
-      failure !== undefined &&
-      items.length === 0 &&
-      settled.every((r) => r.status === "rejected")
-    ) {
-      throw failure.reason;
-    }
+    if (failure !== undefined && !answered) throw failure.reason;
     return items;
   }
 

@@ -471,6 +471,12 @@ describe("a dead node", () => {
 
     const values = await client.getMany<string>(liveKeys);
     expect(values.size).toBe(liveKeys.length);
+    // Every key, the dead node's among them: the live nodes' hits, the dead node's keys absent.
+    const all = await client.getMany<string>(keys);
+    expect([...all.keys()].sort()).toEqual([...liveKeys].sort());
+    for (const key of liveKeys) expect(all.get(key)).toBe(key);
+    // Only the dead node's keys: no node answered, so the call fails rather than read as misses.
+    await expect(client.getMany(victimKeys)).rejects.toBeInstanceOf(MemcacheNodeDeadError);
     expect(await client.set(liveKeys[0]!, "updated")).toBe(true);
     expect(await client.get(liveKeys[0]!)).toBe("updated");
   });
