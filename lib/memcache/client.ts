@@ -454,7 +454,11 @@ export class MemcacheClient {
 
   // ---- whole-server commands (sent to every node) ----
 
-  /** Invalidates every item on every node, optionally after `delaySeconds`. */
+  /**
+   * Invalidates every item on every node, optionally `delaySeconds` from now. memcached reads
+   * the delay as it reads a TTL, so it goes through the same conversion (over 30 days: an
+   * absolute Unix time; sent raw, memcached would take it for a time in 1970 and flush nothing).
+   */
   async flushAll(delaySeconds = 0): Promise<void> {
     if (!Number.isSafeInteger(delaySeconds) || delaySeconds < 0) {
       throw new MemcacheIllegalInputError(
@@ -466,7 +470,8 @@ export class MemcacheClient {
         `flushAll(${delaySeconds}) refused: ${SERVERLESS}, which refuses a delayed flush_all with CLIENT_ERROR; flush now with flushAll()`,
       );
     }
-    const line = delaySeconds > 0 ? encodeLine("flush_all", delaySeconds) : "flush_all\r\n";
+    const line =
+      delaySeconds > 0 ? encodeLine("flush_all", toWireExptime(delaySeconds)) : "flush_all\r\n";
     await this.eachNode(async (node) => {
       await node.send<string>(line, Reply.LINE, "flush_all", OK_REPLY, 0);
     });

@@ -10,6 +10,7 @@ import {
   MemcacheIllegalInputError,
   MemcacheUnknownCommandError,
 } from "../../lib/memcache/errors.ts";
+import { startRecordingRelay } from "../../tools/recording-relay.ts";
 import { counters, nodeStats } from "../helpers/client.ts";
 import { it } from "../helpers/fixtures.ts";
 
@@ -401,6 +402,49 @@ describe("server commands", () => {
     await client.set(b, 2);
     await client.flushAll();
     expect(await client.getMany([a, b])).toEqual(new Map());
+  });
+
+  it("flushAll sends a delay over 30 days as the absolute Unix time memcached expects, and flushes nothing now", async ({
+    spawnMemcached,
+    openClient,
+  }) => {
+    // memcached reads a flush_all delay over 30 days as a Unix time: sent raw, 31 days would
+    // be a moment in 1970 and no flush would ever happen. What goes on the wire is the check.
+    const own = await spawnMemcached(); // a delayed flush must not reach the file's memcached
+    const relay = await startRecordingRelay(own);
+    try {
+      const c = openClient(relay.endpoint);
+      const k = key("flush-later");
+      await c.set(k, "kept");
+      const delaySeconds = 31 * 24 * 3600;
+      const expected = Math.floor(Date.now() / 1000) + delaySeconds;
+
+      await c.flushAll(delaySeconds);
+
+      const sent = Buffer.concat(relay.streams()).toString("latin1");
+      const [, at] = /flush_all (\d+)\r\n/.exec(sent) ?? [];
+      expect(Number(at)).toBeGreaterThanOrEqual(expected);
+      expect(Number(at)).toBeLessThanOrEqual(expected + 2);
+      expect(await c.get(k)).toBe("kept");
+    } finally {
+      await relay.close();
+    }
+  });
+
+  it("flushAll sends a delay of up to 30 days as seconds from now", async ({
+    spawnMemcached,
+    openClient,
+  }) => {
+    const own = await spawnMemcached();
+    const relay = await startRecordingRelay(own);
+    try {
+      await openClient(relay.endpoint).flushAll(30 * 24 * 3600);
+      expect(Buffer.concat(relay.streams()).toString("latin1")).toContain(
+        `flush_all ${30 * 24 * 3600}\r\n`,
+      );
+    } finally {
+      await relay.close();
+    }
   });
 
   it("version reports memcached 1.6 for the node", async ({ memcached, client }) => {
