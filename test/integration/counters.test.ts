@@ -100,6 +100,32 @@ describe("casUpdate", () => {
     expect(await client.get(k)).toEqual({ items: ["a", "b"] });
   });
 
+  it("starts over when the key is deleted between its gets and its cas (cas NOT_FOUND is not a store)", async ({
+    client,
+  }) => {
+    const k = key("deleted-meanwhile");
+    await client.set(k, 5);
+    const { calls, client: recorded } = recording(client);
+    let deleted = false;
+    const deleting: CounterClient = {
+      ...recorded,
+      gets: async <T>(key: string) => {
+        const item = await recorded.gets<T>(key);
+        if (!deleted) {
+          deleted = true;
+          await client.delete(key); // another service deletes it before our cas
+        }
+        return item;
+      },
+    };
+
+    const value = await casUpdate<number>(deleting, k, (n) => (n ?? 0) + 1, { jitterMs: 0 });
+
+    expect(value).toBe(1); // the key was gone: the update ran again from nothing
+    expect(calls).toEqual(["gets", "cas", "gets", "add"]);
+    expect(await client.get(k)).toBe(1);
+  });
+
   it("stores the value with the TTL given", async ({ client }) => {
     const k = key("ttl");
     await casUpdate(client, k, plusOne, { ttlSeconds: 120 });
