@@ -76,6 +76,7 @@ describe("MemcacheClient options", () => {
       connectTimeoutMs: 200,
       failuresBeforeDead: 2,
       deadRetryMs: 2_000,
+      staleSocketMs: 1_000,
       maxValueBytes: 1024 * 1024,
       maxReplyValueBytes: 128 * 1024 * 1024,
       refreshIntervalMs: 60_000,
