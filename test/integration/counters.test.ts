@@ -144,8 +144,11 @@ describe("casUpdate", () => {
     const k = key("contended");
     const clients = moreClients(8);
 
+    // 800 updaters of one key take turns: with the default 50 attempts, a slow machine (or
+    // instrumented code under mutation testing) makes some give up, which is tested apart.
+    const patient = { maxAttempts: 2_000 };
     const results = await Promise.all(
-      clients.flatMap((c) => Array.from({ length: 100 }, () => casUpdate(c, k, plusOne))),
+      clients.flatMap((c) => Array.from({ length: 100 }, () => casUpdate(c, k, plusOne, patient))),
     );
 
     expect(await client.get(k)).toBe(800);
