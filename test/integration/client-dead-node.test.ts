@@ -25,20 +25,30 @@ afterEach(async () => {
 });
 
 /**
- * A peer that, while `up`, answers every `get` with END after `answerDelayMs` (and `get
+ * A peer that, while `up`, answers every `get` with END after `answerDelayMs` (and `set
  * client-error` with CLIENT_ERROR), and while down closes each connection as soon as it has
  * read a chunk. `lines` counts the request lines that reached it.
  */
 async function scriptedPeer() {
   const state = { up: true, answerDelayMs: 0, lines: 0 };
   const server = await startFakeServer((socket) => {
+    let dataLine = false;
     forEachLine(socket, (line) => {
       state.lines++;
       if (!state.up) {
         socket.destroy();
         return;
       }
-      const reply = line === "get client-error" ? "CLIENT_ERROR bad command\r\n" : "END\r\n";
+      if (dataLine) {
+        dataLine = false; // a set's data block: already answered
+        return;
+      }
+      dataLine = line.startsWith("set ");
+      const reply = line.startsWith("set client-error ")
+        ? "CLIENT_ERROR bad data chunk\r\n"
+        : line.startsWith("set ")
+          ? "STORED\r\n"
+          : "END\r\n";
       const answer = () => {
         if (!socket.destroyed) socket.write(reply);
       };
@@ -97,9 +107,10 @@ describe("the failure count", () => {
     const { server, state } = await scriptedPeer();
     const client = openClient(server.endpoint, { failuresBeforeDead: 1, deadRetryMs: 60_000 });
 
-    // CLIENT_ERROR resets the socket, and the get queued behind it fails with it.
+    // CLIENT_ERROR to a command with data resets the socket, and the get queued behind it fails
+    // with it.
     const [refused, queued] = await Promise.allSettled([
-      client.get("client-error"),
+      client.set("client-error", "x"),
       client.get("behind"),
     ]);
     expect(rejection(refused!)).toBeInstanceOf(MemcacheClientError);

@@ -22,7 +22,7 @@ describe("documented defaults", () => {
     expect(httpCacheDefaults).toMatchObject({ deadlineMarginMs: 1_000, headerName: "x-cache" });
   });
 
-  it("clientStore: stampede protection on, the lease kind chosen by the server (auto)", () => {
-    expect(clientStoreDefaults).toEqual({ leaseMode: "auto" });
+  it("clientStore: stampede protection on, the lease kind chosen by the server (auto), an invalidation tried 3 times", () => {
+    expect(clientStoreDefaults).toEqual({ leaseMode: "auto", invalidateAttempts: 3 });
   });
 });
