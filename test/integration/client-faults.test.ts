@@ -350,7 +350,7 @@ describe("a memcached that restarts or stops", () => {
     expect(node.isDead).toBe(true);
     const dead = await timed(() => client.get("stop"));
     expect(rejection(dead.result)).toBeInstanceOf(MemcacheNodeDeadError);
-    expect(dead.ms).toBeLessThan(5);
+    expect(dead.ms).toBeLessThan(50); // README: under 50 ms on a loaded machine; timeoutMs would be 100+
     expect(node.isOpen).toBe(false); // refused without connecting
 
     await server.restart();

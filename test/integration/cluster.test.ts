@@ -456,7 +456,7 @@ describe("a dead node", () => {
     for (const key of victimKeys.slice(0, 5)) {
       const { ms, result } = await timed(() => client.get(key));
       expect(rejection(result)).toBeInstanceOf(MemcacheNodeDeadError);
-      expect(ms).toBeLessThan(5);
+      expect(ms).toBeLessThan(50); // refused without contacting it (README: under 50 ms)
     }
 
     // Not remapped: a set of the dead node's key fails, and no live node receives it.
