@@ -26,7 +26,8 @@
 //   CACHE_TIMEOUT_MS          per-request timeout of both clients, ms (default 100)
 //   CACHE_CONNECT_TIMEOUT_MS  connect timeout of both clients, ms (default 200)
 //
-// The phases (DESIGN.md, "Phases of a cutover"; lib/cache/phases.ts builds each one's store):
+// The phases (the team's design contract, DESIGN.md outside this repository, "Phases of a
+// cutover"; lib/cache/phases.ts builds each one's store):
 //
 //   phase     | endpoints    | reads and writes                  | invalidations | counters
 //   ----------|--------------|-----------------------------------|---------------|-------------------
