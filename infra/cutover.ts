@@ -50,12 +50,12 @@ export interface ElastiCacheSender {
 }
 
 /**
- * A serverless cache's numbers from CloudWatch (tests pass a fake): items now, hits and misses
- * over the window. Rejects when CloudWatch has no datapoints for it.
+ * A serverless cache's numbers from CloudWatch (tests pass a fake): items now, hits, misses and
+ * set commands over the window. Rejects when CloudWatch has no datapoints for it.
  */
 export type ServerlessMetricsReader = (
   cacheName: string,
-) => Promise<{ currItems: number; getHits: number; getMisses: number }>;
+) => Promise<{ currItems: number; getHits: number; getMisses: number; cmdSet: number }>;
 
 /** One node to read `stats` from. */
 export interface StatsTarget {
@@ -77,6 +77,22 @@ export type StatsReader = (target: StatsTarget) => Promise<Record<string, string
  *
  * The counters are memcached's own since each node started, so new's ratio still carries its
  * cold start: the rule lags real warmth and errs towards keeping the old cluster longer.
+ *
+ * The hit ratio is not get_hits / (get_hits + get_misses): memcached 1.6.18 counts a meta get
+ * with N (`mg <key> ... N<ttl>`, how the meta leases read) that misses and vivifies a placeholder
+ * as a get_hit, and so is every later read of that placeholder. A cold new cluster read through
+ * meta leases would show ~100 %. A vivified placeholder is an item memcached links without a set
+ * command, so per node
+ *
+ *   vivified = max(0, total_items - cmd_set)        (each fill or write: one set, one item)
+ *   hit ratio = (get_hits - vivified) / (get_hits + get_misses)
+ *
+ * which is exact for reads that vivify and then fill, errs towards cold for items created without
+ * a set (ma N counters, incr/append that relink), and towards warm for sets that store nothing
+ * (a fill whose CAS lost, an add that found the key). Readers polling another's placeholder still
+ * count as hits (no counter tells them apart). test/integration/warmth-meta.test.ts holds it
+ * against real memcached. A serverless cache has no total_items in CloudWatch: there every set
+ * (CmdSet) counts as a vivified miss, an upper bound that errs towards cold.
  */
 export interface WarmthRule {
   /** Share of old's hit ratio new must reach. Default 0.9. */
@@ -110,9 +126,12 @@ export interface CutoverStatusOptions {
 
 export interface StatsTotals {
   currItems: number;
+  /** memcached's get_hits (or CloudWatch's GetHits), as reported: includes vivified misses. */
   getHits: number;
   getMisses: number;
-  /** get_hits / (get_hits + get_misses); null before the first get. */
+  /** Of getHits, the misses that vivified a placeholder (estimate: see WarmthRule). */
+  vivified: number;
+  /** (getHits - vivified) / (getHits + getMisses); null before the first get. */
   hitRatio: number | null;
 }
 
@@ -395,8 +414,8 @@ async function serverlessStatus(
     availabilityZone: "",
   };
   try {
-    const { currItems, getHits, getMisses } = await serverlessMetrics(id);
-    row.stats = withRatio(currItems, getHits, getMisses);
+    const { currItems, getHits, getMisses, cmdSet } = await serverlessMetrics(id);
+    row.stats = withRatio(currItems, getHits, getMisses, Math.min(cmdSet, getHits));
   } catch (error) {
     row.error = `no CloudWatch numbers: ${(error as Error).message}`;
   }
@@ -424,7 +443,8 @@ async function serverlessStatus(
 
 /**
  * CloudWatch's numbers for a serverless cache (namespace AWS/ElastiCache, dimension clusterId):
- * the latest CurrItems, and GetHits and GetMisses summed over the last `windowMinutes`.
+ * the latest CurrItems, and GetHits, GetMisses and CmdSet summed over the last `windowMinutes`.
+ * Metric names: https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/serverless-metrics-events.memcached.html
  */
 export function cloudWatchServerlessMetrics(
   cloudwatch: Pick<CloudWatchClient, "send">,
@@ -454,6 +474,7 @@ export function cloudWatchServerlessMetrics(
         MetricDataQueries: [
           query("hits", "GetHits", "Sum", window),
           query("misses", "GetMisses", "Sum", window),
+          query("sets", "CmdSet", "Sum", window),
           query("items", "CurrItems", "Maximum", 60),
         ],
       }),
@@ -465,7 +486,12 @@ export function cloudWatchServerlessMetrics(
       throw new Error(`CloudWatch has no CurrItems for ${name} in the last ${windowMinutes} min`);
     }
     const sum = (list: number[]) => list.reduce((total, value) => total + value, 0);
-    return { currItems: items[0]!, getHits: sum(values("hits")), getMisses: sum(values("misses")) };
+    return {
+      currItems: items[0]!,
+      getHits: sum(values("hits")),
+      getMisses: sum(values("misses")),
+      cmdSet: sum(values("sets")),
+    };
   };
 }
 
@@ -522,30 +548,45 @@ async function readStats(target: StatsTarget, timeoutMs: number): Promise<Record
   }
 }
 
-function statsTotals(stats: Record<string, string>): StatsTotals {
-  const count = (name: string) => {
-    const value = Number(stats[name]);
-    if (!Number.isFinite(value)) throw new Error(`stats has no numeric ${name}`);
-    return value;
-  };
-  return withRatio(count("curr_items"), count("get_hits"), count("get_misses"));
+/** A number of one node's `stats` reply; throws when it is missing. */
+export function statsCount(stats: Record<string, string>, name: string): number {
+  const value = Number(stats[name]);
+  if (!Number.isFinite(value)) throw new Error(`stats has no numeric ${name}`);
+  return value;
 }
 
-function sumStats(all: readonly StatsTotals[]): StatsTotals {
+/** What the warmth rule reads of one node's `stats` (vivified: see WarmthRule). */
+export function statsTotals(stats: Record<string, string>): StatsTotals {
+  const count = (name: string) => statsCount(stats, name);
+  const getHits = count("get_hits");
+  const vivified = Math.min(getHits, Math.max(0, count("total_items") - count("cmd_set")));
+  return withRatio(count("curr_items"), getHits, count("get_misses"), vivified);
+}
+
+/** Totals over the nodes of a cluster (each node's vivified estimate taken on its own). */
+export function sumStats(all: ReadonlyArray<Omit<StatsTotals, "hitRatio">>): StatsTotals {
   let currItems = 0;
   let getHits = 0;
   let getMisses = 0;
+  let vivified = 0;
   for (const stats of all) {
     currItems += stats.currItems;
     getHits += stats.getHits;
     getMisses += stats.getMisses;
+    vivified += stats.vivified;
   }
-  return withRatio(currItems, getHits, getMisses);
+  return withRatio(currItems, getHits, getMisses, vivified);
 }
 
-function withRatio(currItems: number, getHits: number, getMisses: number): StatsTotals {
+function withRatio(
+  currItems: number,
+  getHits: number,
+  getMisses: number,
+  vivified: number,
+): StatsTotals {
   const gets = getHits + getMisses;
-  return { currItems, getHits, getMisses, hitRatio: gets === 0 ? null : getHits / gets };
+  const hitRatio = gets === 0 ? null : (getHits - vivified) / gets;
+  return { currItems, getHits, getMisses, vivified, hitRatio };
 }
 
 /**
@@ -642,7 +683,9 @@ export function formatStatus(status: CutoverStatus): string {
         ? `  endpoint  ${cluster.endpoint ?? "(none yet)"}  (numbers: CloudWatch)`
         : `  configuration endpoint  ${cluster.configurationEndpoint ?? "(none yet)"}`,
     );
-    const rows = [["node", "endpoint", "status", "AZ", "items", "hits", "misses", "hit ratio"]];
+    const rows = [
+      ["node", "endpoint", "status", "AZ", "items", "hits", "misses", "vivified", "hit ratio"],
+    ];
     for (const node of cluster.nodes) {
       const head = [node.id, node.endpoint || "-", node.status, node.availabilityZone || "-"];
       rows.push(node.stats ? [...head, ...statsColumns(node.stats)] : [...head, node.error ?? ""]);
@@ -666,6 +709,7 @@ function statsColumns(stats: StatsTotals): string[] {
     String(stats.currItems),
     String(stats.getHits),
     String(stats.getMisses),
+    String(stats.vivified),
     percent(stats.hitRatio),
   ];
 }

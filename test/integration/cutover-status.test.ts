@@ -142,11 +142,18 @@ const bothClusters = () =>
 
 /** What each memcached process itself says, to compare the report with. */
 async function serverCounts(node: MemcachedProcess) {
-  const stats = await counters(clientFor([node]), ["curr_items", "get_hits", "get_misses"]);
+  const stats = await counters(clientFor([node]), [
+    "curr_items",
+    "get_hits",
+    "get_misses",
+    "total_items",
+    "cmd_set",
+  ]);
   return {
     currItems: stats.curr_items,
     getHits: stats.get_hits,
     getMisses: stats.get_misses,
+    vivified: Math.min(stats.get_hits, Math.max(0, stats.total_items - stats.cmd_set)),
   };
 }
 
@@ -161,11 +168,13 @@ async function expectMatchesServers(cluster: ClusterStatus, nodes: readonly Memc
     expected.reduce((total, counts) => total + pick(counts), 0);
   const hits = sum((c) => c.getHits);
   const misses = sum((c) => c.getMisses);
+  const vivified = sum((c) => c.vivified);
   expect(cluster.totals).toEqual({
     currItems: sum((c) => c.currItems),
     getHits: hits,
     getMisses: misses,
-    hitRatio: hits + misses === 0 ? null : hits / (hits + misses),
+    vivified,
+    hitRatio: hits + misses === 0 ? null : (hits - vivified) / (hits + misses),
   });
   expect(cluster.answeringNodes).toBe(nodes.length);
 }
@@ -397,7 +406,7 @@ describe("cutoverStatus", () => {
       elasticache,
       serverlessMetrics: async (name) => {
         asked.push(name);
-        return { currItems: keyCount, getHits: 950, getMisses: 50 };
+        return { currItems: keyCount, getHits: 950, getMisses: 50, cmdSet: 0 };
       },
     });
     expect(elasticache.calls).toEqual(
@@ -415,7 +424,7 @@ describe("cutoverStatus", () => {
       transitEncryption: true,
       endpoint: `${ids.new}-abc123.serverless.use1.cache.amazonaws.com:11211`,
       nodeType: "serverless (max 5 GB, 5000 ECPU/s)",
-      totals: { currItems: keyCount, getHits: 950, getMisses: 50, hitRatio: 0.95 },
+      totals: { currItems: keyCount, getHits: 950, getMisses: 50, vivified: 0, hitRatio: 0.95 },
       answeringNodes: 1,
     });
     expect(status.clusters.old.kind).toBe("nodes");
@@ -475,7 +484,7 @@ describe("cutoverStatus", () => {
       await cutoverStatus({ stage, service, elasticache: bothClusters() }),
     );
     expect(report).toContain(`new  ${ids.new}  available  cache.t4g.small  memcached 1.6.22`);
-    expect(report).toMatch(/0001 +127\.0\.0\.1:\d+ +available +us-east-1a +\d+ +\d+ +\d+ +\d/);
+    expect(report).toMatch(/0001 +127\.0\.0\.1:\d+ +available +us-east-1a +\d+ +\d+ +\d+ +\d+ +\d/);
     expect(report).toContain("total (2/2 answering)");
     expect(report).toMatch(/^verdict: new looks warm/m);
   });
@@ -486,6 +495,7 @@ describe("isWarm", () => {
     currItems,
     getHits,
     getMisses,
+    vivified: 0,
     hitRatio: getHits + getMisses === 0 ? null : getHits / (getHits + getMisses),
   });
 

@@ -237,7 +237,7 @@ function renderCluster(section: HTMLElement, panel: ClusterPanel | undefined): v
     ...sample.nodes.map((node) => {
       const item = document.createElement("li");
       item.textContent = node.up
-        ? `${node.endpoint}: ${node.items} items, ${node.getHits} hits, ${node.getMisses} misses`
+        ? `${node.endpoint}: ${node.items} items, ${node.getHits} hits (${node.vivified} of them vivified misses), ${node.getMisses} misses`
         : `${node.endpoint}: down (${node.error ?? "no answer"})`;
       return item;
     }),

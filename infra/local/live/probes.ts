@@ -4,7 +4,7 @@
 
 import { formatAddress, toAddressList } from "../../../lib/memcache/address.ts";
 import { type ClientOptions, MemcacheClient } from "../../../lib/memcache/client.ts";
-import type { StatsTotals } from "../../cutover.ts";
+import { type StatsTotals, statsCount, statsTotals, sumStats } from "../../cutover.ts";
 
 /** One node's `stats`, or why there are none. */
 export interface NodeSample {
@@ -14,6 +14,8 @@ export interface NodeSample {
   items?: number;
   getHits?: number;
   getMisses?: number;
+  /** Of getHits, the misses that vivified a meta-lease placeholder (see WarmthRule). */
+  vivified?: number;
   evictions?: number;
   connections?: number;
 }
@@ -23,10 +25,14 @@ export interface ClusterSample {
   /** Every node answered. */
   up: boolean;
   nodes: NodeSample[];
-  /** Sums over the nodes that answered (hit ratio since each node started, as `status` reads it). */
+  /**
+   * Sums over the nodes that answered (hit ratio since each node started, vivified misses not
+   * counted as hits: the warmth rule's, as `status` reads it).
+   */
   items: number;
   getHits: number;
   getMisses: number;
+  vivified: number;
   hitRatio: number | null;
   evictions: number;
   connections: number;
@@ -64,18 +70,24 @@ export class ClusterProbe {
         }
       }),
     );
-    const sum = (field: "items" | "getHits" | "getMisses" | "evictions" | "connections") =>
+    const sum = (field: "evictions" | "connections") =>
       nodes.reduce((total, node) => total + (node[field] ?? 0), 0);
-    const getHits = sum("getHits");
-    const getMisses = sum("getMisses");
+    const totals = sumStats(
+      nodes.flatMap(({ up, items, getHits, getMisses, vivified }) =>
+        up
+          ? [{ currItems: items!, getHits: getHits!, getMisses: getMisses!, vivified: vivified! }]
+          : [],
+      ),
+    );
     return {
       endpoint: this.endpoint,
       up: nodes.every((node) => node.up),
       nodes,
-      items: sum("items"),
-      getHits,
-      getMisses,
-      hitRatio: getHits + getMisses === 0 ? null : getHits / (getHits + getMisses),
+      items: totals.currItems,
+      getHits: totals.getHits,
+      getMisses: totals.getMisses,
+      vivified: totals.vivified,
+      hitRatio: totals.hitRatio,
       evictions: sum("evictions"),
       connections: sum("connections"),
     };
@@ -87,25 +99,22 @@ export class ClusterProbe {
 }
 
 function nodeNumbers(stats: Record<string, string>) {
-  const number = (name: string) => {
-    const value = Number(stats[name]);
-    if (!Number.isFinite(value)) throw new Error(`stats has no numeric ${name}`);
-    return value;
-  };
+  const totals = statsTotals(stats);
   return {
-    items: number("curr_items"),
-    getHits: number("get_hits"),
-    getMisses: number("get_misses"),
-    evictions: number("evictions"),
-    connections: number("curr_connections"),
+    items: totals.currItems,
+    getHits: totals.getHits,
+    getMisses: totals.getMisses,
+    vivified: totals.vivified,
+    evictions: statsCount(stats, "evictions"),
+    connections: statsCount(stats, "curr_connections"),
   };
 }
 
 /** The totals the warmth rule judges, when every node of the cluster answered. */
 export function warmthTotals(sample: ClusterSample | undefined): StatsTotals | undefined {
   if (sample === undefined || !sample.up) return undefined;
-  const { items: currItems, getHits, getMisses, hitRatio } = sample;
-  return { currItems, getHits, getMisses, hitRatio };
+  const { items: currItems, getHits, getMisses, vivified, hitRatio } = sample;
+  return { currItems, getHits, getMisses, vivified, hitRatio };
 }
 
 export interface OriginSample {
