@@ -643,14 +643,30 @@ function verdictFor(
     cluster.nodes.filter((node) => !node.stats).map((node) => `${cluster.role} ${node.id}`),
   );
   if (silent.length > 0 || newCluster.nodes.length === 0 || oldCluster.nodes.length === 0) {
-    const which = silent.length > 0 ? silent.join(", ") : "a cluster without nodes";
-    return {
-      code: "unknown",
-      warm: false,
-      message: `cannot judge (no stats from ${which}): keep the old cluster`,
-    };
+    return cannotJudge(silent.length > 0 ? silent.join(", ") : "a cluster without nodes");
   }
-  const { warm, reasons } = isWarm(newCluster.totals, oldCluster.totals, rule);
+  return warmthVerdict({ new: newCluster.totals, old: oldCluster.totals }, rule);
+}
+
+function cannotJudge(which: string): Verdict {
+  return {
+    code: "unknown",
+    warm: false,
+    message: `cannot judge (no stats from ${which}): keep the old cluster`,
+  };
+}
+
+/**
+ * The verdict over both clusters' totals (undefined: a cluster not every node of which answered):
+ * what `status` says, and what the live view judges the next step by.
+ */
+export function warmthVerdict(
+  totals: { new: StatsTotals | undefined; old: StatsTotals | undefined },
+  rule: WarmthRule = warmthDefaults,
+): Verdict {
+  const silent = (["new", "old"] as const).filter((role) => totals[role] === undefined);
+  if (silent.length > 0) return cannotJudge(silent.join(", "));
+  const { warm, reasons } = isWarm(totals.new!, totals.old!, rule);
   return warm
     ? { code: "warm", warm: true, message: `new looks warm (${reasons.join("; ")})` }
     : {

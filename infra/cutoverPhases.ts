@@ -221,13 +221,13 @@ export function formatPhases(report: PhaseReport): string {
     const state = step.done ? "done" : step.safe ? "SAFE" : "NOT SAFE";
     lines.push(`  ${step.step.padEnd(11)}${state.padEnd(9)}${step.reason}`);
   }
-  lines.push(
-    "",
-    report.error !== undefined
-      ? `next: ${report.error}`
-      : report.next === undefined
-        ? "next: nothing, the cutover is complete"
-        : `next: ${report.next.step} — ${report.next.safe ? "safe to deploy now" : "not safe yet"}`,
-  );
+  lines.push("", `next: ${nextLine(report)}`);
   return lines.join("\n");
+}
+
+/** The next step in a few words, as `status` prints it after "next: " (and the live view shows). */
+export function nextLine(report: PhaseReport): string {
+  if (report.error !== undefined) return report.error;
+  if (report.next === undefined) return "nothing, the cutover is complete";
+  return `${report.next.step} — ${report.next.safe ? "safe to deploy now" : "not safe yet"}`;
 }

@@ -111,7 +111,7 @@ describe("the live view of a cutover, in headless Chromium", () => {
       const phase = await page.locator("#phase").getAttribute("data-phase");
       const up = await page.locator('[data-cluster][data-up="true"]').count();
       const originKnown = await page.locator('[data-series="origin"]').getAttribute("data-known");
-      return /^(cutover|fallback)$/.test(phase ?? "") && up === 2 && originKnown === "true";
+      return phase === "fallback" && up === 2 && originKnown === "true";
     });
     expect(live.viewers()).toBe(1);
     expect(live.samplingRounds()).toBeGreaterThan(0);
@@ -119,6 +119,7 @@ describe("the live view of a cutover, in headless Chromium", () => {
       warmIds.length,
     );
     expect(await page.locator("#step").getAttribute("data-code")).toBe("wait"); // new is cold
+    await expect(page.locator("#step b").textContent()).resolves.toBe("new — not safe yet");
 
     // Every product once: all from old, copied into new.
     const first = await mapLimit(warmIds, parallel, (id) => app.getProduct(id));

@@ -1,16 +1,21 @@
 // The top line of the live view: the phase the functions run (as GET /health reports it), what
-// each cluster does in it, and the next step of the runbook that `npm run cutover -- status` would
-// recommend — judged by the same warmth rule (isWarm in infra/cutover.ts) over the same
-// memcached `stats` counters, read from the local clusters instead of ElastiCache's nodes.
-//
-// The phases are CACHE_CUTOVER_PHASE's (lib/cache/config.ts); "cutover" is what /health said
-// before they existed (= fallback). `npm run cutover -- status` judges a step across every
-// deployed version (infra/cutoverPhases.ts, judgeSteps); the local stack runs one version, so
-// this maps its one phase to the next step, with the same warmth rule.
+// each cluster does in it, and the next step of the runbook — the one `npm run cutover -- status`
+// would recommend, by the same code: the local stack runs one version, so its phase (and its old
+// endpoint, if any) is one DeployedVersion; warmth is warmthVerdict (isWarm in infra/cutover.ts)
+// over the clusters' `stats`, read by the same statsTotals; judgeSteps (infra/cutoverPhases.ts)
+// judges the steps, and nextLine words the result as `status` prints it. Nothing here decides.
 
-import { isWarm, type StatsTotals, warmthDefaults } from "../../cutover.ts";
+import { CUTOVER_PHASES, type CutoverPhase } from "../../../lib/cache/config.ts";
+import { type StatsTotals, type Verdict, warmthVerdict } from "../../cutover.ts";
+import {
+  type DeployedVersion,
+  judgeSteps,
+  nextLine,
+  type PhaseReport,
+  unreadableReport,
+} from "../../cutoverPhases.ts";
 
-/** "single" | "cutover" on main; "prepare" | "fallback" | "new" with CACHE_CUTOVER_PHASE. */
+/** CACHE_CUTOVER_PHASE as GET /health reports it: "single" | "prepare" | "fallback" | "new". */
 export type Phase = string;
 
 export type Role = "new" | "old";
@@ -32,23 +37,35 @@ export function clusterRole(phase: Phase, role: Role): string | undefined {
       old: "no longer read (invalidations still delete there): remove it",
     },
   };
-  return roles[phase === "cutover" ? "fallback" : phase]?.[role];
+  return roles[phase]?.[role];
 }
 
+/** The page's data-code for the next step (what the browser test and a person's eye key on). */
 export type StepCode =
   | "none"
+  | "deploy-prepare"
   | "deploy-fallback"
-  | "wait"
   | "deploy-new"
   | "remove-old"
+  | "wait"
   | "unknown";
 
 export interface Recommendation {
   code: StepCode;
-  /** The step, as an operator would do it. */
+  /** The step as `status` prints it after "next: ". */
   step: string;
-  /** Why (the warmth rule's comparisons), when there is something to say. */
+  /** Why: judgeSteps' reason for that step (with the warmth verdict for step new). */
   reason?: string;
+}
+
+/** What the local stack runs: the phase from GET /health, and the old cluster it is given. */
+export interface LocalDeployment {
+  /** Undefined while /health has not answered (phaseError says why). */
+  phase: Phase | undefined;
+  phaseError?: string;
+  /** CACHE_OLD_ENDPOINT of the stack ("" without an old cluster). */
+  oldEndpoint: string;
+  oldTls: boolean;
 }
 
 /** Per cluster: stats totals over its nodes, or undefined when not every node answered. */
@@ -57,40 +74,46 @@ export interface ClusterTotals {
   old: StatsTotals | undefined;
 }
 
-/** The step the runbook takes next from `phase`, given both clusters' stats. */
-export function recommendStep(phase: Phase | undefined, totals: ClusterTotals): Recommendation {
-  switch (phase) {
-    case undefined:
-      return { code: "unknown", step: "cannot tell: the app's /health has not answered yet" };
-    case "single":
-      return { code: "none", step: "no cutover running: one cluster" };
-    case "prepare":
-      return {
-        code: "deploy-fallback",
-        step: "deploy phase fallback everywhere, once every version runs prepare",
-      };
-    case "new":
-      return { code: "remove-old", step: "remove the old cluster (keepOldCluster=false)" };
-    case "cutover":
-    case "fallback": {
-      const next =
-        phase === "cutover"
-          ? "deploy with keepOldCluster=false"
-          : "deploy phase new everywhere, then remove old";
-      if (totals.new === undefined || totals.old === undefined) {
-        const silent = totals.new === undefined ? "new" : "old";
-        return {
-          code: "unknown",
-          step: "keep the old cluster",
-          reason: `cannot judge: no stats from ${silent}`,
-        };
-      }
-      const { warm, reasons } = isWarm(totals.new, totals.old, warmthDefaults);
-      return warm
-        ? { code: "deploy-new", step: `new looks warm: ${next}`, reason: reasons.join("; ") }
-        : { code: "wait", step: "new is cold: keep the old cluster", reason: reasons.join("; ") };
-    }
-    default:
-      return { code: "unknown", step: `unknown phase "${phase}"` };
-  }
+/** The local stack as the one version `status` would find deployed. */
+export function localVersion(deployment: LocalDeployment & { phase: Phase }): DeployedVersion {
+  const known = (CUTOVER_PHASES as readonly string[]).includes(deployment.phase);
+  return {
+    functionName: "local",
+    qualifier: "$LATEST",
+    via: ["npm run dev"],
+    phase: known ? (deployment.phase as CutoverPhase) : undefined,
+    oldEndpoint: deployment.oldEndpoint,
+    oldDiscovery: false,
+    oldTls: deployment.oldTls,
+    ...(!known && { error: `unknown phase "${deployment.phase}"` }),
+  };
+}
+
+/** The step `npm run cutover -- status` would recommend for the local stack. */
+export function recommendStep(deployment: LocalDeployment, totals: ClusterTotals): Recommendation {
+  const verdict = warmthVerdict(totals);
+  const report =
+    deployment.phase === undefined
+      ? unreadableReport(
+          new Error(deployment.phaseError ?? "the app's GET /health has not answered yet"),
+        )
+      : judgeSteps([localVersion({ ...deployment, phase: deployment.phase })], verdict.warm);
+  return recommendation(report, verdict);
+}
+
+function recommendation(report: PhaseReport, verdict: Verdict): Recommendation {
+  const step = nextLine(report);
+  const next = report.next;
+  if (report.error !== undefined) return { code: "unknown", step };
+  if (next === undefined) return { code: "none", step };
+  const reason = next.step === "new" ? `${next.reason}; ${verdict.message}` : next.reason;
+  const broken = report.versions.some((version) => version.phase === undefined);
+  const code: StepCode = next.safe
+    ? next.step === "remove old"
+      ? "remove-old"
+      : `deploy-${next.step}`
+    : broken
+      ? "unknown"
+      : "wait";
+  return { code, step, reason };
 }

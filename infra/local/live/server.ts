@@ -210,10 +210,18 @@ export async function startLiveView(opts: LiveViewOptions): Promise<LiveView> {
       rows,
       phase,
       phaseError,
-      recommendation: recommendStep(phase, {
-        new: warmthTotals(latest.new),
-        old: warmthTotals(latest.old),
-      }),
+      recommendation: recommendStep(
+        {
+          phase,
+          ...(phaseError !== undefined && { phaseError }),
+          oldEndpoint: opts.oldEndpoint,
+          oldTls: Boolean(opts.tls?.oldCache),
+        },
+        {
+          new: warmthTotals(latest.new),
+          old: warmthTotals(latest.old),
+        },
+      ),
       clusters: {
         new: panel("new", opts.newEndpoint),
         ...(opts.oldEndpoint ? { old: panel("old", opts.oldEndpoint) } : {}),
