@@ -7,10 +7,12 @@
 // The dashboard, per minute: reads by outcome (stacked, as the x-cache header reports them),
 // origin reads (each MISS and BYPASS is one origin read), the share of reads answered by new,
 // backfills and tombstones, errors per cluster, undecodable values; per cluster: items, hit ratio,
-// evictions and connections. Alarms: the BYPASS share of reads, and origin reads per minute.
+// evictions and connections; a serverless new cache's own ECPUs, bytes, throttling and latency.
+// Alarms: the BYPASS share of reads, and origin reads per minute.
 //
 // Strings below are CloudFormation Fn::Sub templates: ${AWS::Region}, ${NewCacheCluster} (Ref: the
-// cluster id), ${GetProductLambdaFunction} (Ref: the function name = the EMF Function dimension);
+// cluster id), ${NewServerlessCache} (Ref: the serverless cache's name, its clusterId dimension),
+// ${GetProductLambdaFunction} (Ref: the function name = the EMF Function dimension);
 // ${param:...} is resolved by serverless before CloudFormation sees the template.
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: serverless and CloudFormation variables
 
@@ -38,11 +40,40 @@ export const cacheFunctions = {
 /** The metrics namespace, as serverless resolves it (the functions get it as METRICS_NAMESPACE). */
 export const namespaceParam = "${param:metricsNamespace}";
 
-/** The clusters' logical ids in infra/clusters.yml. */
-export const clusterResources = { new: "NewCacheCluster", old: "OldCacheCluster" } as const;
+/** The caches' logical ids in infra/clusters.yml (Ref: the cluster id, the serverless cache's name). */
+export const clusterResources = {
+  new: "NewCacheCluster",
+  old: "OldCacheCluster",
+  serverless: "NewServerlessCache",
+} as const;
 
-/** Node-based memcached metrics the dashboard reads per node (AWS/ElastiCache). */
+/**
+ * Memcached metrics the dashboard reads per cluster (AWS/ElastiCache): per node of a node-based
+ * cluster (dimensions CacheClusterId, CacheNodeId), and under the same names for ElastiCache
+ * Serverless for Memcached (dimension clusterId = the cache's name).
+ */
 export const clusterMetrics = ["CurrItems", "GetHits", "GetMisses", "Evictions", "CurrConnections"];
+
+/**
+ * A serverless cache's own metrics, beyond what a node-based cluster has. Names and dimension:
+ * https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/serverless-metrics-events.memcached.html
+ * (the page lists the names; the dimension, clusterId, is what `aws cloudwatch list-metrics`
+ * shows for a serverless cache, e.g. github.com/open-constructs/aws-cdk-library/pull/68).
+ */
+export const serverlessMetrics = [
+  "ElastiCacheProcessingUnits",
+  "BytesUsedForCache",
+  "ThrottledCmds",
+  "SuccessfulReadRequestLatency",
+  "SuccessfulWriteRequestLatency",
+];
+
+/** What the dashboard shows: the new cache's kind, and whether the stack has an old cluster. */
+export interface DashboardShape {
+  newCache: "nodes" | "serverless";
+  /** The stack created an old cluster (an existing one given as an endpoint has no id here). */
+  old: boolean;
+}
 
 const period = 60;
 const region = "${AWS::Region}";
@@ -170,27 +201,86 @@ function metricWidget(
   };
 }
 
-/** `SEARCH` over one node-based cluster's per-node metric, summed over its nodes. */
-function clusterSum(clusterRef: string, metric: string, stat: "Sum" | "Average"): string {
-  const search = `{AWS/ElastiCache,CacheClusterId,CacheNodeId} MetricName="${metric}" CacheClusterId="\${${clusterRef}}"`;
+type Stat = "Sum" | "Average" | "Maximum";
+
+/** One cluster's metric as a `SEARCH`, summed over its nodes (a serverless cache has one series). */
+function clusterSum(cache: CacheShown, metric: string, stat: Stat): string {
+  const search =
+    cache.kind === "serverless"
+      ? `{AWS/ElastiCache,clusterId} MetricName="${metric}" clusterId="\${${cache.ref}}"`
+      : `{AWS/ElastiCache,CacheClusterId,CacheNodeId} MetricName="${metric}" CacheClusterId="\${${cache.ref}}"`;
   return `SUM(SEARCH('${search}', '${stat}', ${period}))`;
 }
 
-/** Items, hit ratio, evictions and connections of the node-based clusters shown. */
-function clusterWidgets(roles: readonly ("new" | "old")[], y: number): Widget[] {
+interface CacheShown {
+  role: "new" | "old";
+  kind: "nodes" | "serverless";
+  ref: string;
+}
+
+function cachesShown(shape: DashboardShape): CacheShown[] {
+  const caches: CacheShown[] = [
+    shape.newCache === "serverless"
+      ? { role: "new", kind: "serverless", ref: clusterResources.serverless }
+      : { role: "new", kind: "nodes", ref: clusterResources.new },
+  ];
+  if (shape.old) caches.push({ role: "old", kind: "nodes", ref: clusterResources.old });
+  return caches;
+}
+
+/** A serverless new cache's own numbers: ECPUs, bytes stored, throttling, request latency. */
+function serverlessWidgets(cache: CacheShown, y: number): Widget[] {
+  const one = (id: string, metric: string, stat: Stat, label: string, color: string): Query => ({
+    id,
+    expression: clusterSum(cache, metric, stat),
+    label,
+    color,
+  });
+  const place = (x: number) => ({ x, y, width: 6, height: 6 });
+  return [
+    metricWidget(
+      "Serverless new: ECPUs per minute (ElastiCacheProcessingUnits)",
+      [one("ecpu", "ElastiCacheProcessingUnits", "Sum", "ECPUs", "#6741d9")],
+      place(0),
+    ),
+    metricWidget(
+      "Serverless new: bytes stored (BytesUsedForCache)",
+      [one("bytes", "BytesUsedForCache", "Maximum", "bytes", "#6741d9")],
+      place(6),
+    ),
+    metricWidget(
+      "Serverless new: throttled commands per minute (ThrottledCmds)",
+      [one("throttled", "ThrottledCmds", "Sum", "throttled", "#e03131")],
+      place(12),
+    ),
+    metricWidget(
+      "Serverless new: request latency, µs (SuccessfulRead/WriteRequestLatency)",
+      [
+        one("latency_read", "SuccessfulReadRequestLatency", "Average", "read", "#6741d9"),
+        one("latency_write", "SuccessfulWriteRequestLatency", "Average", "write", "#ff7f0e"),
+      ],
+      place(18),
+    ),
+  ];
+}
+
+/** Items, hit ratio, evictions and connections of the caches shown (and a serverless one's own). */
+function clusterWidgets(shape: DashboardShape, y: number): Widget[] {
   const color = { new: "#6741d9", old: "#868e96" };
+  const caches = cachesShown(shape);
   const per = (
     title: string,
     x: number,
-    build: (role: "new" | "old", ref: string) => Query,
+    build: (role: "new" | "old", ref: CacheShown) => Query,
     extra: Record<string, unknown> = {},
   ) =>
     metricWidget(
       title,
-      roles.map((role) => build(role, clusterResources[role])),
+      caches.map((cache) => build(cache.role, cache)),
       { x, y, width: 6, height: 6 },
       extra,
     );
+  const serverless = caches.find((cache) => cache.kind === "serverless");
   return [
     per("Items per cluster (CurrItems)", 0, (role, ref) => ({
       id: `items_${role}`,
@@ -221,11 +311,12 @@ function clusterWidgets(roles: readonly ("new" | "old")[], y: number): Widget[] 
       label: role,
       color: color[role],
     })),
+    ...(serverless === undefined ? [] : serverlessWidgets(serverless, y + 6)),
   ];
 }
 
-/** The dashboard body for the clusters in `roles`: an object, to be JSON-encoded into Fn::Sub. */
-export function dashboardBody(roles: readonly ("new" | "old")[]): { widgets: Widget[] } {
+/** The dashboard body for the caches of `shape`: an object, to be JSON-encoded into Fn::Sub. */
+export function dashboardBody(shape: DashboardShape): { widgets: Widget[] } {
   const reads = readQueries();
   const statusSums = readStatuses.map((status) => ({
     id: `reads_${slug(status)}`,
@@ -321,7 +412,7 @@ export function dashboardBody(roles: readonly ("new" | "old")[]): { widgets: Wid
       })),
       { x: 16, y: 10, width: 8, height: 6 },
     ),
-    ...clusterWidgets(roles, 16),
+    ...clusterWidgets(shape, 16),
   ];
   return { widgets };
 }
@@ -365,8 +456,12 @@ export function cloudWatchResources(): Json {
   const reads = readQueries();
   const readSum = Object.values(reads.sums).join("+");
   const origin = outcomeSum("origin", cacheFunctions.readers, originReadOutcomes);
-  const sub = (roles: readonly ("new" | "old")[]) => ({
-    "Fn::Sub": JSON.stringify(dashboardBody(roles)),
+  const sub = (newCache: DashboardShape["newCache"], old: boolean) => ({
+    "Fn::Sub": JSON.stringify(dashboardBody({ newCache, old })),
+  });
+  // infra/clusters.yml's conditions: which new cache exists, and whether the stack made old.
+  const forKind = (newCache: DashboardShape["newCache"]) => ({
+    "Fn::If": ["CreateOldCluster", sub(newCache, true), sub(newCache, false)],
   });
   const evaluation = {
     EvaluationPeriods: 5,
@@ -384,7 +479,9 @@ export function cloudWatchResources(): Json {
         Type: "AWS::CloudWatch::Dashboard",
         Properties: {
           DashboardName: "${self:service}-${sls:stage}-cache",
-          DashboardBody: { "Fn::If": ["KeepOldCluster", sub(["new", "old"]), sub(["new"])] },
+          DashboardBody: {
+            "Fn::If": ["NewCacheIsServerless", forKind("serverless"), forKind("nodes")],
+          },
         },
       },
       CacheBypassRateAlarm: {

@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clusterMetrics } from "../../infra/dashboard.ts";
+import { clusterMetrics, serverlessMetrics } from "../../infra/dashboard.ts";
 import { type EmittedLine, emittedLines } from "../helpers/emf.ts";
 
 const projectRoot = path.resolve(import.meta.dirname, "../..");
@@ -325,16 +325,27 @@ function dashboardMetrics(body: ReturnType<typeof dashboardBody>) {
   return { metrics, expressions };
 }
 
-/** The cluster metrics a body's SEARCH expressions ask for: "CacheClusterId|MetricName". */
-function searchedClusterMetrics(expressions: string[]): string[] {
+/**
+ * The cluster metrics a body's SEARCH expressions ask for: "<resource>|MetricName", per node of a
+ * node-based cluster (CacheClusterId, CacheNodeId), or of a serverless cache (clusterId), each
+ * by the Ref of a cache CloudFormation creates, of the matching type.
+ */
+function searchedClusterMetrics(expressions: string[], template: Template): string[] {
   const found = new Set<string>();
+  const resources = createdResources(template);
   for (const expression of expressions) {
     for (const [, search] of expression.matchAll(/SEARCH\('([^']*)'/g)) {
-      const match =
+      const nodes =
         /^\{AWS\/ElastiCache,CacheClusterId,CacheNodeId\} MetricName="(\w+)" CacheClusterId="<ref:(\w+)>"$/.exec(
           search!,
         );
+      const serverless =
+        /^\{AWS\/ElastiCache,clusterId\} MetricName="(\w+)" clusterId="<ref:(\w+)>"$/.exec(search!);
+      const match = nodes ?? serverless;
       expect(match, search).not.toBeNull();
+      expect(resources[match![2]!]?.Type, search).toBe(
+        nodes ? "AWS::ElastiCache::CacheCluster" : "AWS::ElastiCache::ServerlessCache",
+      );
       found.add(`${match![2]}|${match![1]}`);
     }
   }
@@ -769,7 +780,7 @@ describe("serverless package (CloudFormation for the caches)", () => {
     const emitted = emittedMetrics(emittedLines());
 
     it("is valid JSON once substituted, and names only metrics the functions really write", () => {
-      for (const packaged of [keep, removed]) {
+      for (const packaged of [keep, removed, newTlsOnly, serverless, serverlessAlone, existing]) {
         const { metrics } = dashboardMetrics(dashboardBody(packaged.template));
         expect(metrics.length).toBeGreaterThan(20);
         for (const metric of metrics) expectEmitted(metric, emitted, packaged.template);
@@ -799,10 +810,11 @@ describe("serverless package (CloudFormation for the caches)", () => {
       expect(labels).toEqual(["HIT", "HIT-FALLBACK", "MISS", "BYPASS"]);
     });
 
+    const names = (template: Template) =>
+      searchedClusterMetrics(dashboardMetrics(dashboardBody(template)).expressions, template);
+    const wanted = ["CurrItems", "GetHits", "GetMisses", "Evictions", "CurrConnections"];
+
     it("reads both clusters' own metrics while old is kept, and only new's once it is removed", () => {
-      const names = (template: Template) =>
-        searchedClusterMetrics(dashboardMetrics(dashboardBody(template)).expressions);
-      const wanted = ["CurrItems", "GetHits", "GetMisses", "Evictions", "CurrConnections"];
       expect(clusterMetrics.sort()).toEqual([...wanted].sort());
       expect(names(keep.template)).toEqual(
         ["NewCacheCluster", "OldCacheCluster"]
@@ -812,6 +824,47 @@ describe("serverless package (CloudFormation for the caches)", () => {
       expect(names(removed.template)).toEqual(
         wanted.map((metric) => `NewCacheCluster|${metric}`).sort(),
       );
+      // An old cluster the stack did not create has no id in the template: new's metrics only.
+      expect(names(existing.template)).toEqual(
+        wanted.map((metric) => `NewCacheCluster|${metric}`).sort(),
+      );
+    });
+
+    it("reads a serverless new cache's own metrics (dimension clusterId), beside old's or alone", () => {
+      const ownMetrics = [
+        "ElastiCacheProcessingUnits",
+        "BytesUsedForCache",
+        "ThrottledCmds",
+        "SuccessfulReadRequestLatency",
+        "SuccessfulWriteRequestLatency",
+      ];
+      expect([...serverlessMetrics].sort()).toEqual([...ownMetrics].sort());
+      const serverlessNew = [...wanted, ...ownMetrics].map(
+        (metric) => `NewServerlessCache|${metric}`,
+      );
+      expect(names(serverless.template)).toEqual(
+        [...serverlessNew, ...wanted.map((metric) => `OldCacheCluster|${metric}`)].sort(),
+      );
+      expect(names(serverlessAlone.template)).toEqual([...serverlessNew].sort());
+      // Their widgets, by title, with the statistic each metric is read by.
+      const body = dashboardBody(serverlessAlone.template);
+      const widget = (title: string) =>
+        body.widgets.find((w) => String(w.properties.title).startsWith(title));
+      const expressionOf = (title: string) =>
+        ((widget(title)?.properties.metrics as Json[][]) ?? []).map(
+          (entry) => (entry.at(-1) as JsonObject).expression,
+        );
+      expect(expressionOf("Serverless new: ECPUs")).toEqual([
+        expect.stringMatching(/MetricName="ElastiCacheProcessingUnits" .*', 'Sum', 60\)\)$/),
+      ]);
+      expect(expressionOf("Serverless new: bytes stored")).toEqual([
+        expect.stringMatching(/MetricName="BytesUsedForCache" .*', 'Maximum', 60\)\)$/),
+      ]);
+      expect(expressionOf("Hit ratio per cluster")).toEqual([
+        expect.stringContaining(
+          '{AWS/ElastiCache,clusterId} MetricName="GetHits" clusterId="<ref:NewServerlessCache>"',
+        ),
+      ]);
     });
 
     it("alarms on the BYPASS share and on origin reads, over metrics the functions write", () => {
