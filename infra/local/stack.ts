@@ -83,9 +83,11 @@ export interface StackOptions {
   /** Extra arguments for `serverless offline start` (e.g. ["--httpPort", "3001"]). */
   serverlessArgs?: string[];
   /**
-   * Environment for serverless-offline on top of this process's own; serverless.yml passes
-   * CACHE_TIMEOUT_MS and CACHE_CONNECT_TIMEOUT_MS on to the functions (tests give a loaded
-   * machine longer cache timeouts this way).
+   * Environment for serverless-offline on top of this process's own; the offline stage of
+   * serverless.yml (and only it) passes CACHE_TIMEOUT_MS, CACHE_CONNECT_TIMEOUT_MS,
+   * CACHE_METRICS, CACHE_LEASE_MODE, CACHE_TOMBSTONE_SECONDS, ORIGIN_TIMEOUT_MS and
+   * PRODUCT_TTL_SECONDS on to the functions (tests give a loaded machine longer cache timeouts
+   * this way).
    */
   env?: Record<string, string>;
   /** serverless-offline output: the terminal ("inherit", default) or captured ("pipe"). */
@@ -466,6 +468,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     args.push(
       `--param=cacheNewEndpoint=${newEndpoint}`,
       `--param=cacheOldEndpoint=${oldEndpoint || emptyParamValue}`,
+      // As in AWS: without an old cluster the one cluster is new, whatever the phase says.
+      `--param=keepOldCluster=${oldEndpoint !== ""}`,
       `--param=cutoverPhase=${opts.cutoverPhase || emptyParamValue}`,
       `--param=originUrl=${originUrl}`,
       `--param=cacheNewTls=${tls.newCache}`,

@@ -17,6 +17,7 @@ import path from "node:path";
 import { inflateRawSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterMetrics, serverlessMetrics } from "../../infra/dashboard.ts";
+import { cacheConfigFromEnv } from "../../lib/cache/config.ts";
 import { type EmittedLine, emittedLines } from "../helpers/emf.ts";
 
 const projectRoot = path.resolve(import.meta.dirname, "../..");
@@ -57,9 +58,16 @@ interface RunResult {
 }
 
 /** Runs the serverless CLI under this Node, without the VPC env vars a developer may have set. */
-function runServerless(args: string[], workFolder: string): Promise<RunResult> {
+function runServerless(
+  args: string[],
+  workFolder: string,
+  shell: Record<string, string> = {},
+): Promise<RunResult> {
   const env: NodeJS.ProcessEnv = { ...process.env, SLS_ESBUILD_WORK_FOLDER: workFolder };
-  for (const name of ["VPC_ID", "SUBNET_IDS", "ORIGIN_URL"]) delete env[name];
+  for (const name of ["VPC_ID", "SUBNET_IDS", "ORIGIN_URL", ...Object.keys(appShell)]) {
+    delete env[name];
+  }
+  Object.assign(env, shell);
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -79,10 +87,29 @@ const paramArgs = (params: Record<string, string>) =>
 /** A work folder for serverless-esbuild inside the project (it joins the path to the service). */
 const workFolder = (name: string) => `.tmp/esbuild-${name}-${process.pid}`;
 
-async function packageStage(name: string, params: Record<string, string>): Promise<Packaged> {
+/**
+ * The functions' settings as a test shell (or a developer's) may have them: an AWS stage must not
+ * take them from there (its params, with defaults, set them).
+ */
+const appShell = {
+  CACHE_TIMEOUT_MS: "2000",
+  CACHE_CONNECT_TIMEOUT_MS: "2000",
+  CACHE_METRICS: "off",
+  CACHE_LEASE_MODE: "lock",
+  CACHE_TOMBSTONE_SECONDS: "99999",
+  ORIGIN_TIMEOUT_MS: "1",
+  PRODUCT_TTL_SECONDS: "1",
+  ORIGIN_DELAY_MS: "2000",
+};
+
+async function packageStage(
+  name: string,
+  params: Record<string, string>,
+  shell: Record<string, string> = appShell,
+): Promise<Packaged> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `sls-package-${name}-`));
   const args = ["package", "--stage", stage, "--package", dir, ...paramArgs(params)];
-  const result = await runServerless(args, workFolder(name));
+  const result = await runServerless(args, workFolder(name), shell);
   if (result.code !== 0) {
     throw new Error(`serverless package (${name}) exited with ${result.code}:\n${result.output}`);
   }
@@ -350,6 +377,57 @@ function searchedClusterMetrics(expressions: string[], template: Template): stri
     }
   }
   return [...found].sort();
+}
+
+// ---- references: every Ref, GetAtt and ${X} names a resource CloudFormation creates ----
+
+/** The logical ids a value refers to (Ref, Fn::GetAtt, Fn::Sub's ${X} and ${X.Attr}). */
+function referencedIds(value: Json, found: Set<string> = new Set()): Set<string> {
+  if (Array.isArray(value)) {
+    for (const item of value) referencedIds(item, found);
+  } else if (value !== null && typeof value === "object") {
+    for (const [key, item] of Object.entries(value)) {
+      if (key === "Ref" && typeof item === "string") found.add(item);
+      else if (key === "Fn::GetAtt" && Array.isArray(item)) found.add(String(item[0]));
+      else if (key === "Fn::Sub") {
+        const [text, variables] = (Array.isArray(item) ? item : [item, {}]) as [string, JsonObject];
+        for (const [, name] of text.matchAll(/\$\{([^}!]+)\}/g)) {
+          const id = name!.split(".")[0]!;
+          if (!(id in variables)) found.add(id);
+        }
+        referencedIds(variables, found);
+      } else referencedIds(item, found);
+    }
+  }
+  return found;
+}
+
+/** Every reference in what CloudFormation creates (resources, outputs) is to a created resource. */
+function expectReferencesCreated(template: Template, shape: string) {
+  const created = createdResources(template);
+  const outputs = Object.entries(template.Outputs ?? {})
+    .filter(([id]) => createdOutputs(template).includes(id))
+    .map(([, output]) => resolveIfs(template, output.Value) as Json);
+  const ids = referencedIds([...Object.values(created), ...outputs] as unknown as Json);
+  for (const id of ids) {
+    if (id.startsWith("AWS::")) continue; // pseudo parameters
+    expect(Object.keys(created), `${shape}: a reference to ${id}`).toContain(id);
+  }
+}
+
+/**
+ * The functions' environment as CloudFormation hands it over: each cache's endpoint as a
+ * made-up host named after its resource ("OldCacheCluster.cfg.example:11211").
+ */
+function literalEnvironment(variables: JsonObject): Record<string, string> {
+  const literal = (value: Json): string => {
+    if (typeof value === "string") return value;
+    const join = (value as JsonObject)["Fn::Join"] as [string, Json[]] | undefined;
+    if (join) return join[1].map(literal).join(join[0]);
+    const [id, attribute] = (value as JsonObject)["Fn::GetAtt"] as [string, string];
+    return attribute.endsWith(".Port") ? "11211" : `${id}.cfg.example`;
+  };
+  return Object.fromEntries(Object.entries(variables).map(([name, v]) => [name, literal(v)]));
 }
 
 // ---- the tests ----
@@ -913,4 +991,167 @@ describe("serverless package (CloudFormation for the caches)", () => {
       }
     });
   });
+});
+
+// Every cutover phase with every shape of the old cluster: the one the stack created, an existing
+// one (existingOldCacheEndpoint, the common case), and none (keepOldCluster=false), plus a
+// serverless new cache. What each function reads follows the phase: `single` beside an old
+// cluster runs on old (step 0 and the rollback from prepare), every other phase has the new cache
+// as new and old as old; prepare and fallback without an old cluster do not package. Every
+// reference in every template is to a resource CloudFormation creates, and the functions'
+// settings come from stage params, never from the shell that packages.
+describe("serverless package: each cutover phase with each old cluster", () => {
+  const existingOld = "services-cache.abc123.cfg.use1.cache.amazonaws.com:11211";
+  const oldShapes = {
+    created: { keepOldCluster: "true" },
+    existing: { existingOldCacheEndpoint: existingOld, oldCacheTransitEncryption: "true" },
+    serverless: { newCacheKind: "serverless", existingOldCacheEndpoint: existingOld },
+    removed: { keepOldCluster: "false" },
+    "serverless, removed": { newCacheKind: "serverless", keepOldCluster: "false" },
+  } as const;
+  type OldShape = keyof typeof oldShapes;
+  const phases = ["", "single", "prepare", "fallback", "new"] as const;
+  const hasOld = (shape: OldShape) => !shape.includes("removed");
+  const cases = (Object.keys(oldShapes) as OldShape[]).flatMap((shape) =>
+    phases
+      .filter((phase) => hasOld(shape) || (phase !== "prepare" && phase !== "fallback"))
+      .map((phase) => ({ shape, phase, name: `${shape.replace(/\W+/g, "-")}-${phase || "none"}` })),
+  );
+  const packaged = new Map<string, Packaged>();
+
+  beforeAll(async () => {
+    for (const { shape, phase, name } of cases) {
+      const params = { ...commonParams, ...oldShapes[shape], cutoverPhase: phase || " " };
+      packaged.set(name, await packageStage(`phase-${name}`, params));
+    }
+  }, cases.length * packageTimeoutMs);
+
+  afterAll(async () => {
+    await Promise.all(
+      [...packaged.values()].map((p) => rm(p.dir, { recursive: true, force: true })),
+    );
+  });
+
+  /** The endpoints the functions get for the new cache and the old cluster in a shape. */
+  const endpoints = (shape: OldShape) => ({
+    newCache: shape.startsWith("serverless")
+      ? "NewServerlessCache.cfg.example:11211"
+      : "NewCacheCluster.cfg.example:11211",
+    old: shape === "created" ? "OldCacheCluster.cfg.example:11211" : existingOld,
+  });
+
+  it.for(cases)("$shape, phase '$phase': the functions read what the phase reads", (c) => {
+    const template = packaged.get(c.name)!.template;
+    const variables = functionEnvironment(packaged.get(c.name)!);
+    const env = literalEnvironment(variables);
+    const config = cacheConfigFromEnv(env); // what every function does at cold start
+    const where = endpoints(c.shape);
+    const one = (cluster: typeof config.newCluster) =>
+      "configEndpoint" in cluster
+        ? `${cluster.configEndpoint.host}:${cluster.configEndpoint.port}`
+        : cluster.servers.map((s) => `${s.host}:${s.port}`).join(",");
+    expect(env.CACHE_CUTOVER_PHASE).toBe(c.phase);
+    if (c.phase === "single" && hasOld(c.shape)) {
+      // Step 0 / the rollback from prepare: the one cluster is old, with old's settings.
+      expect(config.phase).toBe("single");
+      expect(one(config.newCluster)).toBe(where.old);
+      expect(config.oldCluster).toBeUndefined();
+      expect(env.CACHE_NEW_DISCOVERY).toBe("true");
+      expect(env.CACHE_NEW_KIND).toBe("nodes");
+      expect(env.CACHE_NEW_TLS).toBe(c.shape === "existing" ? "true" : "false");
+      expect(env.CACHE_OLD_ENDPOINT).toBe("");
+      expect(JSON.stringify(variables)).not.toMatch(/NewCacheCluster|NewServerlessCache/);
+    } else {
+      expect(config.phase).toBe(c.phase || (hasOld(c.shape) ? "fallback" : "single"));
+      expect(one(config.newCluster)).toBe(where.newCache);
+      expect(config.newConnection.elastiCacheServerless).toBe(c.shape.startsWith("serverless"));
+      if (hasOld(c.shape)) {
+        expect(one(config.oldCluster!)).toBe(where.old);
+        expect(config.oldConnection?.tls).toBe(c.shape === "existing");
+      } else {
+        expect(config.oldCluster).toBeUndefined();
+        expect(JSON.stringify(variables)).not.toContain("OldCacheCluster");
+      }
+    }
+    // The old cluster is created only when the stack owns it, whatever the phase.
+    expect(Object.keys(createdResources(template)).includes("OldCacheCluster")).toBe(
+      c.shape === "created",
+    );
+    expectReferencesCreated(template, `${c.shape}, phase '${c.phase}'`);
+    dashboardBody(template); // its ${X} name created resources; it parses as JSON
+  });
+
+  it("gives the functions their settings from stage params, not from the packaging shell", () => {
+    const env = literalEnvironment(functionEnvironment(packaged.get("created-none")!));
+    // appShell (2 s timeouts, metrics off, ...) was set in the shell that packaged.
+    expect(env).toMatchObject({
+      CACHE_TIMEOUT_MS: "100",
+      CACHE_CONNECT_TIMEOUT_MS: "200",
+      CACHE_METRICS: "on",
+      CACHE_LEASE_MODE: "",
+      CACHE_TOMBSTONE_SECONDS: "",
+      ORIGIN_TIMEOUT_MS: "",
+      PRODUCT_TTL_SECONDS: "",
+    });
+    expect(env).not.toHaveProperty("ORIGIN_DELAY_MS"); // the demo origin's, never a function's
+  });
+
+  it(
+    "takes each setting from its stage param",
+    async () => {
+      const settings = {
+        cacheTimeoutMs: "150",
+        cacheConnectTimeoutMs: "400",
+        cacheMetrics: "off",
+        cacheLeaseMode: "meta",
+        cacheTombstoneSeconds: "700",
+        originTimeoutMs: "2500",
+        productTtlSeconds: "600",
+      };
+      const set = await packageStage("settings", { ...commonParams, ...settings });
+      try {
+        const env = literalEnvironment(functionEnvironment(set));
+        expect(env).toMatchObject({
+          CACHE_TIMEOUT_MS: "150",
+          CACHE_CONNECT_TIMEOUT_MS: "400",
+          CACHE_METRICS: "off",
+          CACHE_LEASE_MODE: "meta",
+          CACHE_TOMBSTONE_SECONDS: "700",
+          ORIGIN_TIMEOUT_MS: "2500",
+          PRODUCT_TTL_SECONDS: "600",
+        });
+        const config = cacheConfigFromEnv(env);
+        expect([config.timeoutMs, config.connectTimeoutMs, config.leaseMode]).toEqual([
+          150,
+          400,
+          "meta",
+        ]);
+      } finally {
+        await rm(set.dir, { recursive: true, force: true });
+      }
+    },
+    packageTimeoutMs,
+  );
+
+  it.for([
+    ["prepare", "false"],
+    ["fallback", "false"],
+    ["bogus", "true"],
+  ] as const)(
+    "refuses phase %s with keepOldCluster=%s (a phase the caches cannot run)",
+    { timeout: packageTimeoutMs },
+    async ([phase, keep]) => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-badphase-"));
+      try {
+        const params = paramArgs({ ...commonParams, keepOldCluster: keep, cutoverPhase: phase });
+        const args = ["package", "--stage", stage, "--package", dir, ...params];
+        const result = await runServerless(args, workFolder(`badphase-${phase}`));
+        expect(result.code).not.toBe(0);
+        expect(result.output).toMatch(/custom\.cutoverShape/);
+        expect(await readdir(dir)).toEqual([]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });
