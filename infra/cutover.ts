@@ -40,6 +40,7 @@ import {
   judgeSteps,
   type LambdaSender,
   type PhaseReport,
+  singleOnOld,
   unreadableReport,
 } from "./cutoverPhases.ts";
 
@@ -239,7 +240,20 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
     versions instanceof Error || (versions !== undefined && !Array.isArray(versions));
   // An old cluster the stack did not create (existingOldCacheEndpoint): the one the functions use.
   const deployed = unreadable ? undefined : (versions as DeployedVersion[] | undefined);
-  const external = deployed?.find((version) => version.oldEndpoint !== "");
+  // The endpoints of the stack's new cache, as the functions get them (tells a `single` version
+  // on new from one on old).
+  const newCache = [newCluster.configurationEndpoint, newCluster.endpoint].filter(
+    (endpoint): endpoint is string => endpoint !== undefined,
+  );
+  // Before the cutover (step 0) a `single` version runs on old: its one cluster is old's.
+  const single = deployed && singleOnOld(deployed, newCache);
+  const external =
+    deployed?.find((version) => version.oldEndpoint !== "") ??
+    (single && {
+      oldEndpoint: single.newEndpoint!,
+      oldDiscovery: single.newDiscovery ?? false,
+      oldTls: single.newTls ?? false,
+    });
   const oldCluster =
     stackOld.present || external === undefined
       ? stackOld
@@ -254,7 +268,7 @@ export async function cutoverStatus(options: CutoverStatusOptions): Promise<Cuto
     verdict,
   };
   if (unreadable) status.phases = unreadableReport(versions);
-  else if (deployed !== undefined) status.phases = judgeSteps(deployed, verdict.warm);
+  else if (deployed !== undefined) status.phases = judgeSteps(deployed, verdict.warm, newCache);
   return status;
 }
 

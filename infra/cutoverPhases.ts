@@ -9,10 +9,19 @@
 //
 // The rule for every step (DESIGN.md: neighbouring phases must be safe at the same time): while
 // a step rolls out, the versions already running and the ones being deployed run side by side,
-// so deploying phase P is safe only if every version now running is P or a neighbour of P
-// (single - prepare - fallback - new). That also makes a rollback (deploying the phase before)
-// safe exactly when the forward step was. On top of it: `new` only once new is warm (the warmth
-// verdict of cutover.ts), and removing the old cluster only once every version runs `new`.
+// so deploying phase P is safe only if every version now running is P or a neighbour of P. The
+// order is by what each version really reads: single on the old cluster - prepare - fallback -
+// new - single on the new cache. A `single` version runs one cluster, and which one is in its
+// CACHE_NEW_ENDPOINT: the stack gives a `single` version the old cluster while there is one
+// (step 0, and the rollback from prepare), so a `single` version whose endpoint is the new cache
+// (the stack's, as ElastiCache reports it, or what the other versions call new) reads new, and is
+// no neighbour of prepare or fallback (a PUT through it deletes in new only, while they read
+// old's copy). That also makes a rollback (deploying the phase before) safe exactly when the
+// forward step was. On top of it: `new` only once new is warm (the warmth verdict of cutover.ts),
+// and removing the old cluster only once every version runs `new`. The cutover is complete when
+// every version runs `new` with no old cluster. With nothing deployed (a first deploy, or the
+// wrong --region/--service), a first deploy of `single` or `prepare` is safe: nothing runs beside
+// it; `fallback` and `new` are not (the runbook starts at prepare).
 
 import {
   GetFunctionConfigurationCommand,
@@ -44,10 +53,17 @@ export interface DeployedVersion {
   oldEndpoint: string;
   oldDiscovery: boolean;
   oldTls: boolean;
+  /**
+   * CACHE_NEW_ENDPOINT, CACHE_NEW_DISCOVERY and CACHE_NEW_TLS as deployed: for a `single` version
+   * the one cluster it uses (absent: taken to be the old cluster, as before a cutover).
+   */
+  newEndpoint?: string;
+  newDiscovery?: boolean;
+  newTls?: boolean;
   error?: string;
 }
 
-export type Step = "prepare" | "fallback" | "new" | "remove old";
+export type Step = "single" | "prepare" | "fallback" | "new" | "remove old";
 
 export interface StepVerdict {
   step: Step;
@@ -70,7 +86,12 @@ export interface PhaseReport {
   error?: string;
 }
 
+/**
+ * Where a version stands, by what it reads: single on old (0), prepare, fallback, new, single on
+ * the new cache (4). Two versions are neighbours when their positions differ by at most one.
+ */
 const RANK: Record<CutoverPhase, number> = { single: 0, prepare: 1, fallback: 2, new: 3 };
+const SINGLE_ON_NEW = 4;
 
 /** Every version of the stage's functions that can receive traffic, with its phase. */
 export async function deployedVersions(
@@ -138,6 +159,9 @@ function versionFromEnv(
     oldEndpoint: (env.CACHE_OLD_ENDPOINT ?? "").trim().replace(/^none$/, ""),
     oldDiscovery: (env.CACHE_OLD_DISCOVERY ?? "").trim() === "true",
     oldTls: (env.CACHE_OLD_TLS ?? "").trim() === "true",
+    newEndpoint: (env.CACHE_NEW_ENDPOINT ?? "").trim(),
+    newDiscovery: (env.CACHE_NEW_DISCOVERY ?? "").trim() === "true",
+    newTls: (env.CACHE_NEW_TLS ?? "").trim() === "true",
   };
   try {
     version.phase = cacheConfigFromEnv(env).phase;
@@ -147,22 +171,73 @@ function versionFromEnv(
   return version;
 }
 
-/** Which step of the runbook may be deployed now (see the file comment). */
-export function judgeSteps(versions: readonly DeployedVersion[], newWarm: boolean): PhaseReport {
+const sameEndpoint = (a: string, b: string) => a.trim().toLowerCase() === b.trim().toLowerCase();
+
+/**
+ * The endpoints that name the new cache: `newCache` (the stack's, as ElastiCache reports it) and
+ * CACHE_NEW_ENDPOINT of every version in a two-cluster phase.
+ */
+function newCacheEndpoints(versions: readonly DeployedVersion[], newCache: readonly string[]) {
+  const known = [...newCache];
+  for (const v of versions) {
+    if (v.phase !== undefined && v.phase !== "single" && v.newEndpoint) known.push(v.newEndpoint);
+  }
+  return known.filter((endpoint) => endpoint !== "");
+}
+
+/** The position of a version that starts (see RANK). */
+function positionOf(version: DeployedVersion, newEndpoints: readonly string[]): number {
+  const phase = version.phase!;
+  if (phase !== "single") return RANK[phase];
+  const endpoint = version.newEndpoint ?? "";
+  const onNew = endpoint !== "" && newEndpoints.some((known) => sameEndpoint(known, endpoint));
+  return onNew ? SINGLE_ON_NEW : RANK.single;
+}
+
+/** The single version that runs on the old cluster (its endpoint is old's), if any. */
+export function singleOnOld(
+  versions: readonly DeployedVersion[],
+  newCache: readonly string[] = [],
+): DeployedVersion | undefined {
+  const known = newCacheEndpoints(versions, newCache);
+  return versions.find(
+    (v) => v.phase === "single" && v.newEndpoint && positionOf(v, known) === RANK.single,
+  );
+}
+
+/**
+ * Which step of the runbook may be deployed now (see the file comment). `newCache`: the
+ * endpoints of the stack's new cache as ElastiCache reports them (to tell a `single` version on
+ * new from one on old); without them, what the two-cluster versions call new.
+ */
+export function judgeSteps(
+  versions: readonly DeployedVersion[],
+  newWarm: boolean,
+  newCache: readonly string[] = [],
+): PhaseReport {
   const broken = versions.filter((v) => v.phase === undefined);
   const running = versions.filter((v) => v.phase !== undefined);
+  const known = newCacheEndpoints(versions, newCache);
+  const position = new Map(running.map((v) => [v, positionOf(v, known)]));
   const label = (v: DeployedVersion) => `${v.functionName}:${v.qualifier}`;
-  const steps: StepVerdict[] = (["prepare", "fallback", "new"] as const).map((step) => {
-    const done = running.length > 0 && running.every((v) => v.phase === step);
-    const far = running.filter((v) => Math.abs(RANK[v.phase!] - RANK[step]) > 1);
+  const runs = (v: DeployedVersion) =>
+    `${label(v)} runs ${position.get(v) === SINGLE_ON_NEW ? "single on the new cache" : v.phase}`;
+  const nothing =
+    "no deployed function found (if the stage is deployed, check --region and --service)";
+  const steps: StepVerdict[] = (["single", "prepare", "fallback", "new"] as const).map((step) => {
+    const done = running.length > 0 && running.every((v) => position.get(v) === RANK[step]);
+    const far = running.filter((v) => Math.abs(position.get(v)! - RANK[step]) > 1);
+    const firstDeploy = step === "single" || step === "prepare";
     let reason: string;
-    let safe = broken.length === 0 && far.length === 0 && running.length > 0;
+    let safe = broken.length === 0 && far.length === 0 && (running.length > 0 || firstDeploy);
     if (broken.length > 0) {
       reason = `cannot judge: ${broken.map(label).join(", ")} would not start (${broken[0]!.error})`;
     } else if (running.length === 0) {
-      reason = "no deployed function found";
+      reason = firstDeploy
+        ? `${nothing}: a first deploy of ${step} runs beside nothing`
+        : `${nothing}: deploy prepare everywhere first`;
     } else if (far.length > 0) {
-      reason = `${far.map((v) => `${label(v)} runs ${v.phase}`).join(", ")}: more than one step from ${step} (deploy the phases in between everywhere first)`;
+      reason = `${far.map(runs).join(", ")}: more than one step from ${step} (deploy the phases in between everywhere first)`;
     } else if (step === "new" && !newWarm) {
       safe = false;
       reason = "new is not warm yet (see the verdict above): wait, then deploy new";
@@ -174,8 +249,9 @@ export function judgeSteps(versions: readonly DeployedVersion[], newWarm: boolea
     return { step, safe, done, reason };
   });
   const withOld = running.filter((v) => v.oldEndpoint !== "");
-  const notNew = running.filter((v) => v.phase !== "new");
-  const removeDone = running.length > 0 && withOld.length === 0 && notNew.length === 0;
+  const notNew = running.filter((v) => position.get(v)! < RANK.new);
+  const removeDone =
+    running.length > 0 && withOld.length === 0 && running.every((v) => v.phase === "new");
   steps.push({
     step: "remove old",
     safe: broken.length === 0 && running.length > 0 && notNew.length === 0,
@@ -183,16 +259,22 @@ export function judgeSteps(versions: readonly DeployedVersion[], newWarm: boolea
     reason:
       broken.length > 0
         ? "cannot judge: a version would not start"
-        : notNew.length > 0
-          ? `not while ${notNew.map((v) => `${label(v)} runs ${v.phase}`).join(", ")} (every version must run new first)`
-          : removeDone
-            ? "no version uses the old cluster any more"
-            : "every version runs new: deploy with keepOldCluster=false",
+        : running.length === 0
+          ? nothing
+          : notNew.length > 0
+            ? `not while ${notNew.map(runs).join(", ")} (every version must run new first)`
+            : removeDone
+              ? "no version uses the old cluster any more: the cutover is complete"
+              : "every version runs new (or single on the new cache): deploy with keepOldCluster=false and cutoverPhase=new",
   });
-  // Next: the step after the earliest phase still running (finish a rollout before the next).
-  const ranks = running.map((v) => RANK[v.phase!]);
-  const earliest = ranks.length === 0 ? 0 : Math.min(...ranks);
-  return { versions: [...versions], steps, next: removeDone ? undefined : steps[earliest] };
+  // Next: the step after the earliest position still running (finish a rollout before the
+  // next); single on the new cache goes to new (the finished state); nothing deployed: prepare.
+  const byStep = (step: Step) => steps.find((s) => s.step === step)!;
+  const ranks = running.map((v) => position.get(v)!);
+  const earliest = ranks.length === 0 ? -1 : Math.min(...ranks);
+  const order: Step[] = ["prepare", "fallback", "new", "remove old", "new"];
+  const next = removeDone ? undefined : byStep(earliest < 0 ? "prepare" : order[earliest]!);
+  return { versions: [...versions], steps, next };
 }
 
 /**
@@ -201,7 +283,7 @@ export function judgeSteps(versions: readonly DeployedVersion[], newWarm: boolea
  */
 export function unreadableReport(error: unknown): PhaseReport {
   const reason = `cannot judge: the deployed functions could not be read (${(error as Error).message})`;
-  const steps = (["prepare", "fallback", "new", "remove old"] as const).map(
+  const steps = (["single", "prepare", "fallback", "new", "remove old"] as const).map(
     (step): StepVerdict => ({ step, safe: false, done: false, reason }),
   );
   return { versions: [], steps, next: undefined, error: reason };

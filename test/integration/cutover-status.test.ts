@@ -323,6 +323,63 @@ describe("cutoverStatus", () => {
     expect(printed).toContain("next: fallback — safe to deploy now");
   });
 
+  it("step 0: reads an existing old cluster from a single version's one endpoint, and tells single on new from single on old", async () => {
+    const elasticache = fakeElastiCache([describedCluster(ids.new, ports(newNodes))]);
+    const oldEndpoint = oldNodes.map((node) => node.endpoint).join(",");
+    // What ElastiCache reports as new's configuration endpoint (describedCluster), mixed case.
+    const newEndpoint = `${ids.new.toUpperCase()}.abc123.cfg.use1.cache.amazonaws.com:11211`;
+    const lambdaWith = (functions: Record<string, Record<string, string>>) => {
+      const send = async (command: unknown) => {
+        if (command instanceof ListFunctionsCommand) {
+          return { Functions: Object.keys(functions).map((FunctionName) => ({ FunctionName })) };
+        }
+        if (command instanceof ListAliasesCommand) return { Aliases: [] };
+        if (command instanceof GetFunctionConfigurationCommand) {
+          return { Environment: { Variables: functions[command.input.FunctionName!] } };
+        }
+        throw new Error("unexpected command");
+      };
+      return { send: send as LambdaSender["send"] };
+    };
+    const onOld = { CACHE_NEW_ENDPOINT: oldEndpoint, CACHE_CUTOVER_PHASE: "single" };
+    const onNew = { CACHE_NEW_ENDPOINT: newEndpoint, CACHE_CUTOVER_PHASE: "single" };
+
+    const before = await cutoverStatus({
+      stage,
+      service,
+      elasticache,
+      lambda: lambdaWith({ "lambda-memcache-ci-getProduct": onOld }),
+    });
+    expect(before.clusters.old).toMatchObject({
+      present: true,
+      id: oldEndpoint,
+      status: "existing (not created by this stack)",
+    });
+    await expectMatchesServers(before.clusters.old, oldNodes);
+    expect(before.phases?.next).toMatchObject({ step: "prepare", safe: true });
+    expect(formatStatus(before)).toContain("next: prepare — safe to deploy now");
+
+    // A single version on the new cache beside prepare: not a neighbour (it reads new).
+    const mixed = await cutoverStatus({
+      stage,
+      service,
+      elasticache,
+      lambda: lambdaWith({
+        "lambda-memcache-ci-getProduct": onNew,
+        "lambda-memcache-ci-putProduct": {
+          CACHE_NEW_ENDPOINT: newEndpoint,
+          CACHE_OLD_ENDPOINT: oldEndpoint,
+          CACHE_CUTOVER_PHASE: "prepare",
+        },
+      }),
+    });
+    const prepare = mixed.phases?.steps.find((step) => step.step === "prepare");
+    expect(prepare).toMatchObject({ safe: false });
+    expect(prepare?.reason).toContain(
+      "lambda-memcache-ci-getProduct:$LATEST runs single on the new cache",
+    );
+  });
+
   it("reports the phases as unknown, calling no step safe, when the functions cannot be read", async () => {
     const elasticache = bothClusters();
     const denied = new Error("not authorized to perform: lambda:ListFunctions");

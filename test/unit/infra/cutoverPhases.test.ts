@@ -2,7 +2,10 @@
 // which versions of the stage's functions can receive traffic ($LATEST and every version an
 // alias points at, weighted aliases included), the phase each one's environment makes, and
 // which step of the runbook is safe: only one whose phase is the same as, or a neighbour of,
-// every phase running now; `new` only when new is warm; removing old only when all run `new`.
+// every phase running now (a `single` version placed by the cluster it really reads: old, or the
+// new cache); `new` only when new is warm; removing old only when all run `new`; with nothing
+// deployed, a first deploy of single or prepare; complete only when every version runs `new`
+// without an old cluster.
 
 import {
   type FunctionConfiguration,
@@ -64,7 +67,11 @@ function fakeLambda(functions: readonly FakeFunction[]): LambdaSender & { reques
 const both = { CACHE_NEW_ENDPOINT: "new.example:11211", CACHE_OLD_ENDPOINT: "old.example:11211" };
 const inPhase = (phase: string) => ({ ...both, CACHE_CUTOVER_PHASE: phase });
 const single = { CACHE_NEW_ENDPOINT: "old.example:11211" };
+/** `single` on the new cache (after the old cluster was removed, with no phase given). */
+const singleOnNew = { CACHE_NEW_ENDPOINT: "NEW.example:11211 " };
 const done = { CACHE_NEW_ENDPOINT: "new.example:11211", CACHE_CUTOVER_PHASE: "new" };
+/** The stack's new cache as ElastiCache reports it (cutover.ts passes it to judgeSteps). */
+const newCache = ["new.example:11211"];
 
 /** Versions of one function each, in the given phases (environments). */
 function versions(...envs: Array<Record<string, string>>): DeployedVersion[] {
@@ -76,6 +83,7 @@ function versions(...envs: Array<Record<string, string>>): DeployedVersion[] {
     oldEndpoint: env.CACHE_OLD_ENDPOINT ?? "",
     oldDiscovery: false,
     oldTls: false,
+    newEndpoint: env.CACHE_NEW_ENDPOINT ?? "",
   }));
 }
 
@@ -122,25 +130,33 @@ describe("deployedVersions", () => {
 
 describe("judgeSteps", () => {
   it("before the cutover: prepare is safe, fallback is not while any version runs single", () => {
-    const report = judgeSteps(versions(single, single), false);
+    const report = judgeSteps(versions(single, single), false, newCache);
     expect(verdicts(report)).toEqual({
+      single: "done",
       prepare: "safe",
       fallback: "not safe",
       new: "not safe",
       "remove old": "not safe",
     });
     expect(report.next?.step).toBe("prepare");
-    expect(report.steps[1]!.reason).toContain("svc-prod-fn0:$LATEST runs single");
+    expect(report.steps[2]!.reason).toMatch(
+      /svc-prod-fn0:\$LATEST runs single, .*: more than one step from fallback/,
+    );
   });
 
   it("during the prepare rollout (single beside prepare): prepare stays safe, fallback does not", () => {
     const report = judgeSteps(versions(single, inPhase("prepare")), false);
-    expect(verdicts(report)).toMatchObject({ prepare: "safe", fallback: "not safe" });
+    expect(verdicts(report)).toMatchObject({
+      single: "safe",
+      prepare: "safe",
+      fallback: "not safe",
+    });
   });
 
   it("prepare everywhere: fallback is safe (and prepare done); new is not", () => {
     const report = judgeSteps(versions(inPhase("prepare"), inPhase("prepare")), true);
     expect(verdicts(report)).toEqual({
+      single: "safe", // the rollback to one cluster (old)
       prepare: "done",
       fallback: "safe",
       new: "not safe",
@@ -151,14 +167,20 @@ describe("judgeSteps", () => {
 
   it("fallback everywhere: new only once new is warm; rolling back to prepare is safe", () => {
     const cold = judgeSteps(versions(inPhase("fallback"), both), false);
-    expect(verdicts(cold)).toMatchObject({ prepare: "safe", fallback: "done", new: "not safe" });
-    expect(cold.steps[2]!.reason).toContain("new is not warm yet");
+    expect(verdicts(cold)).toMatchObject({
+      single: "not safe",
+      prepare: "safe",
+      fallback: "done",
+      new: "not safe",
+    });
+    expect(cold.steps[3]!.reason).toContain("new is not warm yet");
     const warm = judgeSteps(versions(inPhase("fallback"), both), true);
     expect(verdicts(warm)).toMatchObject({ new: "safe", "remove old": "not safe" });
   });
 
   it("new everywhere: removing old is safe; once no version has an old endpoint, it is done", () => {
     expect(verdicts(judgeSteps(versions(inPhase("new"), inPhase("new")), true))).toEqual({
+      single: "not safe",
       prepare: "not safe",
       fallback: "safe",
       new: "done",
@@ -173,6 +195,7 @@ describe("judgeSteps", () => {
   it("refuses every step while versions run phases more than one step apart, or one would not start", () => {
     const apart = judgeSteps(versions(single, inPhase("fallback")), true);
     expect(verdicts(apart)).toEqual({
+      single: "not safe",
       prepare: "safe",
       fallback: "not safe",
       new: "not safe",
@@ -184,5 +207,58 @@ describe("judgeSteps", () => {
     expect(report.steps.every((s) => !s.safe)).toBe(true);
     expect(report.steps[0]!.reason).toContain("svc-prod-bad:$LATEST would not start");
     expect(formatPhases(report)).toContain("NOT SAFE");
+  });
+
+  it("places a single version by the cluster it reads: on the new cache it is no neighbour of prepare", () => {
+    // A PUT through single-on-new deletes in new only, while prepare serves old's copy.
+    const mixed = judgeSteps(versions(singleOnNew, inPhase("prepare")), false, newCache);
+    expect(verdicts(mixed)).toEqual({
+      single: "not safe",
+      prepare: "not safe",
+      fallback: "not safe",
+      new: "not safe",
+      "remove old": "not safe",
+    });
+    expect(mixed.steps[1]!.reason).toContain("svc-prod-fn0:$LATEST runs single on the new cache");
+    // The same single version on old is prepare's neighbour.
+    expect(
+      verdicts(judgeSteps(versions(single, inPhase("prepare")), false, newCache)).prepare,
+    ).toBe("safe");
+    // Without ElastiCache's answer, what the two-cluster versions call new tells it apart too.
+    expect(verdicts(judgeSteps(versions(singleOnNew, inPhase("prepare")), false)).prepare).toBe(
+      "not safe",
+    );
+  });
+
+  it("after removal with no phase (single on the new cache): next is new, never prepare, and not complete", () => {
+    const report = judgeSteps(versions(singleOnNew, singleOnNew), true, newCache);
+    expect(verdicts(report)).toEqual({
+      single: "not safe",
+      prepare: "not safe",
+      fallback: "not safe",
+      new: "safe",
+      "remove old": "safe",
+    });
+    expect(report.next).toMatchObject({ step: "new", safe: true });
+    expect(formatPhases(report)).toContain("next: new — safe to deploy now");
+    expect(formatPhases(report)).not.toContain("complete");
+    // new without an old cluster everywhere is the finished state.
+    const finished = judgeSteps(versions(done, done), true, newCache);
+    expect(finished.next).toBeUndefined();
+    expect(finished.steps.at(-1)!.reason).toContain("the cutover is complete");
+  });
+
+  it("with nothing deployed: a first deploy of single or prepare is safe, fallback and new are not", () => {
+    const report = judgeSteps([], true, newCache);
+    expect(verdicts(report)).toEqual({
+      single: "safe",
+      prepare: "safe",
+      fallback: "not safe",
+      new: "not safe",
+      "remove old": "not safe",
+    });
+    expect(report.next).toMatchObject({ step: "prepare", safe: true });
+    expect(report.steps[0]!.reason).toContain("check --region and --service");
+    expect(formatPhases(report)).toContain("(none found)");
   });
 });
