@@ -1002,9 +1002,14 @@ describe("serverless package (CloudFormation for the caches)", () => {
 // settings come from stage params, never from the shell that packages.
 describe("serverless package: each cutover phase with each old cluster", () => {
   const existingOld = "services-cache.abc123.cfg.use1.cache.amazonaws.com:11211";
+  const oldGroup = "sg-0ccccccccccccccccc";
   const oldShapes = {
     created: { keepOldCluster: "true" },
-    existing: { existingOldCacheEndpoint: existingOld, oldCacheTransitEncryption: "true" },
+    existing: {
+      existingOldCacheEndpoint: existingOld,
+      oldCacheTransitEncryption: "true",
+      existingOldCacheSecurityGroupId: oldGroup,
+    },
     serverless: { newCacheKind: "serverless", existingOldCacheEndpoint: existingOld },
     removed: { keepOldCluster: "false" },
     "serverless, removed": { newCacheKind: "serverless", keepOldCluster: "false" },
@@ -1077,6 +1082,23 @@ describe("serverless package: each cutover phase with each old cluster", () => {
     expect(Object.keys(createdResources(template)).includes("OldCacheCluster")).toBe(
       c.shape === "created",
     );
+    // With the existing cluster's security group given, one rule admits the functions to it.
+    const rules = Object.values(createdResources(template)).filter(
+      (resource) => resource.Type === "AWS::EC2::SecurityGroupIngress",
+    );
+    if (c.shape === "existing") {
+      expect(rules.map((rule) => rule.Properties)).toEqual([
+        expect.objectContaining({
+          GroupId: oldGroup,
+          IpProtocol: "tcp",
+          FromPort: 11211,
+          ToPort: 11211,
+          SourceSecurityGroupId: getAtt("FunctionSecurityGroup", "GroupId"),
+        }),
+      ]);
+    } else {
+      expect(rules).toEqual([]);
+    }
     expectReferencesCreated(template, `${c.shape}, phase '${c.phase}'`);
     dashboardBody(template); // its ${X} name created resources; it parses as JSON
   });
