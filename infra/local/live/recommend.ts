@@ -43,6 +43,7 @@ export function clusterRole(phase: Phase, role: Role): string | undefined {
 /** The page's data-code for the next step (what the browser test and a person's eye key on). */
 export type StepCode =
   | "none"
+  | "deploy-single"
   | "deploy-prepare"
   | "deploy-fallback"
   | "deploy-new"
