@@ -4,7 +4,8 @@
 //
 //   CACHE_NEW_ENDPOINT   use this cluster as "new" instead of starting memcached on 11211
 //   CACHE_OLD_ENDPOINT   use this cluster as "old"; set but empty = one cluster, no "old"
-//   CACHE_CUTOVER_PHASE  the functions' cutover phase (prepare, fallback, new; default none)
+//   CACHE_CUTOVER_PHASE  the functions' cutover phase (single: on old when there is one;
+//                        prepare, fallback, new; default none)
 //   ORIGIN_URL           use this origin instead of starting the demo origin
 //   ORIGIN_DELAY_MS      latency of the demo origin (default 50)
 //   CACHE_TLS=1          TLS to both caches: memcached with -Z and a CA made for this run,
