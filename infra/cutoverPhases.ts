@@ -16,7 +16,8 @@
 // (step 0, and the rollback from prepare), so a `single` version whose endpoint is the new cache
 // (the stack's, as ElastiCache reports it, or what the other versions call new) reads new, and is
 // no neighbour of prepare or fallback (a PUT through it deletes in new only, while they read
-// old's copy). That also makes a rollback (deploying the phase before) safe exactly when the
+// old's copy); beside `new` it is safe (both read and invalidate new alone, and every store reads
+// new's tombstones as misses: leases.ts). That also makes a rollback (deploying the phase before) safe exactly when the
 // forward step was. On top of it: `new` only once new is warm (the warmth verdict of cutover.ts),
 // and removing the old cluster only once every version runs `new`. The cutover is complete when
 // every version runs `new` with no old cluster. With nothing deployed (a first deploy, or the
