@@ -3,7 +3,7 @@
 // cache does follows CACHE_CUTOVER_PHASE (cacheForPhase builds it, as for any user).
 
 import { CacheAside, cacheConfigFromEnv, cacheForPhase } from "../../lib/cache/index.ts";
-import { appConfig } from "./config.ts";
+import { appConfig, DEFAULT_PRODUCT_TTL_SECONDS } from "./config.ts";
 import { recordCacheEvent, recordOldClusterError, recordUndecodable } from "./metrics.ts";
 
 /** The cache variables, parsed strictly: a bad one stops the function here, at init. */
@@ -11,8 +11,10 @@ export const cacheConfig = cacheConfigFromEnv();
 
 /** The clients, store and counter view of this function's phase. */
 export const phaseCache = cacheForPhase(cacheConfig, {
-  // The only values this app caches are product responses: tombstones outlive their TTL.
-  longestTtlSeconds: appConfig.productTtlSeconds,
+  // The only values this app caches are product responses: tombstones outlive their TTL. With
+  // PRODUCT_TTL_SECONDS=0 this version caches nothing, but a neighbouring version may, with the
+  // default TTL (0 here would mean tombstones that never expire).
+  longestTtlSeconds: appConfig.productTtlSeconds || DEFAULT_PRODUCT_TTL_SECONDS,
   // A value another service stored in a format we never decode (a pickle): a miss, and a metric.
   clientOptions: { onUndecodable: recordUndecodable },
   onOldError: recordOldClusterError,

@@ -16,6 +16,9 @@ import {
 } from "../../lib/cache/index.ts";
 import { DEFAULT_METRICS_NAMESPACE } from "./emf.ts";
 
+/** PRODUCT_TTL_SECONDS when unset. */
+export const DEFAULT_PRODUCT_TTL_SECONDS = 300;
+
 export interface AppConfig {
   /** Without a trailing slash. */
   originUrl: string;
@@ -36,7 +39,7 @@ export function appConfigFromEnv(env: Env = process.env): AppConfig {
   return {
     originUrl: urlFromEnv(env, "ORIGIN_URL", "http://127.0.0.1:4000").href.replace(/\/+$/, ""),
     originTimeoutMs: msFromEnv(env, "ORIGIN_TIMEOUT_MS", 5_000),
-    productTtlSeconds: secondsFromEnv(env, "PRODUCT_TTL_SECONDS", 300),
+    productTtlSeconds: secondsFromEnv(env, "PRODUCT_TTL_SECONDS", DEFAULT_PRODUCT_TTL_SECONDS),
     metrics: choiceFromEnv(env, "CACHE_METRICS", ["on", "off"], "on") === "on",
     metricsNamespace: namespace,
   };

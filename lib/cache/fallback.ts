@@ -34,6 +34,7 @@ import {
   tombstoneSecondsFor,
 } from "./invalidation.ts";
 import {
+  isVivifiedPlaceholder,
   type LeaseMode,
   type LeaseOptions,
   type LeaseRead,
@@ -186,6 +187,10 @@ export class FallbackStore implements CacheStore {
     try {
       if (await this.oldClient.hasMeta(key)) {
         const reply = await this.oldClient.metaGet(key, ["v", "f", "t"]);
+        // Not values to serve or copy: another version's load in progress in old (a `prepare`
+        // reader's meta lease), or an item marked stale there (its refresh is due: copied into
+        // new it would be served as fresh).
+        if (isVivifiedPlaceholder(reply) || "X" in reply.flags) return undefined;
         const value = this.oldClient.decodeMeta(reply, key);
         if (value === undefined) return undefined;
         const t = Number(reply.flags.t);

@@ -28,7 +28,7 @@
 import { createHash } from "node:crypto";
 import type { MemcacheClient } from "../memcache/client.ts";
 import { MAX_KEY_BYTES } from "../memcache/keys.ts";
-import { toWireExptime } from "../memcache/protocol.ts";
+import { type MetaReply, toWireExptime } from "../memcache/protocol.ts";
 import { FLAG_INTERNAL } from "../memcache/serde.ts";
 
 export interface LeaseOptions {
@@ -184,6 +184,21 @@ function nextLockId(): string {
 
 type MetaToken = Extract<LeaseToken, { kind: "meta" | "meta-tombstone" }>;
 
+/**
+ * Whether an `mg` reply (asked with `v` and `f`) is a meta lease's vivified placeholder: another
+ * reader's load in progress, not a value. No data, flags 0, not stale, and always with W or Z (a
+ * stored empty Buffer looks the same but comes with neither).
+ */
+export function isVivifiedPlaceholder(reply: MetaReply): boolean {
+  return (
+    reply.value !== undefined &&
+    reply.value.length === 0 &&
+    (reply.flags.f ?? "0") === "0" &&
+    !("X" in reply.flags) &&
+    ("W" in reply.flags || "Z" in reply.flags)
+  );
+}
+
 /** A meta-protocol lease: filled with `ms C<cas>`, given back with `md`. */
 function metaLease<T>(
   client: MemcacheClient,
@@ -204,7 +219,11 @@ function metaLease<T>(
         // marking it stale again hands the win to the next reader.
         await client.metaDelete(key, ["I"]);
       } else if (keepStaleSeconds !== undefined && seen.stale !== undefined) {
-        await client.metaDelete(key, ["I", `T${toWireExptime(keepStaleSeconds)}`]);
+        // Only over the stale item this lease won: an invalidation's tombstone written meanwhile
+        // (a new CAS) must keep its own lifetime, which outlives the old cluster's copies.
+        const keep = ["I", `T${toWireExptime(keepStaleSeconds)}`];
+        if (token.cas === undefined) await client.metaDelete(key, keep);
+        else await server(() => client.metaDelete(key, [...keep, `C${token.cas}`]), undefined);
       } else if (token.cas !== undefined) {
         await server(() => client.metaDelete(key, [`C${token.cas}`]), undefined);
       }
@@ -229,14 +248,7 @@ export function metaLeases(client: MemcacheClient): Leases {
       }
       const won = "W" in reply.flags;
       const stale = "X" in reply.flags;
-      // The vivified placeholder: no data, flags 0, not stale, and always with W or Z (a stored
-      // empty Buffer looks the same but comes with neither).
-      const placeholder =
-        reply.value.length === 0 &&
-        (reply.flags.f ?? "0") === "0" &&
-        !stale &&
-        (won || "Z" in reply.flags);
-      if (placeholder) {
+      if (isVivifiedPlaceholder(reply)) {
         return won
           ? { status: "win", lease: lease(key, { kind: "meta", cas }) }
           : { status: "wait", giveUp: plainLease(client, key, cas) };

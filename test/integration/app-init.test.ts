@@ -121,3 +121,26 @@ describe("a function's cold start in a cutover phase", () => {
     },
   );
 });
+
+describe("the tombstones of a function that caches nothing", () => {
+  it("PRODUCT_TTL_SECONDS=0 still gives invalidations' tombstones a lifetime (a neighbour may cache)", async () => {
+    const printed = async (ttl: string) => {
+      const module = new URL("../../functions/shared/cache.ts", import.meta.url).href;
+      const script = `const m = await import(${JSON.stringify(module)}); console.log(m.phaseCache.tombstoneSeconds);`;
+      const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+        env: {
+          PATH: process.env.PATH ?? "",
+          CACHE_METRICS: "off",
+          CACHE_NEW_ENDPOINT: "127.0.0.1:1",
+          CACHE_OLD_ENDPOINT: "127.0.0.1:2",
+          CACHE_CUTOVER_PHASE: "fallback",
+          PRODUCT_TTL_SECONDS: ttl,
+        },
+        timeout: 20_000,
+      });
+      return Number(stdout.trim());
+    };
+    expect(await printed("0")).toBe(await printed("300")); // not 0, "never expires"
+    expect(await printed("0")).toBeGreaterThan(300);
+  });
+});

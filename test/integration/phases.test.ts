@@ -259,3 +259,50 @@ describe("a restart of memcached between a lease and its fill", () => {
     },
   );
 });
+
+describe("what a fallback version finds in old", () => {
+  it("another version's load in progress there (a prepare reader's meta lease) is a miss, not an empty value", async () => {
+    const preparing = deployed("prepare", "meta");
+    const falling = deployed("fallback", "meta");
+    const k = key("old-placeholder");
+    const acquired = await preparing.cache.acquire<string>(k);
+    if (!("load" in acquired)) throw new Error(`expected a miss, got ${acquired.status}`);
+
+    const origin = loader("v1");
+    expect(await falling.cache.getOrLoad(k, origin)).toEqual({ value: "v1", status: "MISS" });
+    expect(origin).toHaveBeenCalledTimes(1);
+    expect(await held(newProbe(), k)).toEqual({ flags: 16, value: "v1" }); // not copied empty
+    await acquired.load.abandon();
+  });
+
+  it("an item marked stale there is not copied into new as fresh: the origin answers", async () => {
+    const falling = deployed("fallback", "meta");
+    const k = key("old-stale");
+    // As a single version's invalidate(k, { stale: true }) leaves it in old: md with I and T.
+    expect(await oldProbe().set(k, "v1")).toBe(true);
+    expect((await oldProbe().metaDelete(k, ["I", "T30"])).code).toBe("HD");
+
+    const origin = loader("v2");
+    expect(await falling.cache.getOrLoad(k, origin)).toEqual({ value: "v2", status: "MISS" });
+    expect(await held(newProbe(), k)).toEqual({ flags: 16, value: "v2" });
+  });
+});
+
+describe("a refresh of a stale value that fails (serveStaleOnError)", () => {
+  it("keeps an invalidation's tombstone written meanwhile, with its own lifetime", async () => {
+    const app = deployed("fallback", "meta");
+    const k = key("stale-refresh-tombstone");
+    await app.cache.write(k, "v1");
+    expect(await app.cache.invalidate(k, { stale: true })).toBe(true);
+    const refreshing = await app.cache.acquire<string>(k);
+    if (!("load" in refreshing)) throw new Error(`expected a refresh, got ${refreshing.status}`);
+    expect(refreshing.load.stale).toBe("v1");
+
+    expect(await app.cache.invalidate(k)).toBe(true); // a PUT's tombstone, 310 s
+    expect(await refreshing.load.fail(new Error("origin down"))).toBe("v1");
+
+    const reply = await newProbe().metaGet(k, ["f", "t"]);
+    expect(Number(reply.flags.f)).toBe(TOMBSTONE_FLAGS);
+    expect(Number(reply.flags.t)).toBeGreaterThan(60); // not cut to staleSeconds (30)
+  });
+});
