@@ -433,8 +433,34 @@ export class Connection implements ReplyHandler {
   private open(): net.Socket {
     const { options } = this;
     let socket: net.Socket;
+    const parser = new ReplyParser(this, {
+      maxLineBytes: options.maxLineBytes,
+      maxReplyValueBytes: options.maxReplyValueBytes,
+    });
+    // Replies are read into one buffer per socket (onread) rather than through 'data' events:
+    // no stream machinery and no buffer allocated per read, on the TLS path too (node:tls
+    // decrypts into it). The parser keeps slices of what it is fed (values, a partial line), so
+    // it gets a copy.
+    const onread = {
+      buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES),
+      callback: (bytes: number, buffer: Uint8Array): boolean => {
+        if (this.socket !== socket) return false;
+        try {
+          parser.feed(Buffer.from(buffer.subarray(0, bytes)));
+        } catch (error) {
+          this.destroy(
+            error instanceof MemcacheProtocolError
+              ? new MemcacheProtocolError(`memcached ${this.endpoint}: ${error.message}`)
+              : new MemcacheProtocolError(`memcached ${this.endpoint}: ${String(error)}`, {
+                  cause: error,
+                }),
+          );
+        }
+        return true;
+      },
+    };
     if (options.tls === false) {
-      socket = net.connect({ host: this.address, port: this.port });
+      socket = net.connect({ host: this.address, port: this.port, onread });
       socket.once("connect", () => this.onConnected(socket));
     } else {
       const tlsOptions = options.tls === true ? {} : options.tls;
@@ -445,30 +471,13 @@ export class Connection implements ReplyHandler {
         // A node known by a hostname (configured or discovered) is verified against that name;
         // for an IP, the caller's servername (if any) applies. SNI may not carry an IP address.
         servername: net.isIP(this.host) === 0 ? this.host : tlsOptions.servername,
-      });
+        onread, // node:tls takes it as net does (@types/node does not list it)
+      } as tls.ConnectionOptions);
       socket.once("secureConnect", () => this.onConnected(socket));
     }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, options.keepAliveDelayMs);
     socket.unref();
-    const parser = new ReplyParser(this, {
-      maxLineBytes: options.maxLineBytes,
-      maxReplyValueBytes: options.maxReplyValueBytes,
-    });
-    socket.on("data", (chunk: Buffer) => {
-      if (this.socket !== socket) return;
-      try {
-        parser.feed(chunk);
-      } catch (error) {
-        this.destroy(
-          error instanceof MemcacheProtocolError
-            ? new MemcacheProtocolError(`memcached ${this.endpoint}: ${error.message}`)
-            : new MemcacheProtocolError(`memcached ${this.endpoint}: ${String(error)}`, {
-                cause: error,
-              }),
-        );
-      }
-    });
     socket.on("error", (error: Error) => {
       if (this.socket !== socket) return;
       this.destroy(
@@ -821,6 +830,9 @@ export class Connection implements ReplyHandler {
 }
 
 const SETTLED = Promise.resolve();
+
+/** The read buffer of a socket (see open()): what Node itself allocates per read of a socket. */
+const READ_BUFFER_BYTES = 64 * 1024;
 
 function onGrace(connection: Connection, socket: net.Socket, head: Pending | undefined): void {
   connection.expireIfStillOverdue(socket, head);

@@ -43,6 +43,21 @@ describe("get and set", () => {
     await client.set(k, "second");
     expect(await client.get(k)).toBe("second");
   });
+
+  it("reads replies spread over many socket reads, and keeps values handed out intact", async ({
+    client,
+  }) => {
+    // Replies are read into one reused buffer per socket: what the parser keeps across reads
+    // (values of a reply not yet complete) and what it hands out (a meta value) must be copies.
+    const keys = Array.from({ length: 100 }, (_, i) => key(`read:${i}`));
+    const values = keys.map((_, i) => Buffer.alloc(2_000, i));
+    await Promise.all(keys.map((k, i) => client.set(k, values[i]!)));
+    const many = await client.getMany<Buffer>(keys); // about 200 KB in one reply
+    expect(keys.map((k) => many.get(k))).toEqual(values);
+    const meta = await client.metaGet(keys[7]!, ["v"]);
+    await client.getMany(keys);
+    expect(meta.value).toEqual(values[7]);
+  });
 });
 
 describe("getMany", () => {
