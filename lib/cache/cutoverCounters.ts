@@ -25,6 +25,20 @@
 // since. Old errors surface here (counters are data): a counter that must move while old fails
 // is an error, never a count from a wrong base.
 //
+// TTLs (windowed counters: rate limits, quotas). A moved counter keeps the TTL it had left: the
+// mover reads it with the value (`mg` with t, where old speaks meta) and writes the mark with it,
+// and every count the views write into new under a mark lives one second longer than that mark
+// (outliving): memcached counts TTLs in whole seconds on clocks that tick apart, so with equal
+// TTLs new's count could go first, and the next mover would find the mark and bring back the
+// count it holds (resurrect an expired window). So a mark always expires first; the price is
+// that a count lives up to 2 s longer in new than it would have in old, and that in those
+// seconds a prepare version, finding old empty, starts the next window in old while fallback
+// versions still count the ending one in new, until it expires and they move old's count.
+// CAS writes (casUpdate, casIncrement) set the TTL they are given on every write, in new too
+// (plus the second). Without meta (old before memcached 1.6.10) the TTL left cannot be read: a
+// counter moved by incr (increment) moves without expiry, and so does its mark; casIncrement's
+// writes still set theirs.
+//
 // Reads write nothing unless a mover stopped half-way: a counter old still holds reads as old's
 // value on both sides. CAS tokens carry where the item came from ("n<cas>" new, "o<cas>:..." old,
 // with the bytes a move needs), so the loop's cas goes back to the same cluster.
@@ -45,44 +59,87 @@ export const MOVED_FLAGS = FLAG_INTERNAL | 0x0400;
 
 const MARK_PREFIX = "moved:";
 
-/** What old holds for a counter. */
+/**
+ * What old holds for a counter, with the TTL it has left in seconds (0: no expiry; undefined:
+ * unknown, old has no meta protocol).
+ */
 type OldCounter =
   | { kind: "absent" }
   /** A live value (decimal text for a counter; anything for casUpdate). */
-  | { kind: "value"; item: CasItem }
+  | { kind: "value"; item: CasItem; ttlSeconds: number | undefined }
   /** Moved to new; `data` and `flags` are old's last value (empty: it had none). */
-  | { kind: "moved"; data: Buffer; flags: number };
+  | { kind: "moved"; data: Buffer; flags: number; ttlSeconds: number | undefined };
+
+/**
+ * The TTL of a count written into new under a mark that lives `markTtlSeconds`: one second more,
+ * so the mark always expires first (see the file comment); 0 stays "no expiry".
+ */
+export function outliving(markTtlSeconds: number): number {
+  return markTtlSeconds === 0 ? 0 : markTtlSeconds + 1;
+}
+
+/** `options` with its TTL made to outlive a mark written with it. */
+function outlivingMark(options: SetOptions | undefined): SetOptions {
+  return { ...options, ttlSeconds: outliving(options?.ttlSeconds ?? 0) };
+}
 
 /** The mark for old's value `data` with `flags`. */
 export function markFor(data: Buffer, flags: number): Buffer {
   return Buffer.concat([Buffer.from(`${MARK_PREFIX}${flags}:`), data]);
 }
 
-function parseMark(item: CasItem): OldCounter | undefined {
+function parseMark(item: CasItem): { data: Buffer; flags: number } | undefined {
   if (item.flags !== MOVED_FLAGS) return undefined;
   const text = item.data.toString("latin1");
   const match = /^moved:([0-9]{1,10}):/.exec(text);
   if (match === null) return undefined;
-  return {
-    kind: "moved",
-    data: Buffer.from(item.data.subarray(match[0].length)),
-    flags: Number(match[1]),
-  };
+  return { data: Buffer.from(item.data.subarray(match[0].length)), flags: Number(match[1]) };
 }
 
 async function readOld(oldClient: MemcacheClient, key: string): Promise<OldCounter> {
-  const item = await oldClient.gets(key);
-  if (item === undefined) return { kind: "absent" };
-  return parseMark(item) ?? { kind: "value", item };
+  const read = await getsWithTtl(oldClient, key);
+  if (read === undefined) return { kind: "absent" };
+  const { item, ttlSeconds } = read;
+  const mark = parseMark(item);
+  return mark === undefined
+    ? { kind: "value", item, ttlSeconds }
+    : { kind: "moved", ...mark, ttlSeconds };
 }
 
-/** Puts a moved counter's value into new (add: the first wins; nothing to do for an empty mark). */
+/** gets, and where the server speaks meta, the TTL left too (one `mg` with v f t c). */
+async function getsWithTtl(
+  client: MemcacheClient,
+  key: string,
+): Promise<{ item: CasItem; ttlSeconds: number | undefined } | undefined> {
+  if (!(await client.hasMeta(key))) {
+    const item = await client.gets(key);
+    return item === undefined ? undefined : { item, ttlSeconds: undefined };
+  }
+  const reply = await client.metaGet(key, ["v", "f", "t", "c"]);
+  if (reply.value === undefined) return undefined;
+  const item: CasItem = {
+    value: client.decodeMeta(reply, key),
+    cas: reply.flags.c ?? "",
+    flags: Number(reply.flags.f ?? "0"),
+    data: reply.value,
+  };
+  // t: the seconds left, -1 for no expiry (an item about to expire may say 0).
+  const t = Number(reply.flags.t);
+  return { item, ttlSeconds: t === -1 ? 0 : Number.isFinite(t) ? Math.max(1, t) : undefined };
+}
+
+/**
+ * Puts a moved counter's value into new, outliving its mark (add: the first wins; nothing to do
+ * for an empty mark). A mark whose TTL could not be read (no meta) gives a count without expiry.
+ */
 async function completeMove(
   newClient: MemcacheClient,
   key: string,
   moved: Extract<OldCounter, { kind: "moved" }>,
 ): Promise<void> {
-  if (moved.data.length > 0) await newClient.add(key, moved.data, { flags: moved.flags });
+  if (moved.data.length === 0) return;
+  const ttlSeconds = outliving(moved.ttlSeconds ?? 0);
+  await newClient.add(key, moved.data, { flags: moved.flags, ttlSeconds });
 }
 
 /**
@@ -99,7 +156,7 @@ async function createInNew(
   const old = await readOld(oldClient, key);
   if (old.kind !== "moved") return false;
   await completeMove(newClient, key, old);
-  return newClient.add(key, value, options);
+  return newClient.add(key, value, outlivingMark(options));
 }
 
 /**
@@ -164,15 +221,18 @@ export function movingCounters(
         await completeMove(newClient, key, old);
         return old.data.length > 0;
       }
-      const { item } = old;
+      const { item, ttlSeconds = 0 } = old;
       if (parseDecimal(item.data) === undefined) {
         throw new MemcacheCounterValueError(
           `"${key}" holds a value in the old cluster that is not a counter (flags ${item.flags}, ${item.data.length} bytes); not moved, not updated`,
         );
       }
-      const mark = markFor(item.data, item.flags);
-      if ((await oldClient.cas(key, mark, item.cas, { flags: MOVED_FLAGS })) === "stored") {
-        await newClient.add(key, Buffer.from(item.data), { flags: item.flags });
+      // The mark keeps the TTL old's value had left; the count in new outlives it.
+      const data = Buffer.from(item.data); // item.data may share the socket's read buffer
+      const marking = { flags: MOVED_FLAGS, ttlSeconds };
+      if ((await oldClient.cas(key, markFor(data, item.flags), item.cas, marking)) === "stored") {
+        const moving = { flags: item.flags, ttlSeconds: outliving(ttlSeconds) };
+        await newClient.add(key, data, moving);
         return true;
       }
       // A prepare version counted in between: read its value and try again.
@@ -204,14 +264,17 @@ export function movingCounters(
       options?: SetOptions,
     ): Promise<CasResult> {
       const parsed = parseToken(token);
-      if (parsed.cluster === "new") return newClient.cas(key, value, parsed.cas, options);
+      const inNew = outlivingMark(options);
+      if (parsed.cluster === "new") return newClient.cas(key, value, parsed.cas, inNew);
       // The first write of a counter old holds: mark it moved (over the CAS read, so a prepare
-      // increment since then makes this fail and the loop read again), then write in new.
+      // increment since then makes this fail and the loop read again; with the TTL this write
+      // sets, which the value in new outlives), then write in new.
       const mark = markFor(parsed.data, parsed.flags);
-      const marked = await oldClient.cas(key, mark, parsed.cas, { flags: MOVED_FLAGS });
+      const marking = { flags: MOVED_FLAGS, ttlSeconds: options?.ttlSeconds ?? 0 };
+      const marked = await oldClient.cas(key, mark, parsed.cas, marking);
       if (marked !== "stored") return "exists";
       // false: another caller moved old's value into new first; this update goes in again there.
-      return (await newClient.add(key, value, options)) ? "stored" : "exists";
+      return (await newClient.add(key, value, inNew)) ? "stored" : "exists";
     },
     async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
       // Born during the cutover: in new, after an empty mark in old (a prepare version finding
@@ -220,7 +283,7 @@ export function movingCounters(
         ttlSeconds: options?.ttlSeconds ?? 0,
         flags: MOVED_FLAGS,
       });
-      if (marked) return newClient.add(key, value, options);
+      if (marked) return newClient.add(key, value, outlivingMark(options));
       return createInNew(newClient, oldClient, key, value, options);
     },
     incr: arithmetic("incr"),
@@ -254,8 +317,8 @@ export function prepareCounters(
     gets: <T>(key: string) => getsFromOld<T>(newClient, oldClient, key),
     cas(key: string, value: unknown, token: string, options?: SetOptions): Promise<CasResult> {
       const parsed = parseToken(token);
-      const client = parsed.cluster === "new" ? newClient : oldClient;
-      return client.cas(key, value, parsed.cas, options);
+      if (parsed.cluster === "old") return oldClient.cas(key, value, parsed.cas, options);
+      return newClient.cas(key, value, parsed.cas, outlivingMark(options));
     },
     async add(key: string, value: unknown, options?: SetOptions): Promise<boolean> {
       if (await oldClient.add(key, value, options)) return true;

@@ -22,7 +22,7 @@ import {
 } from "../../lib/cache/cutoverCounters.ts";
 import { MemcacheClient } from "../../lib/memcache/client.ts";
 import { MemcacheCounterValueError } from "../../lib/memcache/errors.ts";
-import { range } from "../helpers/app.ts";
+import { range, waitFor } from "../helpers/app.ts";
 import { counters } from "../helpers/client.ts";
 import { it } from "../helpers/fixtures.ts";
 
@@ -330,5 +330,104 @@ describe("a prepare version and a fallback version counting one counter at once"
     expect(results.map(Number).sort((a, b) => a - b)).toEqual(range(1, 30));
     expect(await readCounter(oldClient, k)).toBe(30);
     expect(await newClient.get(k)).toBeUndefined();
+  });
+});
+
+/** The TTL `client` reports left on `k` (`mg t`): seconds, -1 for no expiry, undefined if absent. */
+async function ttlLeft(client: MemcacheClient, k: string): Promise<number | undefined> {
+  const reply = await client.metaGet(k, ["t"]);
+  return reply.code === "EN" ? undefined : Number(reply.flags.t);
+}
+
+/**
+ * Polls both clusters until neither holds `k` (bounded); true when there was a moment where new
+ * had lost the count while old still held a mark with a value in it — the moment a mover would
+ * bring the expired count back. New is read first: a mark old holds after that read was there
+ * during it (nothing writes a mark with a value again).
+ */
+async function markOutlivedCount(old: MemcacheClient, fresh: MemcacheClient, k: string) {
+  let outlived = false;
+  await waitFor(
+    `"${k}" to expire in both clusters`,
+    async () => {
+      const inNew = await fresh.gets(k);
+      const raw = await oldRaw(old, k);
+      const markWithValue = raw?.flags === MOVED_FLAGS && raw.text !== "moved:0:";
+      if (inNew === undefined && markWithValue) outlived = true;
+      return inNew === undefined && raw === undefined ? true : undefined;
+    },
+    { timeoutMs: 6_000, intervalMs: 20 },
+  );
+  return outlived;
+}
+
+describe("a counter with a TTL (a window: rate limits, quotas) that moves", () => {
+  it("keeps the TTL old's count had left (increment): the window ends in new too, the mark before the count, and the next increment starts at 1 on both sides", async ({
+    oldClient,
+    newClient,
+  }) => {
+    const k = key("ttl-incr");
+    expect(await increment(oldClient, k, 5, { ttlSeconds: 2 })).toBe(5);
+
+    expect(await increment(views[0]!, k, 1, { ttlSeconds: 2 })).toBe(6);
+
+    const markTtl = await ttlLeft(oldClient, k);
+    const countTtl = await ttlLeft(newClient, k);
+    expect(markTtl).toBeGreaterThanOrEqual(1);
+    expect(markTtl).toBeLessThanOrEqual(2);
+    expect(countTtl).toBeGreaterThanOrEqual(1);
+    expect(countTtl).toBeLessThanOrEqual(3);
+    expect(await markOutlivedCount(oldClient, newClient, k)).toBe(false);
+    expect(await increment(views[1]!, k, 1, { ttlSeconds: 2 })).toBe(1);
+    expect(await readCounter(prepareViews[0]!, k)).toBe(1);
+  });
+
+  it("keeps the TTL each CAS write sets (casIncrement): after the window the next count is 1 on both sides, not old's value again", async ({
+    oldClient,
+    newClient,
+  }) => {
+    const k = key("ttl-cas");
+    expect(await casIncrement(oldClient, k, 5, { ttlSeconds: 2 })).toBe(5);
+
+    expect(await casIncrement(views[0]!, k, 1, { ttlSeconds: 2 })).toBe(6);
+
+    expect(await ttlLeft(oldClient, k)).toBeGreaterThanOrEqual(1);
+    expect(await markOutlivedCount(oldClient, newClient, k)).toBe(false);
+    expect(await casIncrement(views[1]!, k, 1, { ttlSeconds: 2 })).toBe(1);
+    expect(await increment(prepareViews[0]!, k, 1, { ttlSeconds: 2 })).toBe(2);
+  });
+
+  it("completes a half-way move with the TTL the mark has left", async ({ oldClient, newClient }) => {
+    const k = key("ttl-half-moved");
+    await oldClient.set(k, markFor(Buffer.from("70"), 2), { flags: MOVED_FLAGS, ttlSeconds: 2 });
+
+    expect(await increment(prepareViews[0]!, k)).toBe(71);
+
+    expect(await ttlLeft(newClient, k)).toBeGreaterThanOrEqual(1);
+    expect(await ttlLeft(newClient, k)).toBeLessThanOrEqual(3);
+    expect(await markOutlivedCount(oldClient, newClient, k)).toBe(false);
+  });
+
+  it("without the meta protocol on old (memcached < 1.6.10): casIncrement's writes still set the TTL; a count moved by incr keeps no expiry (the TTL left cannot be read)", async ({
+    oldMemcached,
+    newMemcached,
+    oldClient,
+    newClient,
+  }) => {
+    const blindOld = client(oldMemcached.endpoint);
+    blindOld.hasMeta = async () => false;
+    const blindView = movingCounters(client(newMemcached.endpoint), blindOld);
+    const cas = key("no-meta-cas");
+    const incr = key("no-meta-incr");
+    await casIncrement(oldClient, cas, 5, { ttlSeconds: 2 });
+    await increment(oldClient, incr, 5, { ttlSeconds: 2 });
+
+    expect(await casIncrement(blindView, cas, 1, { ttlSeconds: 2 })).toBe(6);
+    expect(await increment(blindView, incr, 1, { ttlSeconds: 2 })).toBe(6);
+
+    expect(await ttlLeft(newClient, incr)).toBe(-1);
+    expect(await ttlLeft(oldClient, incr)).toBe(-1);
+    expect(await markOutlivedCount(oldClient, newClient, cas)).toBe(false);
+    expect(await casIncrement(blindView, cas, 1, { ttlSeconds: 2 })).toBe(1);
   });
 });
