@@ -18,7 +18,11 @@
 // no neighbour of prepare or fallback (a PUT through it deletes in new only, while they read
 // old's copy); beside `new` it is safe (both read and invalidate new alone, and every store reads
 // new's tombstones as misses: leases.ts). That also makes a rollback (deploying the phase before) safe exactly when the
-// forward step was. On top of it: `new` only once new is warm (the warmth verdict of cutover.ts),
+// forward step was — with one thing status cannot see, since it reads what runs now and not what
+// ran before: rolling prepare back to single on old is safe only if no version has run fallback
+// or new since new was last flushed (single reads no counter moved to new, and its invalidations
+// miss the copies new got, which a later fallback would read), and going from single to prepare
+// needs a new without such copies. The `single` and `prepare` reasons say so (caveats). On top of it: `new` only once new is warm (the warmth verdict of cutover.ts),
 // and removing the old cluster only once every version runs `new`. The cutover is complete when
 // every version runs `new` with no old cluster. With nothing deployed (a first deploy, or the
 // wrong --region/--service), a first deploy of `single` or `prepare` is safe: nothing runs beside
@@ -207,6 +211,17 @@ export function singleOnOld(
 }
 
 /**
+ * What `status` cannot see (it reads what runs now, not what ran before) and the operator must
+ * check, for the steps between single on old and fallback (the README's runbook, "Rolling back").
+ */
+const caveats: Record<"single" | "prepare", string> = {
+  single:
+    "; as a rollback, only if no version has run fallback or new since new was last flushed (status cannot see that: check the deploy history) — else roll back to prepare only: single cannot read counters moved to new, and its invalidations miss new's copies",
+  prepare:
+    "; from single, new must hold no value from before: if any version ever ran fallback or new on it, flush new (flush_all on every node) before deploying prepare",
+};
+
+/**
  * Which step of the runbook may be deployed now (see the file comment). `newCache`: the
  * endpoints of the stack's new cache as ElastiCache reports them (to tell a `single` version on
  * new from one on old); without them, what the two-cluster versions call new.
@@ -242,10 +257,12 @@ export function judgeSteps(
     } else if (step === "new" && !newWarm) {
       safe = false;
       reason = "new is not warm yet (see the verdict above): wait, then deploy new";
+    } else if (done) {
+      reason = `every version runs ${step}`;
     } else {
-      reason = done
-        ? `every version runs ${step}`
-        : `every version runs ${step} or a neighbour of it`;
+      const fromSingle = running.some((v) => position.get(v) === RANK.single);
+      const caveat = step === "single" || (step === "prepare" && fromSingle) ? caveats[step] : "";
+      reason = `every version runs ${step} or a neighbour of it${caveat}`;
     }
     return { step, safe, done, reason };
   });

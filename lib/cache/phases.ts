@@ -13,7 +13,10 @@
 //             |                                |                                        | old is removed)
 //
 // Why each is safe beside its neighbours (Lambda shifts traffic between versions gradually):
-// - single + prepare: both read and fill old; nobody reads new yet.
+// - single + prepare: both read and fill old; nobody reads new yet. Only yet: once a fallback
+//   version ran, new holds copies single's deletes miss and counters single cannot count (it
+//   refuses old's marks), so the runbook rolls prepare back to single only before any fallback
+//   (README "Rolling back"; status says so, infra/cutoverPhases.ts).
 // - prepare + fallback: fallback reads new first; prepare's tombstone in new stops a fallback
 //   reader from reading old's value behind it or copying a value it read before it into new.
 //   Prepare fills old through leases whose fill loses against a delete made during the load.

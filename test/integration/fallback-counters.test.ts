@@ -397,7 +397,10 @@ describe("a counter with a TTL (a window: rate limits, quotas) that moves", () =
     expect(await increment(prepareViews[0]!, k, 1, { ttlSeconds: 2 })).toBe(2);
   });
 
-  it("completes a half-way move with the TTL the mark has left", async ({ oldClient, newClient }) => {
+  it("completes a half-way move with the TTL the mark has left", async ({
+    oldClient,
+    newClient,
+  }) => {
     const k = key("ttl-half-moved");
     await oldClient.set(k, markFor(Buffer.from("70"), 2), { flags: MOVED_FLAGS, ttlSeconds: 2 });
 

@@ -9,11 +9,13 @@
 import { afterAll, describe, expect, vi } from "vitest";
 import { CacheAside, type CacheEvent } from "../../lib/cache/cacheAside.ts";
 import { type CutoverPhase, cacheConfigFromEnv } from "../../lib/cache/config.ts";
+import { casIncrement, increment, readCounter } from "../../lib/cache/counters.ts";
 import { type LeaseMode, PLACEHOLDER_FLAGS, TOMBSTONE_FLAGS } from "../../lib/cache/leases.ts";
 import { cacheForPhase, type PhaseCache } from "../../lib/cache/phases.ts";
 import type { MemcacheClient } from "../../lib/memcache/client.ts";
 import {
   MemcacheConnectionClosedError,
+  MemcacheCounterValueError,
   MemcacheIncompleteInvalidationError,
 } from "../../lib/memcache/errors.ts";
 import type { MemcachedProcess } from "../../tools/memcached.ts";
@@ -161,6 +163,65 @@ describe.each<CutoverPhase>(["single", "prepare", "fallback", "new"])(
     });
   },
 );
+
+// The runbook's rollback rule (README "Rolling back", infra/cutoverPhases.ts caveats): once a
+// fallback version ran, roll prepare back no further than prepare. Single on old reads and
+// invalidates old alone: it cannot count a counter moved to new, and it leaves new's copies for a
+// fallback deployed again to serve — unless new is flushed before prepare is deployed again.
+describe("rolling prepare back to single after a fallback version ran", () => {
+  /** Two fresh clusters, and a function of each phase on them. */
+  async function stage(spawnMemcached: (o?: object) => Promise<MemcachedProcess>) {
+    const [oldOne, newOne] = await Promise.all([spawnMemcached(), spawnMemcached()]);
+    const on = { oldEndpoint: oldOne.endpoint, newEndpoint: newOne.endpoint };
+    const at = (phase: CutoverPhase) => deployed(phase, "meta", on);
+    return { single: at("single"), prepare: at("prepare"), fallback: at("fallback") };
+  }
+
+  it("single refuses a counter moved to new (MemcacheCounterValueError); prepare counts it on", async ({
+    spawnMemcached,
+  }) => {
+    const { single, prepare, fallback } = await stage(spawnMemcached);
+    const k = key("rollback-counter");
+    expect(await increment(single.counters, k, 5)).toBe(5);
+    expect(await increment(fallback.counters, k)).toBe(6); // moved to new
+
+    for (const count of [
+      () => readCounter(single.counters, k),
+      () => increment(single.counters, k),
+      () => casIncrement(single.counters, k),
+    ]) {
+      await expect(count()).rejects.toBeInstanceOf(MemcacheCounterValueError);
+    }
+    expect(await readCounter(prepare.counters, k)).toBe(6);
+    expect(await increment(prepare.counters, k)).toBe(7);
+  });
+
+  it("single's invalidation misses new's copy: fallback deployed again serves it, until new is flushed", async ({
+    spawnMemcached,
+  }) => {
+    const { single, fallback } = await stage(spawnMemcached);
+    const k = key("rollback-copy");
+    await single.newClient.set(k, "v1"); // old
+    expect(await fallback.cache.getOrLoad(k, loader("origin"))).toEqual({
+      value: "v1",
+      status: "HIT-FALLBACK",
+    });
+    expect(await fallback.newClient.get(k)).toBe("v1"); // copied into new
+
+    // Rolled back to single: origin := v2, invalidation acknowledged (old only).
+    expect(await single.cache.invalidate(k)).toBe(true);
+    expect(await single.cache.getOrLoad(k, loader("v2"))).toEqual({ value: "v2", status: "MISS" });
+
+    // Forward again without a flush: new's copy is older than the acknowledged invalidation.
+    expect(await fallback.cache.getOrLoad(k, loader("v2"))).toEqual({ value: "v1", status: "HIT" });
+    // The runbook's step: flush new (while single runs) before prepare and fallback again.
+    await fallback.newClient.flushAll();
+    expect(await fallback.cache.getOrLoad(k, loader("v3"))).toEqual({
+      value: "v2",
+      status: "HIT-FALLBACK",
+    });
+  });
+});
 
 describe("when the old cluster is dead", () => {
   it("prepare and fallback report invalidations incomplete at once; new (without old) is unaffected", async () => {

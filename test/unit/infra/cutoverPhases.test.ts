@@ -139,6 +139,10 @@ describe("judgeSteps", () => {
       "remove old": "not safe",
     });
     expect(report.next?.step).toBe("prepare");
+    // Status cannot see whether new got copies before (a fallback or new version ran on it).
+    expect(report.steps[1]!.reason).toContain(
+      "if any version ever ran fallback or new on it, flush new (flush_all on every node) before deploying prepare",
+    );
     expect(report.steps[2]!.reason).toMatch(
       /svc-prod-fn0:\$LATEST runs single, .*: more than one step from fallback/,
     );
@@ -156,12 +160,15 @@ describe("judgeSteps", () => {
   it("prepare everywhere: fallback is safe (and prepare done); new is not", () => {
     const report = judgeSteps(versions(inPhase("prepare"), inPhase("prepare")), true);
     expect(verdicts(report)).toEqual({
-      single: "safe", // the rollback to one cluster (old)
+      single: "safe", // the rollback to one cluster (old), on a condition status cannot see:
       prepare: "done",
       fallback: "safe",
       new: "not safe",
       "remove old": "not safe",
     });
+    expect(report.steps[0]!.reason).toContain(
+      "as a rollback, only if no version has run fallback or new since new was last flushed (status cannot see that: check the deploy history) — else roll back to prepare only",
+    );
     expect(report.next?.step).toBe("fallback");
   });
 
@@ -174,6 +181,8 @@ describe("judgeSteps", () => {
       new: "not safe",
     });
     expect(cold.steps[3]!.reason).toContain("new is not warm yet");
+    // Back from fallback to prepare needs no flush: prepare's invalidations reach new.
+    expect(cold.steps[1]!.reason).toBe("every version runs prepare or a neighbour of it");
     const warm = judgeSteps(versions(inPhase("fallback"), both), true);
     expect(verdicts(warm)).toMatchObject({ new: "safe", "remove old": "not safe" });
   });
