@@ -194,6 +194,21 @@ afterAll(() => {
   for (const client of clients) client.close();
 });
 
+/** Lambda's API as `status` reads it: the functions (no aliases) and each one's environment. */
+function fakeLambda(functions: Record<string, Record<string, string>>) {
+  const send = async (command: unknown) => {
+    if (command instanceof ListFunctionsCommand) {
+      return { Functions: Object.keys(functions).map((FunctionName) => ({ FunctionName })) };
+    }
+    if (command instanceof ListAliasesCommand) return { Aliases: [] };
+    if (command instanceof GetFunctionConfigurationCommand) {
+      return { Environment: { Variables: functions[command.input.FunctionName!] } };
+    }
+    throw new Error("unexpected command");
+  };
+  return { send: send as LambdaSender["send"] };
+}
+
 describe("cutoverStatus", () => {
   it("asks ElastiCache for both clusters by name, with node info", async () => {
     const elasticache = bothClusters();
@@ -294,17 +309,7 @@ describe("cutoverStatus", () => {
       "lambda-memcache-ci-getProduct": env("prepare"),
       "lambda-memcache-ci-putProduct": env("fallback"),
     };
-    const send = async (command: unknown) => {
-      if (command instanceof ListFunctionsCommand) {
-        return { Functions: Object.keys(functions).map((FunctionName) => ({ FunctionName })) };
-      }
-      if (command instanceof ListAliasesCommand) return { Aliases: [] };
-      if (command instanceof GetFunctionConfigurationCommand) {
-        return { Environment: { Variables: functions[command.input.FunctionName!] } };
-      }
-      throw new Error("unexpected command");
-    };
-    const lambda = { send: send as LambdaSender["send"] };
+    const lambda = fakeLambda(functions);
 
     const status = await cutoverStatus({ stage, service, elasticache, lambda });
 
@@ -328,19 +333,6 @@ describe("cutoverStatus", () => {
     const oldEndpoint = oldNodes.map((node) => node.endpoint).join(",");
     // What ElastiCache reports as new's configuration endpoint (describedCluster), mixed case.
     const newEndpoint = `${ids.new.toUpperCase()}.abc123.cfg.use1.cache.amazonaws.com:11211`;
-    const lambdaWith = (functions: Record<string, Record<string, string>>) => {
-      const send = async (command: unknown) => {
-        if (command instanceof ListFunctionsCommand) {
-          return { Functions: Object.keys(functions).map((FunctionName) => ({ FunctionName })) };
-        }
-        if (command instanceof ListAliasesCommand) return { Aliases: [] };
-        if (command instanceof GetFunctionConfigurationCommand) {
-          return { Environment: { Variables: functions[command.input.FunctionName!] } };
-        }
-        throw new Error("unexpected command");
-      };
-      return { send: send as LambdaSender["send"] };
-    };
     const onOld = { CACHE_NEW_ENDPOINT: oldEndpoint, CACHE_CUTOVER_PHASE: "single" };
     const onNew = { CACHE_NEW_ENDPOINT: newEndpoint, CACHE_CUTOVER_PHASE: "single" };
 
@@ -348,7 +340,7 @@ describe("cutoverStatus", () => {
       stage,
       service,
       elasticache,
-      lambda: lambdaWith({ "lambda-memcache-ci-getProduct": onOld }),
+      lambda: fakeLambda({ "lambda-memcache-ci-getProduct": onOld }),
     });
     expect(before.clusters.old).toMatchObject({
       present: true,
@@ -364,7 +356,7 @@ describe("cutoverStatus", () => {
       stage,
       service,
       elasticache,
-      lambda: lambdaWith({
+      lambda: fakeLambda({
         "lambda-memcache-ci-getProduct": onNew,
         "lambda-memcache-ci-putProduct": {
           CACHE_NEW_ENDPOINT: newEndpoint,
