@@ -471,7 +471,8 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       `--param=cacheOldEndpoint=${oldEndpoint || emptyParamValue}`,
       // As in AWS: without an old cluster the one cluster is new, whatever the phase says.
       `--param=keepOldCluster=${oldEndpoint !== ""}`,
-      `--param=cutoverPhase=${opts.cutoverPhase || emptyParamValue}`,
+      // The stack needs a phase while an old cluster is kept: the local default is fallback.
+      `--param=cutoverPhase=${opts.cutoverPhase || (oldEndpoint !== "" ? "fallback" : emptyParamValue)}`,
       `--param=originUrl=${originUrl}`,
       `--param=cacheNewTls=${tls.newCache}`,
       `--param=cacheOldTls=${tls.oldCache}`,

@@ -446,6 +446,7 @@ describe("serverless package (CloudFormation for the caches)", () => {
     keep = await packageStage("keep", {
       ...commonParams,
       keepOldCluster: "true",
+      cutoverPhase: "fallback",
       cacheTransitEncryption: "true",
       alarmTopicArn,
       bypassAlarmPercent: "2",
@@ -458,12 +459,14 @@ describe("serverless package (CloudFormation for the caches)", () => {
     newTlsOnly = await packageStage("new-tls", {
       ...commonParams,
       keepOldCluster: "true",
+      cutoverPhase: "fallback",
       newCacheTransitEncryption: "true",
       oldCacheTransitEncryption: "false",
     });
     serverless = await packageStage("serverless", {
       ...commonParams,
       keepOldCluster: "true",
+      cutoverPhase: "fallback",
       newCacheKind: "serverless",
       serverlessCacheMaxDataGb: "7",
       serverlessCacheMaxEcpuPerSecond: "3000",
@@ -571,14 +574,14 @@ describe("serverless package (CloudFormation for the caches)", () => {
       }
     });
 
-    it("gives every function both configuration endpoints, with Auto Discovery switched on, and no phase (fallback)", () => {
+    it("gives every function both configuration endpoints, with Auto Discovery switched on, and the phase asked for", () => {
       for (const [id, fn] of functionsOf(createdResources(keep.template))) {
         const variables = (fn.Properties!.Environment as JsonObject).Variables as JsonObject;
         expect(variables.CACHE_NEW_ENDPOINT, id).toEqual(configurationEndpoint("NewCacheCluster"));
         expect(variables.CACHE_OLD_ENDPOINT, id).toEqual(configurationEndpoint("OldCacheCluster"));
         expect(variables.CACHE_NEW_DISCOVERY, id).toBe("true");
         expect(variables.CACHE_OLD_DISCOVERY, id).toBe("true");
-        expect(variables.CACHE_CUTOVER_PHASE, id).toBe("");
+        expect(variables.CACHE_CUTOVER_PHASE, id).toBe("fallback");
       }
     });
 
@@ -833,6 +836,7 @@ describe("serverless package (CloudFormation for the caches)", () => {
         "json",
         "--param=cacheNewEndpoint=127.0.0.1:21211",
         "--param=cacheOldEndpoint=none",
+        "--param=cutoverPhase=fallback",
         "--param=originUrl=http://127.0.0.1:4999",
       ];
       const result = await runServerless(args, workFolder("print"));
@@ -1019,7 +1023,10 @@ describe("serverless package: each cutover phase with each old cluster", () => {
   const hasOld = (shape: OldShape) => !shape.includes("removed");
   const cases = (Object.keys(oldShapes) as OldShape[]).flatMap((shape) =>
     phases
-      .filter((phase) => hasOld(shape) || (phase !== "prepare" && phase !== "fallback"))
+      // With an old cluster a phase is required; without one, prepare and fallback cannot run.
+      .filter((phase) =>
+        hasOld(shape) ? phase !== "" : phase !== "prepare" && phase !== "fallback",
+      )
       .map((phase) => ({ shape, phase, name: `${shape.replace(/\W+/g, "-")}-${phase || "none"}` })),
   );
   const packaged = new Map<string, Packaged>();
@@ -1104,7 +1111,7 @@ describe("serverless package: each cutover phase with each old cluster", () => {
   });
 
   it("gives the functions their settings from stage params, not from the packaging shell", () => {
-    const env = literalEnvironment(functionEnvironment(packaged.get("created-none")!));
+    const env = literalEnvironment(functionEnvironment(packaged.get("created-fallback")!));
     // appShell (2 s timeouts, metrics off, ...) was set in the shell that packaged.
     expect(env).toMatchObject({
       CACHE_TIMEOUT_MS: "100",
@@ -1130,7 +1137,11 @@ describe("serverless package: each cutover phase with each old cluster", () => {
         originTimeoutMs: "2500",
         productTtlSeconds: "600",
       };
-      const set = await packageStage("settings", { ...commonParams, ...settings });
+      const set = await packageStage("settings", {
+        ...commonParams,
+        cutoverPhase: "fallback",
+        ...settings,
+      });
       try {
         const env = literalEnvironment(functionEnvironment(set));
         expect(env).toMatchObject({
@@ -1159,15 +1170,16 @@ describe("serverless package: each cutover phase with each old cluster", () => {
     ["prepare", "false"],
     ["fallback", "false"],
     ["bogus", "true"],
+    [" ", "true"],
   ] as const)(
-    "refuses phase %s with keepOldCluster=%s (a phase the caches cannot run)",
+    "refuses phase '%s' with keepOldCluster=%s (a phase the caches cannot run, or none while old is kept)",
     { timeout: packageTimeoutMs },
     async ([phase, keep]) => {
       const dir = await mkdtemp(path.join(os.tmpdir(), "sls-package-badphase-"));
       try {
         const params = paramArgs({ ...commonParams, keepOldCluster: keep, cutoverPhase: phase });
         const args = ["package", "--stage", stage, "--package", dir, ...params];
-        const result = await runServerless(args, workFolder(`badphase-${phase}`));
+        const result = await runServerless(args, workFolder(`badphase-${phase.trim() || "none"}`));
         expect(result.code).not.toBe(0);
         expect(result.output).toMatch(/custom\.cutoverShape/);
         expect(await readdir(dir)).toEqual([]);
