@@ -240,6 +240,14 @@ export function judgeSteps(
     `${label(v)} runs ${position.get(v) === SINGLE_ON_NEW ? "single on the new cache" : v.phase}`;
   const nothing =
     "no deployed function found (if the stage is deployed, check --region and --service)";
+  const withOld = running.filter((v) => v.oldEndpoint !== "");
+  // Step 5 is done (or every version runs single on the new cache): no version reads old, which
+  // may be deleted or, if it is another team's, no longer invalidated by this app. There is no way
+  // back to a phase that reads it, and new needs no warmth: it is the only cache.
+  const oldGone =
+    running.length > 0 &&
+    withOld.length === 0 &&
+    running.every((v) => position.get(v)! >= RANK.new);
   const steps: StepVerdict[] = (["single", "prepare", "fallback", "new"] as const).map((step) => {
     const done = running.length > 0 && running.every((v) => position.get(v) === RANK[step]);
     const far = running.filter((v) => Math.abs(position.get(v)! - RANK[step]) > 1);
@@ -252,13 +260,16 @@ export function judgeSteps(
       reason = firstDeploy
         ? `${nothing}: a first deploy of ${step} runs beside nothing`
         : `${nothing}: deploy prepare everywhere first`;
+    } else if (oldGone && step !== "new") {
+      safe = false;
+      reason = `no version reads the old cluster any more (step 5 is done): there is no way back to ${step}`;
     } else if (far.length > 0) {
       reason = `${far.map(runs).join(", ")}: more than one step from ${step} (deploy the phases in between everywhere first)`;
-    } else if (step === "new" && !newWarm) {
-      safe = false;
-      reason = "new is not warm yet (see the verdict above): wait, then deploy new";
     } else if (done) {
       reason = `every version runs ${step}`;
+    } else if (step === "new" && !newWarm && !oldGone) {
+      safe = false;
+      reason = "new is not warm yet (see the verdict above): wait, then deploy new";
     } else {
       const fromSingle = running.some((v) => position.get(v) === RANK.single);
       const caveat = step === "single" || (step === "prepare" && fromSingle) ? caveats[step] : "";
@@ -266,7 +277,6 @@ export function judgeSteps(
     }
     return { step, safe, done, reason };
   });
-  const withOld = running.filter((v) => v.oldEndpoint !== "");
   const notNew = running.filter((v) => position.get(v)! < RANK.new);
   const removeDone =
     running.length > 0 && withOld.length === 0 && running.every((v) => v.phase === "new");

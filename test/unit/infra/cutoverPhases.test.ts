@@ -196,7 +196,17 @@ describe("judgeSteps", () => {
       "remove old": "safe",
     });
     const finished = judgeSteps(versions(done, done), true);
-    expect(verdicts(finished)["remove old"]).toBe("done");
+    expect(verdicts(finished)).toEqual({
+      single: "not safe",
+      prepare: "not safe",
+      fallback: "not safe", // no way back once old is gone: old missed every invalidation since
+      new: "done",
+      "remove old": "done",
+    });
+    expect(finished.steps[2]!.reason).toContain("no way back to fallback");
+    expect(finished.steps[3]!.reason).toBe("every version runs new");
+    // Old gone and new cold (or old's stats gone with it): new is the only cache, nothing to wait for.
+    expect(verdicts(judgeSteps(versions(done, done), false))).toMatchObject({ new: "done" });
     expect(finished.next).toBeUndefined();
     expect(formatPhases(finished)).toContain("next: nothing, the cutover is complete");
   });
@@ -237,6 +247,12 @@ describe("judgeSteps", () => {
     expect(verdicts(judgeSteps(versions(singleOnNew, inPhase("prepare")), false)).prepare).toBe(
       "not safe",
     );
+  });
+
+  it("after removal with no phase, new is safe however cold new looks: old is gone, not colder", () => {
+    const report = judgeSteps(versions(singleOnNew, singleOnNew), false, newCache);
+    expect(verdicts(report)).toMatchObject({ new: "safe", fallback: "not safe" });
+    expect(report.next).toMatchObject({ step: "new", safe: true });
   });
 
   it("after removal with no phase (single on the new cache): next is new, never prepare, and not complete", () => {
