@@ -13,7 +13,6 @@
 
 import { execFile } from "node:child_process";
 import { tracingChannel } from "node:diagnostics_channel";
-import { mkdir, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
@@ -36,6 +35,7 @@ import {
   round,
   verdict,
 } from "../tools/stats.ts";
+import { runMain, writeResults } from "./run.ts";
 
 const run = promisify(execFile);
 
@@ -1007,9 +1007,7 @@ async function main(): Promise<number> {
       targets: { ...targets, casCounterFinal: casCounterExpected },
       pass,
     };
-    await mkdir(new URL(".", resultsFile), { recursive: true });
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${resultsFile.pathname}`);
+    await writeResults(resultsFile, results);
     return pass.casCounterFinal ? 0 : 1;
   } finally {
     for (const client of owned.reverse()) {
@@ -1035,12 +1033,4 @@ function atLeast(value: number | undefined, target: number): boolean | undefined
   return value === undefined ? undefined : value >= target;
 }
 
-(process.argv.includes("--alloc") ? allocMain().then(() => 0) : main()).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(error instanceof Error ? `${error.name}: ${error.message}` : error);
-    process.exitCode = 1;
-  },
-);
+runMain(() => (process.argv.includes("--alloc") ? allocMain().then(() => 0) : main()));

@@ -12,7 +12,6 @@
 // GET /_stats counts the reads. Exit code 1 when a pass serves a wrong value (or a part cannot
 // run); a missed target is reported as MISSED and still exits 0.
 
-import { mkdir, writeFile } from "node:fs/promises";
 import { type Origin, type OriginStats, startOrigin } from "../infra/local/origin.ts";
 import { CacheAside, type CacheStatus } from "../lib/cache/cacheAside.ts";
 import { FallbackStore } from "../lib/cache/fallback.ts";
@@ -20,6 +19,7 @@ import { clientStore } from "../lib/cache/store.ts";
 import { MemcacheClient } from "../lib/memcache/client.ts";
 import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
 import { formatTable, verdict } from "../tools/stats.ts";
+import { runMain, writeResults } from "./run.ts";
 
 const settings = {
   /** Product ids 1..keys are warmed in old and read in each pass. */
@@ -202,9 +202,7 @@ async function main(): Promise<number> {
       targets,
       pass: met,
     };
-    await mkdir(new URL(".", resultsFile), { recursive: true });
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${resultsFile.pathname}`);
+    await writeResults(resultsFile, results);
     return 0;
   } finally {
     for (const client of clients) client.close();
@@ -212,12 +210,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(error instanceof WrongValueError ? `WRONG: ${error.message}` : error);
-    process.exitCode = 1;
-  },
-);
+runMain(main, (error) => (error instanceof WrongValueError ? `WRONG: ${error.message}` : error));

@@ -12,7 +12,7 @@
 // Exit code 1 when a response carries the wrong x-cache status (or a part cannot run); a
 // missed speed or size target is reported as MISSED and still exits 0.
 
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -29,6 +29,7 @@ import { httpCacheMiddleware } from "../lib/middleware/httpCache.ts";
 import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
 import { formatTable, percentile, rotated, round, verdict } from "../tools/stats.ts";
 import { type ImportTimes, measureImport } from "./imports.ts";
+import { describeError, runMain, writeResults } from "./run.ts";
 
 const settings = {
   /** In-process: interleaved rounds; p50s are pooled over all of them. */
@@ -566,10 +567,6 @@ function measureBundleImport(bundleFile: string, outDir: string): Promise<Import
 
 // ---- report ----
 
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
-
 // ---- main ----
 
 async function main(): Promise<number> {
@@ -699,21 +696,11 @@ async function main(): Promise<number> {
       console.log(`\nwrong x-cache:\n  ${http.mismatchSamples.join("\n  ")}`);
     }
 
-    await mkdir(new URL(".", resultsFile), { recursive: true });
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${fileURLToPath(resultsFile)}`);
+    await writeResults(resultsFile, results);
     return wrongStatus || Object.keys(errors).length > 0 ? 1 : 0;
   } finally {
     await rm(outDir, { recursive: true, force: true });
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(describeError(error));
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -14,10 +14,9 @@
 // The consumer project is built exactly as the consumer test builds it (tools/consumer.ts).
 // Exit code 1 when a part cannot run; a missed target is reported as MISSED and still exits 0.
 
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import {
   bundleConsumerHandler,
   type Consumer,
@@ -27,6 +26,7 @@ import {
 } from "../tools/consumer.ts";
 import { formatTable, round, verdict } from "../tools/stats.ts";
 import { measureImport } from "./imports.ts";
+import { runMain, writeResults } from "./run.ts";
 
 const settings = {
   /** Fresh processes per import measurement. */
@@ -41,10 +41,6 @@ const targets = {
 };
 
 const resultsFile = new URL("./results/package.json", import.meta.url);
-
-function describeError(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-}
 
 async function main(): Promise<number> {
   const started = performance.now();
@@ -136,9 +132,7 @@ async function main(): Promise<number> {
       ]),
     );
 
-    await mkdir(new URL(".", resultsFile), { recursive: true });
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${fileURLToPath(resultsFile)}`);
+    await writeResults(resultsFile, results);
     return 0;
   } finally {
     await consumer?.remove();
@@ -146,12 +140,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(describeError(error));
-    process.exitCode = 1;
-  },
-);
+runMain(main);

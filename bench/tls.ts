@@ -20,7 +20,7 @@
 // Target: tlsGetVsPlain >= 0.80, every get line <= 16,000 bytes. A missed target is reported as
 // MISSED and still exits 0; a wrong value or a refused line exits 1.
 
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -30,6 +30,7 @@ import { type MemcachedProcess, startMemcached } from "../tools/memcached.ts";
 import { type ServerlessStandIn, startServerlessStandIn } from "../tools/serverless-standin.ts";
 import { formatTable, median, pairedRatio, rotated, round, verdict } from "../tools/stats.ts";
 import { makeTestCertificates } from "../tools/tls.ts";
+import { runMain, writeResults } from "./run.ts";
 
 const settings = {
   /** Interleaved rounds of plain and TLS sequential gets. */
@@ -427,9 +428,7 @@ async function main(): Promise<number> {
       pass: met,
       platformBound,
     };
-    await mkdir(new URL(".", resultsFile), { recursive: true });
-    await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`\nwrote ${resultsFile.pathname}`);
+    await writeResults(resultsFile, results);
     return 0;
   } finally {
     for (const client of clients) client.close();
@@ -440,12 +439,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    console.error(error instanceof WrongValueError ? `WRONG: ${error.message}` : error);
-    process.exitCode = 1;
-  },
-);
+runMain(main, (error) => (error instanceof WrongValueError ? `WRONG: ${error.message}` : error));
