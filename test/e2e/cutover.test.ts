@@ -13,18 +13,15 @@ import { safeKey } from "../../lib/memcache/keys.ts";
 import {
   type AppResponse,
   appCacheTimeoutMs,
-  appClient,
+  cutoverTest,
   mapLimit,
   originStats,
   outcome,
   range,
   resetOriginStats,
-  startTestStack,
   startWorkers,
   tally,
-  warmThroughApp,
 } from "../helpers/app.ts";
-import { test } from "../helpers/fixtures.ts";
 
 const warmIds = range(1, 500).map(String);
 /**
@@ -49,25 +46,7 @@ const counterKey = (name: string) => safeKey(name, "counter:");
  * it warmed old (a stack on old alone, stopped afterwards: they must all be MISS); `stack`, the
  * cutover (new, empty, first; old behind it) started after that; and `app`, its HTTP client.
  */
-const it = test
-  .extend("warming", { scope: "file" }, ({ oldMemcached, origin }) =>
-    warmThroughApp(oldMemcached.endpoint, origin.url, warmIds, parallel),
-  )
-  .extend(
-    "stack",
-    { scope: "file" },
-    async ({ newMemcached, oldMemcached, origin, warming }, { onCleanup }) => {
-      expect(warming).toHaveLength(warmIds.length); // the warm-up comes first
-      const stack = await startTestStack({
-        newEndpoint: newMemcached.endpoint,
-        oldEndpoint: oldMemcached.endpoint,
-        originUrl: origin.url,
-      });
-      onCleanup(() => stack.stop());
-      return stack;
-    },
-  )
-  .extend("app", { scope: "file" }, async ({ stack }) => appClient(stack.httpUrl));
+const it = cutoverTest(warmIds, parallel);
 
 // Both stacks start before the first test, given a minute each on a loaded machine.
 it.beforeAll(async ({ app }) => {

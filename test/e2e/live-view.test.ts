@@ -13,18 +13,15 @@ import path from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect } from "vitest";
 import {
-  appClient,
+  cutoverTest,
   mapLimit,
   originStats,
   range,
   resetOriginStats,
-  startTestStack,
   tally,
   waitFor,
-  warmThroughApp,
 } from "../helpers/app.ts";
 import { launchBrowser } from "../helpers/browser.ts";
-import { test } from "../helpers/fixtures.ts";
 
 const warmIds = range(1, 200).map(String);
 const parallel = 8;
@@ -32,27 +29,7 @@ const artifacts = path.resolve(import.meta.dirname, "../artifacts");
 /** How long the page may take to show what happened (it updates once a second). */
 const pageTimeoutMs = 30_000;
 
-const it = test
-  // The single-cluster phase on old: every product read once, from the origin.
-  .extend("warming", { scope: "file" }, ({ oldMemcached, origin }) =>
-    warmThroughApp(oldMemcached.endpoint, origin.url, warmIds, parallel),
-  )
-  .extend(
-    "stack",
-    { scope: "file" },
-    async ({ newMemcached, oldMemcached, origin, warming }, { onCleanup }) => {
-      expect(warming).toHaveLength(warmIds.length);
-      const stack = await startTestStack({
-        newEndpoint: newMemcached.endpoint,
-        oldEndpoint: oldMemcached.endpoint,
-        originUrl: origin.url,
-        liveView: true,
-      });
-      onCleanup(() => stack.stop());
-      return stack;
-    },
-  )
-  .extend("app", { scope: "file" }, async ({ stack }) => appClient(stack.httpUrl))
+const it = cutoverTest(warmIds, parallel, { liveView: true })
   // biome-ignore lint/correctness/noEmptyPattern: no dependencies
   .extend("browser", { scope: "file" }, async ({}, { onCleanup }) => {
     const browser = await launchBrowser();

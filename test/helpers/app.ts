@@ -5,9 +5,10 @@
 import net from "node:net";
 import { setTimeout as delay } from "node:timers/promises";
 import { connect as tlsConnect } from "node:tls";
+import { expect } from "vitest";
 import type { Product } from "../../infra/local/origin.ts";
 import { type Stack, type StackOptions, startStack } from "../../infra/local/stack.ts";
-import { patientTimeoutMs } from "./fixtures.ts";
+import { patientTimeoutMs, test } from "./fixtures.ts";
 
 export type { Product };
 
@@ -245,4 +246,37 @@ export function tally(labels: readonly string[]): Record<string, number> {
  */
 export async function startWorkers(count: number, request: () => Promise<unknown>): Promise<void> {
   await Promise.allSettled(Array.from({ length: count }, request));
+}
+
+/**
+ * The fixtures of a cutover end to end, for the whole file, on top of the memcached and origin
+ * fixtures: `warming`, the single-cluster phase's answers while it warmed old with `warmIds` (a
+ * stack on old alone, stopped afterwards); `stack`, the cutover (new, empty, first; old behind
+ * it) started after that, with `extra` stack options; and `app`, its HTTP client.
+ */
+export function cutoverTest(
+  warmIds: readonly string[],
+  parallel: number,
+  extra: Partial<StackOptions> = {},
+) {
+  return test
+    .extend("warming", { scope: "file" }, ({ oldMemcached, origin }) =>
+      warmThroughApp(oldMemcached.endpoint, origin.url, warmIds, parallel),
+    )
+    .extend(
+      "stack",
+      { scope: "file" },
+      async ({ newMemcached, oldMemcached, origin, warming }, { onCleanup }) => {
+        expect(warming).toHaveLength(warmIds.length); // the warm-up comes first
+        const stack = await startTestStack({
+          ...extra,
+          newEndpoint: newMemcached.endpoint,
+          oldEndpoint: oldMemcached.endpoint,
+          originUrl: origin.url,
+        });
+        onCleanup(() => stack.stop());
+        return stack;
+      },
+    )
+    .extend("app", { scope: "file" }, async ({ stack }) => appClient(stack.httpUrl));
 }
