@@ -51,6 +51,7 @@ import {
   MemcacheClientError,
   MemcacheCounterValueError,
 } from "../memcache/errors.ts";
+import { ttlLeft } from "../memcache/protocol.ts";
 import { FLAG_INTERNAL, parseDecimal } from "../memcache/serde.ts";
 import { type CounterClient, isNonNumericError } from "./counters.ts";
 
@@ -123,9 +124,7 @@ async function getsWithTtl(
     flags: Number(reply.flags.f ?? "0"),
     data: reply.value,
   };
-  // t: the seconds left, -1 for no expiry (an item about to expire may say 0).
-  const t = Number(reply.flags.t);
-  return { item, ttlSeconds: t === -1 ? 0 : Number.isFinite(t) ? Math.max(1, t) : undefined };
+  return { item, ttlSeconds: ttlLeft(reply.flags.t) };
 }
 
 /**

@@ -26,6 +26,7 @@
 
 import type { MemcacheClient } from "../memcache/client.ts";
 import { checkOptions, functionRule, type OptionRules, secondsRule } from "../memcache/options.ts";
+import { ttlLeft } from "../memcache/protocol.ts";
 import {
   DEFAULT_INVALIDATE_ATTEMPTS,
   deletePart,
@@ -193,10 +194,7 @@ export class FallbackStore implements CacheStore {
         if (isVivifiedPlaceholder(reply) || "X" in reply.flags) return undefined;
         const value = this.oldClient.decodeMeta(reply, key);
         if (value === undefined) return undefined;
-        const t = Number(reply.flags.t);
-        // t is the remaining TTL in seconds, -1 for "no expiry".
-        const ttlSeconds = t === -1 ? 0 : Number.isFinite(t) ? Math.max(1, t) : undefined;
-        return { value, ttlSeconds };
+        return { value, ttlSeconds: ttlLeft(reply.flags.t) };
       }
       const value = await this.oldClient.get(key);
       return value === undefined ? undefined : { value, ttlSeconds: undefined };

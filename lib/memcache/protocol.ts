@@ -25,6 +25,17 @@ export function toWireExptime(ttlSeconds: number, nowMs: number = Date.now()): n
   return ttlSeconds;
 }
 
+/**
+ * An `mg` reply's `t` flag (the seconds an item has left, -1 for no expiry) as a TTL to write it
+ * again with: 0 for no expiry, at least 1 (an item about to expire says 0), undefined when the
+ * reply has no number there.
+ */
+export function ttlLeft(t: string | undefined): number | undefined {
+  const seconds = Number(t);
+  if (t === undefined || !Number.isFinite(seconds)) return undefined;
+  return seconds === -1 ? 0 : Math.max(1, seconds);
+}
+
 /** Storage commands of the classic text protocol. */
 export type StorageVerb = "set" | "add" | "replace" | "append" | "prepend" | "cas";
 

@@ -16,6 +16,7 @@ import {
   type ReplyHandler,
   ReplyParser,
   toWireExptime,
+  ttlLeft,
 } from "../../../lib/memcache/protocol.ts";
 import { thrownBy } from "../../helpers/client.ts";
 
@@ -592,6 +593,19 @@ describe("encoders", () => {
     expect(encodeLine("delete", "k")).toBe("delete k\r\n");
     expect(encodeLine("touch", "k", 60)).toBe("touch k 60\r\n");
     expect(encodeLine("get", "a", "b", "c")).toBe("get a b c\r\n");
+  });
+});
+
+describe("ttlLeft (an mg reply's t flag as a TTL to write again)", () => {
+  it("reads -1 as no expiry (0), keeps the seconds left, and makes an item about to expire 1", () => {
+    expect(ttlLeft("-1")).toBe(0);
+    expect(ttlLeft("299")).toBe(299);
+    expect(ttlLeft("0")).toBe(1);
+  });
+
+  it("is undefined without a number", () => {
+    expect(ttlLeft(undefined)).toBeUndefined();
+    expect(ttlLeft("x")).toBeUndefined();
   });
 });
 
